@@ -1,0 +1,23 @@
+"""Alembic environment: run by `embedkeeper migrate`, which passes an open connection and the
+document_id type in config.attributes (see daemon/migrate.py)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+from models import SCHEMA, metadata
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    version_table_schema=SCHEMA,
+    include_schemas=True,
+    include_name=lambda name, type_, parent: type_ != "schema" or name == SCHEMA,
+)
+with context.begin_transaction():
+    # Two instances migrating at once: the second waits, then finds the schema at head.
+    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('embedkeeper:migrate'))"))
+    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+    context.run_migrations()

@@ -1,0 +1,106 @@
+"""Claims: which process embeds which document, held in PostgreSQL and dying with the session.
+
+A claim is a session-level advisory lock keyed on (model, document id). It is taken in the same
+statement that finds the pending documents (pg_try_advisory_lock skips what a peer holds, so two
+processes never embed one document at once) and released after the document's vector or failure
+is committed. If the process dies, even by kill -9, its connection closes and PostgreSQL drops
+its locks at once: a rerun takes the work over immediately, with no lease to wait out. Nothing is
+written when a claim is taken, so a dead claim leaves nothing to clean up.
+
+A claim also re-reads the claimed documents' vectors in a fresh snapshot, because the discovery
+statement's snapshot may predate a peer's commit that landed just before its unlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from daemon.documents import Document, DocumentId
+from daemon.pipeline import Claimed
+from daemon.queries import SourceQueries, StaleBy
+
+
+def lock_space(model: str) -> str:
+    """Advisory-lock namespace of a model: the same document may be embedded for two models."""
+    return f"embedkeeper:{model}"
+
+
+def claim_batch(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    *,
+    model: str,
+    after: DocumentId | None,
+    limit: int,
+    stale_by: StaleBy,
+    ignore_retry_delay: bool,
+    prefix_chars: int,
+) -> Claimed:
+    rows = conn.execute(
+        queries.claim(stale_by),
+        {
+            "model": model,
+            "after": after,
+            "limit": limit,
+            "lock_space": lock_space(model),
+            "ignore_delay": ignore_retry_delay,
+            "prefix_chars": prefix_chars,
+        },
+    ).fetchall()
+    if not rows:
+        return Claimed([], None)
+    last_key = max(row[0] for row in rows)
+    locked = [
+        Document(id=r[0], text=r[1], cut=r[2], content_hash=bytes(r[3]), updated_at=r[4])
+        for r in rows
+        if r[5]
+    ]
+    return Claimed(_still_pending(conn, queries, model, locked), last_key)
+
+
+def _still_pending(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: list[Document]
+) -> list[Document]:
+    if not docs:
+        return []
+    existing = {
+        row[0]: (bytes(row[1]), row[2])
+        for row in conn.execute(
+            queries.existing_vectors(), {"model": model, "ids": [d.id for d in docs]}
+        )
+    }
+    pending: list[Document] = []
+    done: list[Document] = []
+    touch: list[Document] = []
+    for doc in docs:
+        current = existing.get(doc.id)
+        if current is None or current[0] != doc.content_hash:
+            pending.append(doc)
+        elif _newer(doc.updated_at, current[1]):
+            touch.append(doc)
+        else:
+            done.append(doc)
+    if touch:
+        conn.execute(
+            queries.touch(),
+            {"model": model, "ids": [d.id for d in touch], "updated": [d.updated_at for d in touch]},
+        )
+    release(conn, queries, model, done + touch)
+    return pending
+
+
+def _newer(updated_at: datetime | None, recorded: datetime | None) -> bool:
+    return updated_at is not None and (recorded is None or updated_at > recorded)
+
+
+def release(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: Sequence[Document]
+) -> None:
+    if docs:
+        conn.execute(
+            queries.unlock(), {"lock_space": lock_space(model), "ids": [d.id for d in docs]}
+        )

@@ -1,0 +1,212 @@
+"""The `embedkeeper` command: argparse subcommands and exit codes.
+
+Exit codes: 0 every embeddable document is embedded; 1 fatal (config, database, model);
+2 usage; 3 finished, but some documents are in review. An EmbedkeeperError becomes one line on
+stderr (the traceback too with -v); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from daemon import __version__
+from daemon.config import Config, load_config
+from daemon.errors import EmbedkeeperError
+from daemon.logs import event, mask_url, setup_logging
+
+log = logging.getLogger("embedkeeper")
+
+Command = Callable[[argparse.Namespace, Config], int]
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    from daemon.db import database_url
+    from daemon.migrate import migrate
+
+    url = database_url(config)
+    revision = migrate(url, config.source, timeout_s=config.connect_timeout_s)
+    print(f"embedkeeper schema at revision {revision} in {mask_url(url)}")
+    return 0
+
+
+def _models(config: Config, name: str | None) -> list:  # type: ignore[type-arg]
+    return [config.model(name)] if name else list(config.models)
+
+
+def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
+    from daemon.backfill import backfill, stop_on_signals
+    from daemon.coverage import format_table
+    from daemon.startup import open_app
+
+    models = _models(config, args.model)
+    app = open_app(config)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        result = backfill(app, models, limit=args.limit, stop=stop)
+    finally:
+        app.close()
+    for name, outcome in result.results.items():
+        s = outcome.stats
+        print(
+            f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
+            f"{outcome.deleted} deleted, {s.tokens} tokens in {s.elapsed_s:.1f} s "
+            f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s)"
+        )
+    print(format_table(result.coverage))
+    if result.interrupted:
+        print("interrupted: the batch in flight was finished or released", file=sys.stderr)
+        return 1
+    if result.exit_code == 3:
+        print("some documents are in review: see `embedkeeper failures list`", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from daemon.service import run_daemon
+
+    return run_daemon(config)
+
+
+def cmd_coverage(args: argparse.Namespace, config: Config) -> int:
+    from daemon.backfill import coverage_of
+    from daemon.coverage import format_table
+    from daemon.startup import open_app
+
+    app = open_app(config)
+    rows = coverage_of(app, _models(config, args.model))
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace, config: Config) -> int:
+    from daemon.db import connect
+    from daemon.failures import format_failures, ignore_failures, list_failures, retry_failures
+    from daemon.startup import open_app
+
+    if args.model:
+        config.model(args.model)  # an unknown name is an error, not an empty list
+    app = open_app(config)
+    id_type = app.queries.id_type
+    with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        if args.action == "list":
+            print(format_failures(list_failures(conn, id_type, args.model, args.ids, args.all)))
+        elif args.action == "retry":
+            count = retry_failures(conn, id_type, args.model, args.ids)
+            print(f"re-queued {count} document(s); the next pass or backfill embeds them")
+        else:
+            count = ignore_failures(conn, id_type, args.model, args.ids)
+            print(f"ignored {count} document(s); they no longer count as failed")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from daemon.db import connect, database_url
+    from daemon.demo import load_demo_corpus
+    from daemon.migrate import migrate
+
+    url = database_url(config)
+    with connect(url, timeout_s=config.connect_timeout_s, register=False) as conn:
+        count = load_demo_corpus(conn)
+    event(log, logging.INFO, "demo_corpus", documents=count, database=mask_url(url))
+    migrate(url, config.source, timeout_s=config.connect_timeout_s)
+    return cmd_backfill(argparse.Namespace(model=None, limit=None), config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS,
+        help="config file (default ./embedkeeper.toml, then /etc/embedkeeper/embedkeeper.toml)",
+    )
+    common.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS,
+        help="where the embedded PostgreSQL keeps its data (when no database url is set)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logs and tracebacks")
+    common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS)
+
+    parser = argparse.ArgumentParser(
+        prog="embedkeeper", parents=[common],
+        description="Keep pgvector embeddings in step with the documents in PostgreSQL.",
+    )
+    parser.add_argument("--version", action="version", version=f"embedkeeper {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("migrate", cmd_migrate, "create or upgrade embedkeeper's schema (alembic upgrade head)")
+    p = add("backfill", cmd_backfill, "embed every pending document, then exit")
+    p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--limit", type=_positive, help="stop after N documents")
+    add("run", cmd_run, "the daemon: a pass on the [schedule], until SIGTERM")
+    p = add("coverage", cmd_coverage, "how much of the source has current vectors")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
+    p.add_argument("--model", help="only this [[models]] name")
+    p = add("failures", cmd_failures, "documents in review: list, retry or ignore them")
+    p.add_argument("action", choices=("list", "retry", "ignore"))
+    p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")
+    p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--all", action="store_true", help="list: also those retrying or ignored")
+    add("demo", cmd_demo, "load Python's docs into the embedded PostgreSQL and backfill them")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    setup_logging("DEBUG" if verbose else "INFO", getattr(args, "log_format", "text"))
+    try:
+        overrides = {}
+        if getattr(args, "data_dir", None):
+            overrides["EMBEDKEEPER_DATA_DIR"] = str(args.data_dir)
+        if args.command == "demo":
+            config = demo_config(overrides)
+        else:
+            config = load_config(getattr(args, "config", None), overrides=overrides)
+        if not verbose:
+            setup_logging(config.logging.level, getattr(args, "log_format", config.logging.format))
+        code: int = args.handler(args, config)
+        return code
+    except EmbedkeeperError as exc:
+        if verbose:
+            log.exception("fatal")
+        print(f"embedkeeper: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("embedkeeper: interrupted", file=sys.stderr)
+        return 130
+
+
+def demo_config(overrides: dict[str, str]) -> Config:
+    """The demo always uses the embedded PostgreSQL, whatever database URL the environment has."""
+    import os
+
+    from daemon.config import parse_config
+
+    env = {k: v for k, v in os.environ.items() if k not in ("EMBEDKEEPER_DATABASE_URL", "DATABASE_URL")}
+    return parse_config({}, {**env, **overrides})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""One pass for one model: prune what is gone, drain what is pending, record the run.
+
+This is where transient failures are absorbed: a lost database connection or an unavailable
+backend ends the attempt (claims die with the session or are released, no document is charged),
+we back off with jitter and try again, up to [retry] transient_attempts; then the error goes up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from threading import Event
+from typing import Any
+
+import psycopg
+
+from daemon.backends import Backend
+from daemon.config import Config, ModelConfig
+from daemon.db import connect, mapped_errors
+from daemon.errors import BackendUnavailable, DatabaseUnavailable
+from daemon.logs import event
+from daemon.pipeline import RunStats, drain
+from daemon.queries import SourceQueries, StaleBy
+from daemon.retry import transient_delay_s
+from daemon.runs import finish_run, start_run
+from daemon.store import PgStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PassOptions:
+    trigger: str  # backfill, schedule, sweep, demo
+    stale_by: StaleBy
+    ignore_retry_delay: bool  # a backfill retries failed documents at once, up to max_attempts
+    limit: int | None = None
+
+
+@dataclass(slots=True)
+class PassResult:
+    stats: RunStats
+    deleted: int
+
+
+def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int:
+    """Delete the vectors and failures of documents that are gone: at every pass, at the latest."""
+    with mapped_errors("pruning vectors of deleted documents"):
+        row = conn.execute(queries.prune(), {"model": model}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_pass(
+    url: str,
+    config: Config,
+    queries: SourceQueries,
+    model: ModelConfig,
+    backend: Backend,
+    options: PassOptions,
+    stop: Event,
+    on_batch: Callable[[RunStats], None] | None = None,
+) -> PassResult:
+    total = RunStats()
+    deleted = 0
+    attempt = 0
+    run_id: int | None = None
+    while True:
+        try:
+            with connect(url, timeout_s=config.connect_timeout_s) as conn:
+                if run_id is None:
+                    with mapped_errors("starting a run"):
+                        run_id = start_run(conn, model.name, options.trigger)
+                    deleted = prune(conn, queries, model.name)
+                store = PgStore(
+                    conn,
+                    queries,
+                    model=model.name,
+                    retry=config.retry,
+                    stale_by=options.stale_by,
+                    ignore_retry_delay=options.ignore_retry_delay,
+                    prefix_chars=backend.max_chars,
+                )
+
+                def progress(stats: RunStats) -> None:
+                    if on_batch is not None:
+                        on_batch(_merged(total, stats))
+
+                remaining = None if options.limit is None else options.limit - _done(total)
+                stats = drain(
+                    store,
+                    backend,
+                    claim_size=model.claim_size,
+                    dimensions=model.dimensions,
+                    stop=stop,
+                    on_batch=progress,
+                    limit=remaining,
+                )
+                total = _merged(total, stats)
+                with mapped_errors("finishing the run"):
+                    finish_run(conn, run_id, total, status="ok", deleted=deleted)
+            return PassResult(total, deleted)
+        except (DatabaseUnavailable, BackendUnavailable) as exc:
+            attempt += 1
+            if attempt >= config.retry.transient_attempts or stop.is_set():
+                _record_failed_run(url, config, run_id, total, deleted, exc)
+                raise
+            delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+            event(log, logging.WARNING, "transient_failure", model=model.name,
+                  error=type(exc).__name__, detail=str(exc), attempt=attempt, retry_in_s=delay)
+            if stop.wait(delay):
+                _record_failed_run(url, config, run_id, total, deleted, exc)
+                raise
+
+
+def _done(stats: RunStats) -> int:
+    return stats.ok + stats.failed + stats.skipped
+
+
+def _merged(a: RunStats, b: RunStats) -> RunStats:
+    return RunStats(
+        ok=a.ok + b.ok,
+        failed=a.failed + b.failed,
+        skipped=a.skipped + b.skipped,
+        tokens=a.tokens + b.tokens,
+        batches=a.batches + b.batches,
+        started=a.started,
+    )
+
+
+def _record_failed_run(
+    url: str, config: Config, run_id: int | None, stats: RunStats, deleted: int, exc: Exception
+) -> None:
+    """Best effort: the database may be the thing that is down."""
+    if run_id is None:
+        return
+    try:
+        with connect(url, timeout_s=config.connect_timeout_s) as conn:
+            finish_run(conn, run_id, stats, status="failed", deleted=deleted, error=str(exc)[:500])
+    except Exception as err:  # the original error is the one worth raising
+        event(log, logging.DEBUG, "run_not_recorded", run=run_id, error=type(err).__name__)

@@ -1,0 +1,146 @@
+"""The loop of one pass: claim -> embed -> write, until nothing is claimable or we are told to stop.
+
+It imports no psycopg, httpx or torch: the Store owns SQL and claims, the Backend owns the model.
+A pass walks the key space in sweeps; each sweep claims batches after a keyset cursor. A sweep that
+claimed nothing ends the pass, so documents that failed (and may be retried at once, as in a
+backfill) or that a dead peer released are picked up by the next sweep.
+
+BackendUnavailable propagates after the batch's claims are released, so that no document is
+charged for an outage; the caller decides how long to back off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from threading import Event
+from typing import Protocol
+
+from daemon.backends import Backend
+from daemon.batching import clean_message, halves, vector_problem
+from daemon.documents import Document, DocumentId, Embedded, Rejected
+from daemon.errors import BackendUnavailable, InputRejected
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claim's result: the documents we hold, and the last key the query looked at."""
+
+    documents: list[Document]
+    last_key: DocumentId | None
+
+
+class Store(Protocol):
+    def claim(self, after: DocumentId | None, limit: int) -> Claimed: ...
+
+    def save(self, embedded: Sequence[Embedded]) -> int:
+        """Write the vectors, clear their failures, release them; returns how many were written."""
+        ...
+
+    def fail(self, rejected: Sequence[Rejected]) -> None:
+        """Charge one attempt to each document and release it."""
+        ...
+
+    def release(self, documents: Sequence[Document]) -> None: ...
+
+
+@dataclass(slots=True)
+class RunStats:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # claimed but not written: a peer did it, or the text changed meanwhile
+    tokens: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed_s(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.ok / self.elapsed_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.elapsed_s
+
+
+def embed_isolating_poison(
+    backend: Backend, documents: Sequence[Document], dimensions: int
+) -> tuple[list[Embedded], list[Rejected]]:
+    """Embed a batch; when the backend rejects it, split it until the culprits stand alone, so
+    one bad document never fails its neighbours. Vectors that are the wrong size, non-finite or
+    zero are that document's failure and are never written."""
+    try:
+        results = backend.embed(documents)
+    except InputRejected as exc:
+        if len(documents) == 1:
+            return [], [Rejected(documents[0], "InputRejected", clean_message(str(exc)))]
+        embedded: list[Embedded] = []
+        rejected: list[Rejected] = []
+        for half in halves(documents):
+            done, bad = embed_isolating_poison(backend, half, dimensions)
+            embedded += done
+            rejected += bad
+        return embedded, rejected
+    if len(results) != len(documents):
+        raise BackendUnavailable(
+            f"backend returned {len(results)} vectors for {len(documents)} documents"
+        )
+    good: list[Embedded] = []
+    bad_vectors: list[Rejected] = []
+    for result in results:
+        problem = vector_problem(result.vector, dimensions)
+        if problem is None:
+            good.append(result)
+        else:
+            bad_vectors.append(Rejected(result.document, "InvalidVector", problem))
+    return good, bad_vectors
+
+
+def drain(
+    store: Store,
+    backend: Backend,
+    *,
+    claim_size: int,
+    dimensions: int,
+    stop: Event,
+    on_batch: Callable[[RunStats], None] | None = None,
+    limit: int | None = None,
+) -> RunStats:
+    """Embed until a whole sweep of the key space claims nothing, `limit` documents are done,
+    or `stop` is set."""
+    stats = RunStats()
+    cursor: DocumentId | None = None
+    claimed_in_sweep = 0
+    while not stop.is_set():
+        budget = claim_size if limit is None else min(claim_size, limit - stats.ok - stats.failed)
+        if budget <= 0:
+            break
+        claimed = store.claim(cursor, budget)
+        if claimed.last_key is None:  # this sweep reached the end of the key space
+            if claimed_in_sweep == 0:
+                break
+            cursor, claimed_in_sweep = None, 0
+            continue
+        cursor = claimed.last_key
+        if not claimed.documents:
+            continue
+        claimed_in_sweep += len(claimed.documents)
+        try:
+            embedded, rejected = embed_isolating_poison(backend, claimed.documents, dimensions)
+        except BaseException:
+            store.release(claimed.documents)
+            raise
+        written = store.save(embedded)
+        store.fail(rejected)
+        stats.ok += written
+        stats.skipped += len(embedded) - written
+        stats.failed += len(rejected)
+        stats.tokens += sum(e.token_count for e in embedded)
+        stats.batches += 1
+        if on_batch is not None:
+            on_batch(stats)
+    return stats

@@ -1,0 +1,261 @@
+"""Every statement that touches the user's table, built once per config with psycopg.sql.
+
+Identifiers from config go through sql.Identifier; the `[source] where` filter, the one fragment
+an operator writes, is inserted as trusted SQL in parentheses. Values are always parameters.
+
+The discovery query is an anti-join against embedkeeper.embeddings on its primary key
+(model, document_id), walked in key order from a keyset cursor (`after`), so one batch reads only
+the rows between the cursor and the next `limit` pending documents: its cost does not grow with the
+table. Stale detection in that query uses `updated_at_column`; comparing content hashes reads and
+hashes every text, so it is a separate sweep (`stale_by="hash"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from psycopg import sql
+
+from daemon.config import SourceConfig
+
+StaleBy = Literal["none", "updated_at", "hash"]
+E = sql.SQL("embedkeeper.embeddings")
+F = sql.SQL("embedkeeper.failures")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceQueries:
+    """The statements for one source; `id_type` is embeddings.document_id's type (bigint/text/uuid)."""
+
+    source: SourceConfig
+    id_type: str
+
+    @property
+    def table(self) -> sql.Composable:
+        s = self.source
+        return sql.Identifier(s.schema, s.table) if s.schema else sql.Identifier(s.table)
+
+    @property
+    def id(self) -> sql.Composable:
+        return sql.Identifier("s", self.source.id_column)
+
+    @property
+    def text(self) -> sql.Composable:
+        return sql.Identifier("s", self.source.text_column)
+
+    @property
+    def updated_at(self) -> sql.Composable:
+        column = self.source.updated_at_column
+        return sql.Identifier("s", column) if column else sql.SQL("NULL::timestamptz")
+
+    @property
+    def in_scope(self) -> sql.Composable:
+        """The operator's filter; `%` doubled because the statement also takes parameters."""
+        where = self.source.where
+        return sql.SQL("({})").format(sql.SQL(where.replace("%", "%%"))) if where else sql.SQL("TRUE")
+
+    @property
+    def blank(self) -> sql.Composable:
+        """NULL or only whitespace: skipped, never embedded, never failed."""
+        return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
+
+    def hash_of(self, text: sql.Composable) -> sql.Composable:
+        return sql.SQL("decode(md5({}), 'hex')").format(text)
+
+    def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        return sql.SQL(template).format(
+            table=self.table,
+            id=self.id,
+            text=self.text,
+            updated_at=self.updated_at,
+            in_scope=self.in_scope,
+            blank=self.blank,
+            id_type=sql.SQL(self.id_type),
+            embeddings=E,
+            failures=F,
+            **extra,
+        )
+
+    def claim(self, stale_by: StaleBy) -> sql.Composed:
+        """Pending documents after the cursor, each with a try of its session-level advisory lock.
+
+        The LIMIT sits in the inner query and the lock in the outer select list, so the lock is
+        tried exactly once on each returned row; `locked` is false where a peer holds it. The
+        caller moves its cursor past every row, locked or not."""
+        stale = {
+            "none": sql.SQL("FALSE"),
+            "updated_at": sql.SQL("{u} > e.source_updated_at").format(u=self.updated_at),
+            "hash": sql.SQL("e.content_hash <> {h}").format(h=self.hash_of(self.text)),
+        }[stale_by]
+        return self._fmt(
+            """
+            SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
+                   decode(md5(c.body), 'hex'), c.updated_at,
+                   pg_try_advisory_lock(hashtext(%(lock_space)s), hashtext(c.id::text))
+            FROM (
+                SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at
+                FROM {table} AS s
+                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
+                WHERE (%(after)s::{id_type} IS NULL OR {id} > %(after)s::{id_type})
+                  AND {in_scope} AND NOT {blank}
+                  AND (e.document_id IS NULL OR {stale})
+                  AND (f.document_id IS NULL
+                       OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
+                       OR (f.status = 'retry' AND (%(ignore_delay)s OR f.next_retry_at <= now())))
+                ORDER BY {id}
+                LIMIT %(limit)s
+            ) AS c
+            ORDER BY c.id
+            """,
+            stale=stale,
+        )
+
+    def existing_vectors(self) -> sql.Composed:
+        """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
+        return self._fmt(
+            """
+            SELECT document_id, content_hash, source_updated_at FROM {embeddings}
+            WHERE model = %(model)s AND document_id = ANY(%(ids)s::{id_type}[])
+            """
+        )
+
+    def touch(self) -> sql.Composed:
+        """updated_at moved but the text did not: record the new time, skip the model."""
+        return self._fmt(
+            """
+            UPDATE {embeddings} AS e SET source_updated_at = x.updated_at
+            FROM unnest(%(ids)s::{id_type}[], %(updated)s::timestamptz[]) AS x(id, updated_at)
+            WHERE e.model = %(model)s AND e.document_id = x.id
+            """
+        )
+
+    def unlock(self) -> sql.Composed:
+        return self._fmt(
+            """
+            SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(%(lock_space)s),
+                                                             hashtext(x.id::text)))
+            FROM unnest(%(ids)s::{id_type}[]) AS x(id)
+            """
+        )
+
+    def create_staging(self) -> sql.Composed:
+        return self._fmt(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS embedkeeper_staging (
+                document_id {id_type}, embedding vector, content_hash bytea,
+                source_updated_at timestamptz, token_count integer, truncated boolean
+            ) ON COMMIT DELETE ROWS
+            """
+        )
+
+    def upsert_from_staging(self) -> sql.Composed:
+        """Write the staged vectors whose document still has the text that was embedded.
+
+        The join on the source is the fence: a document edited or deleted while its batch was
+        being embedded gets no vector from this batch (it is pending again, or gone)."""
+        return self._fmt(
+            """
+            WITH fresh AS (
+                SELECT st.* FROM pg_temp.embedkeeper_staging AS st
+                JOIN {table} AS s ON {id} = st.document_id
+                WHERE {in_scope} AND {text} IS NOT NULL
+                  AND decode(md5({text}::text), 'hex') = st.content_hash
+            ), written AS (
+                INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
+                    source_updated_at, token_count, truncated, embedded_at)
+                SELECT %(model)s, document_id, embedding, content_hash, source_updated_at,
+                       token_count, truncated, now()
+                FROM fresh ORDER BY document_id
+                ON CONFLICT (model, document_id) DO UPDATE SET
+                    embedding = excluded.embedding, content_hash = excluded.content_hash,
+                    source_updated_at = excluded.source_updated_at,
+                    token_count = excluded.token_count, truncated = excluded.truncated,
+                    embedded_at = excluded.embedded_at
+                RETURNING document_id
+            ), cleared AS (
+                DELETE FROM {failures} AS f USING written AS w
+                WHERE f.model = %(model)s AND f.document_id = w.document_id
+            )
+            SELECT document_id FROM written
+            """
+        )
+
+    def record_failures(self) -> sql.Composed:
+        """Charge one attempt per document; a changed text starts its count again."""
+        return self._fmt(
+            """
+            INSERT INTO {failures} AS f (model, document_id, attempts, error_class, message,
+                content_hash, first_seen, last_seen, next_retry_at, status)
+            SELECT %(model)s, x.id, 1, x.cls, x.msg, x.hash, now(), now(),
+                   now() + make_interval(secs => %(backoff_s)s),
+                   CASE WHEN %(max_attempts)s <= 1 THEN 'review' ELSE 'retry' END
+            FROM unnest(%(ids)s::{id_type}[], %(classes)s::text[], %(messages)s::text[],
+                        %(hashes)s::bytea[]) AS x(id, cls, msg, hash)
+            ON CONFLICT (model, document_id) DO UPDATE SET
+                attempts = {n}, error_class = excluded.error_class,
+                message = excluded.message, content_hash = excluded.content_hash,
+                last_seen = now(),
+                status = CASE WHEN {n} >= %(max_attempts)s THEN 'review' ELSE 'retry' END,
+                next_retry_at = now() + make_interval(secs => least(
+                    %(backoff_s)s * 2 ^ ({n} - 1), %(backoff_max_s)s))
+            """,
+            n=sql.SQL(
+                "(CASE WHEN f.content_hash IS DISTINCT FROM excluded.content_hash"
+                " THEN 1 ELSE f.attempts + 1 END)"
+            ),
+        )
+
+    def prune(self) -> sql.Composed:
+        """Vectors and failures of documents that are gone, out of scope, or now blank."""
+        return self._fmt(
+            """
+            WITH gone_vectors AS (
+                DELETE FROM {embeddings} AS e WHERE e.model = %(model)s AND NOT EXISTS (
+                    SELECT 1 FROM {table} AS s
+                    WHERE {id} = e.document_id AND {in_scope} AND NOT {blank})
+                RETURNING 1
+            ), gone_failures AS (
+                DELETE FROM {failures} AS f WHERE f.model = %(model)s AND NOT EXISTS (
+                    SELECT 1 FROM {table} AS s
+                    WHERE {id} = f.document_id AND {in_scope} AND NOT {blank})
+            )
+            SELECT count(*) FROM gone_vectors
+            """
+        )
+
+    def coverage(self) -> sql.Composed:
+        """The coverage figures for one model in one scan of the source."""
+        return self._fmt(
+            """
+            SELECT count(*) AS total,
+                   count(*) FILTER (WHERE blank) AS skipped,
+                   count(*) FILTER (WHERE NOT blank AND has_vector) AS embedded,
+                   count(*) FILTER (WHERE NOT blank AND has_vector AND changed) AS stale,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND f_status = 'review' AND f_same) AS failed,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND f_status = 'ignored' AND f_same) AS ignored,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND NOT (f_status IN ('review', 'ignored') AND f_same)
+                                    ) AS pending
+            FROM (
+                SELECT {blank} AS blank,
+                       e.document_id IS NOT NULL AS has_vector,
+                       e.content_hash IS DISTINCT FROM cur.hash AS changed,
+                       (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash)
+                           AS needs_work,
+                       coalesce(f.status, '') AS f_status,
+                       f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
+                FROM {table} AS s
+                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
+                CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
+                                                  OR f.document_id IS NOT NULL
+                                                THEN decode(md5({text}::text), 'hex') END
+                                           AS hash) AS cur
+                WHERE {in_scope}
+            ) AS d
+            """
+        )

@@ -1,0 +1,57 @@
+"""APScheduler 3 wiring: the pass job on an interval or cron trigger, run one at a time.
+
+max_instances=1 means a slow pass is never overlapped by the next; coalesce folds a backlog of
+missed runs into one; misfire_grace_time lets a run that was late (the machine slept, the previous
+pass ran long) still happen. The first pass starts at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from daemon.config import ScheduleConfig
+
+
+def make_trigger(schedule: ScheduleConfig) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if schedule.cron:
+        return CronTrigger.from_crontab(schedule.cron)
+    return IntervalTrigger(seconds=schedule.interval_s or 300.0)
+
+
+def build_scheduler(
+    schedule: ScheduleConfig,
+    tick: Callable[[], None],
+    *,
+    watchdog: Callable[[], None] | None = None,
+    watchdog_interval_s: float | None = None,
+) -> Any:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(max_workers=2)})
+    scheduler.add_job(
+        tick,
+        make_trigger(schedule),
+        id="pass",
+        name="embedkeeper pass",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, round(schedule.misfire_grace_s)),
+        next_run_time=datetime.now(timezone.utc),
+    )
+    if watchdog is not None and watchdog_interval_s:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        scheduler.add_job(
+            watchdog,
+            IntervalTrigger(seconds=watchdog_interval_s),
+            id="watchdog",
+            max_instances=1,
+            coalesce=True,
+        )
+    return scheduler

@@ -1,0 +1,66 @@
+"""PgStore: the pipeline's Store on one PostgreSQL connection (its claims live in that session)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from daemon.claims import claim_batch, release
+from daemon.config import RetryConfig
+from daemon.db import mapped_errors
+from daemon.documents import Document, DocumentId, Embedded, Rejected
+from daemon.pipeline import Claimed
+from daemon.queries import SourceQueries, StaleBy
+from daemon.writer import Writer
+
+
+class PgStore:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        queries: SourceQueries,
+        *,
+        model: str,
+        retry: RetryConfig,
+        stale_by: StaleBy,
+        ignore_retry_delay: bool,
+        prefix_chars: int,
+    ) -> None:
+        self.conn = conn
+        self.queries = queries
+        self.model = model
+        self.retry = retry
+        self.stale_by: StaleBy = stale_by
+        self.ignore_retry_delay = ignore_retry_delay
+        self.prefix_chars = prefix_chars
+        with mapped_errors("preparing the writer"):
+            self.writer = Writer(conn, queries, model)
+
+    def claim(self, after: DocumentId | None, limit: int) -> Claimed:
+        with mapped_errors("claiming documents"):
+            return claim_batch(
+                self.conn,
+                self.queries,
+                model=self.model,
+                after=after,
+                limit=limit,
+                stale_by=self.stale_by,
+                ignore_retry_delay=self.ignore_retry_delay,
+                prefix_chars=self.prefix_chars,
+            )
+
+    def save(self, embedded: Sequence[Embedded]) -> int:
+        with mapped_errors("writing vectors"):
+            return self.writer.save(embedded)
+
+    def fail(self, rejected: Sequence[Rejected]) -> None:
+        with mapped_errors("recording failures"):
+            self.writer.fail(rejected, self.retry)
+
+    def release(self, documents: Sequence[Document]) -> None:
+        if self.conn.closed:
+            return  # the claims died with the session
+        with mapped_errors("releasing claims"):
+            release(self.conn, self.queries, self.model, documents)

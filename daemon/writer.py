@@ -1,0 +1,66 @@
+"""Writes: vectors upserted in one statement per batch, failures charged, claims released.
+
+Vectors go to a session temp table by binary COPY, then one INSERT ... ON CONFLICT moves those
+whose document still has the embedded text into embedkeeper.embeddings and clears their failures.
+Claims are released only after the commit, so a peer that takes the lock next sees the vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from daemon.claims import release
+from daemon.config import RetryConfig
+from daemon.documents import Embedded, Rejected
+from daemon.logs import mask_secrets
+from daemon.queries import SourceQueries
+
+
+class Writer:
+    def __init__(self, conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> None:
+        self.conn = conn
+        self.queries = queries
+        self.model = model
+        conn.execute(queries.create_staging())
+        self._copy_types = [queries.id_type, "vector", "bytea", "timestamptz", "int4", "bool"]
+
+    def save(self, embedded: Sequence[Embedded]) -> int:
+        if not embedded:
+            return 0
+        with self.conn.transaction():
+            with self.conn.cursor().copy(
+                "COPY pg_temp.embedkeeper_staging FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(self._copy_types)
+                for e in embedded:
+                    d = e.document
+                    copy.write_row(
+                        (d.id, e.vector, d.content_hash, d.updated_at, e.token_count, e.truncated)
+                    )
+            written = self.conn.execute(
+                self.queries.upsert_from_staging(), {"model": self.model}
+            ).fetchall()
+        release(self.conn, self.queries, self.model, [e.document for e in embedded])
+        return len(written)
+
+    def fail(self, rejected: Sequence[Rejected], retry: RetryConfig) -> None:
+        if not rejected:
+            return
+        with self.conn.transaction():
+            self.conn.execute(
+                self.queries.record_failures(),
+                {
+                    "model": self.model,
+                    "ids": [r.document.id for r in rejected],
+                    "classes": [r.error_class for r in rejected],
+                    "messages": [mask_secrets(r.message) for r in rejected],
+                    "hashes": [r.document.content_hash for r in rejected],
+                    "max_attempts": retry.max_attempts,
+                    "backoff_s": retry.backoff_s,
+                    "backoff_max_s": retry.backoff_max_s,
+                },
+            )
+        release(self.conn, self.queries, self.model, [r.document for r in rejected])

@@ -1,0 +1,23 @@
+"""embedkeeper's own tables, in the schema "embedkeeper"; never the user's table."""
+
+from __future__ import annotations
+
+from models.tables import (
+    DOCUMENT_ID_TYPES,
+    SCHEMA,
+    embeddings,
+    failures,
+    metadata,
+    registered_models,
+    runs,
+)
+
+__all__ = [
+    "DOCUMENT_ID_TYPES",
+    "SCHEMA",
+    "embeddings",
+    "failures",
+    "metadata",
+    "registered_models",
+    "runs",
+]

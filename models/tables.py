@@ -1,0 +1,120 @@
+"""The SQLAlchemy tables that alembic migrates: vectors, the model registry, failures and runs.
+
+`embeddings.document_id` has the type of the user's key (bigint, text or uuid) so the discovery
+anti-join probes an index without a cast. The type is chosen when the schema is first created
+(`embedkeeper migrate` reads it off the source table); these models declare the bigint form.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.types import TypeEngine
+
+SCHEMA = "embedkeeper"
+
+# Source key type family -> the document_id column type.
+DOCUMENT_ID_TYPES: dict[str, TypeEngine[object]] = {
+    "bigint": BigInteger(),
+    "text": Text(),
+    "uuid": UUID(as_uuid=True),
+}
+
+FAILURE_STATUSES = ("retry", "review", "ignored")
+
+metadata = MetaData(schema=SCHEMA)
+
+
+def now_column(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now())
+
+
+def embeddings_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Table:
+    return Table(
+        "embeddings",
+        meta,
+        Column("model", Text, nullable=False),
+        Column("document_id", document_id_type, nullable=False),
+        Column("embedding", VECTOR(), nullable=False),
+        Column("content_hash", LargeBinary, nullable=False),  # md5 of the text, as PostgreSQL computes it
+        Column("source_updated_at", DateTime(timezone=True), nullable=True),
+        Column("token_count", Integer, nullable=False),
+        Column("truncated", Boolean, nullable=False),
+        now_column("embedded_at"),
+        # Unique (document_id, model); model first so per-model scans and prunes use it.
+        PrimaryKeyConstraint("model", "document_id", name="embeddings_pkey"),
+    )
+
+
+def failures_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Table:
+    return Table(
+        "failures",
+        meta,
+        Column("model", Text, nullable=False),
+        Column("document_id", document_id_type, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("error_class", Text, nullable=False),
+        Column("message", Text, nullable=False),
+        Column("content_hash", LargeBinary, nullable=True),  # the text that failed
+        now_column("first_seen"),
+        now_column("last_seen"),
+        Column("next_retry_at", DateTime(timezone=True), nullable=True),
+        Column("status", Text, nullable=False),
+        PrimaryKeyConstraint("model", "document_id", name="failures_pkey"),
+        CheckConstraint(
+            "status IN ('retry', 'review', 'ignored')", name="failures_status_check"
+        ),
+    )
+
+
+embeddings = embeddings_table(metadata, DOCUMENT_ID_TYPES["bigint"])
+failures = failures_table(metadata, DOCUMENT_ID_TYPES["bigint"])
+
+registered_models = Table(
+    "models",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("dimensions", Integer, nullable=False),
+    Column("backend", Text, nullable=False),
+    Column("model_ref", Text, nullable=False),
+    now_column("registered_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'running'")),
+    now_column("started_at"),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("docs_ok", Integer, nullable=False, server_default=text("0")),
+    Column("docs_failed", Integer, nullable=False, server_default=text("0")),
+    Column("docs_skipped", Integer, nullable=False, server_default=text("0")),
+    Column("docs_deleted", Integer, nullable=False, server_default=text("0")),
+    Column("tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("docs_per_s", Float, nullable=True),
+    Column("tokens_per_s", Float, nullable=True),
+    Column("host", Text, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("runs_model_started_idx", "model", "started_at"),
+)
