@@ -3,9 +3,9 @@ document_id type in config.attributes (see daemon/migrate.py)."""
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import text
 
+from alembic import context
 from models import SCHEMA, metadata
 
 connection = context.config.attributes["connection"]

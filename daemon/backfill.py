@@ -68,9 +68,14 @@ def backfill(
         progress = Progress(model.name, todo if limit is None else min(todo, limit))
         try:
             results[model.name] = run_pass(
-                app.url, app.config, app.queries, model, backend,
+                app.url,
+                app.config,
+                app.queries,
+                model,
+                backend,
                 PassOptions(trigger, "hash", ignore_retry_delay=True, limit=limit),
-                stop, on_batch=progress,
+                stop,
+                on_batch=progress,
             )
         finally:
             progress.close()

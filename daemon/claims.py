@@ -87,7 +87,11 @@ def _still_pending(
     if touch:
         conn.execute(
             queries.touch(),
-            {"model": model, "ids": [d.id for d in touch], "updated": [d.updated_at for d in touch]},
+            {
+                "model": model,
+                "ids": [d.id for d in touch],
+                "updated": [d.updated_at for d in touch],
+            },
         )
     release(conn, queries, model, done + touch)
     return pending

@@ -125,19 +125,29 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, default=argparse.SUPPRESS,
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
         help="config file (default ./embedkeeper.toml, then /etc/embedkeeper/embedkeeper.toml)",
     )
     common.add_argument(
-        "--data-dir", type=Path, default=argparse.SUPPRESS,
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
         help="where the embedded PostgreSQL keeps its data (when no database url is set)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="debug logs and tracebacks")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logs and tracebacks",
+    )
     common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
-        prog="embedkeeper", parents=[common],
+        prog="embedkeeper",
+        parents=[common],
         description="Keep pgvector embeddings in step with the documents in PostgreSQL.",
     )
     parser.add_argument("--version", action="version", version=f"embedkeeper {__version__}")
@@ -204,7 +214,9 @@ def demo_config(overrides: dict[str, str]) -> Config:
 
     from daemon.config import parse_config
 
-    env = {k: v for k, v in os.environ.items() if k not in ("EMBEDKEEPER_DATABASE_URL", "DATABASE_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("EMBEDKEEPER_DATABASE_URL", "DATABASE_URL")
+    }
     return parse_config({}, {**env, **overrides})
 
 

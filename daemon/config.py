@@ -142,29 +142,9 @@ def split_qualified_name(text: str, key: str) -> list[str]:
     i, n = 0, len(text)
     while True:
         if i < n and text[i] == '"':
-            j, buf = i + 1, []
-            while True:
-                if j >= n:
-                    raise ConfigError(f"config: {key} {text!r} has an unclosed quote")
-                if text[j] == '"':
-                    if j + 1 < n and text[j + 1] == '"':
-                        buf.append('"')
-                        j += 2
-                        continue
-                    break
-                buf.append(text[j])
-                j += 1
-            part, i = "".join(buf), j + 1
+            part, i = _read_quoted(text, i, key)
         else:
-            j = i
-            while j < n and text[j] not in '."':
-                j += 1
-            part, i = text[i:j].strip().lower(), j
-            if not part or not re.fullmatch(r"[^\s\x00]+", part):
-                raise ConfigError(
-                    f"config: {key} {text!r} is not a valid name; quote names with spaces "
-                    'or symbols, e.g. \'"My Table"\''
-                )
+            part, i = _read_bare(text, i, key)
         if not part or "\x00" in part:
             raise ConfigError(f"config: {key} {text!r} has an empty or invalid name")
         parts.append(part)
@@ -173,6 +153,36 @@ def split_qualified_name(text: str, key: str) -> list[str]:
         if text[i] != ".":
             raise ConfigError(f"config: {key} {text!r}: expected a dot after {part!r}")
         i += 1
+
+
+def _read_quoted(text: str, start: int, key: str) -> tuple[str, int]:
+    """A "quoted" name from text[start] (the opening quote); returns it and the index after."""
+    j, buf, n = start + 1, [], len(text)
+    while True:
+        if j >= n:
+            raise ConfigError(f"config: {key} {text!r} has an unclosed quote")
+        if text[j] == '"':
+            if j + 1 < n and text[j + 1] == '"':
+                buf.append('"')
+                j += 2
+                continue
+            return "".join(buf), j + 1
+        buf.append(text[j])
+        j += 1
+
+
+def _read_bare(text: str, start: int, key: str) -> tuple[str, int]:
+    """An unquoted name, folded to lower case as PostgreSQL does."""
+    j = start
+    while j < len(text) and text[j] not in '."':
+        j += 1
+    part = text[start:j].strip().lower()
+    if not part or not re.fullmatch(r"[^\s\x00]+", part):
+        raise ConfigError(
+            f"config: {key} {text!r} is not a valid name; quote names with spaces "
+            "or symbols, e.g. '\"My Table\"'"
+        )
+    return part, j
 
 
 def quote_for_display(name: str) -> str:
@@ -230,7 +240,11 @@ def _column(value: object, key: str) -> str:
 
 
 SECTIONS: dict[str, dict[str, Parser]] = {
-    "database": {"url": _nonempty_str, "data_dir": _nonempty_str, "connect_timeout": parse_duration},
+    "database": {
+        "url": _nonempty_str,
+        "data_dir": _nonempty_str,
+        "connect_timeout": parse_duration,
+    },
     "source": {
         "table": _nonempty_str,
         "id_column": _column,
@@ -263,7 +277,10 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "transient_attempts": _positive_int,
         "transient_backoff_max": parse_duration,
     },
-    "logging": {"level": _choice("DEBUG", "INFO", "WARNING", "ERROR"), "format": _choice("text", "json")},
+    "logging": {
+        "level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+        "format": _choice("text", "json"),
+    },
 }
 
 

@@ -40,9 +40,9 @@ def start_embedded(data_dir: Path) -> str:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-                import pgserver
+                from pgserver.postgres_server import get_server
 
-                _embedded_servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+                _embedded_servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseUnavailable(
                 f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; "
@@ -99,7 +99,9 @@ def mapped_errors(doing: str) -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"database connection lost while {doing}: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(
+            f"database connection lost while {doing}: {_first_line(exc)}"
+        ) from exc
     except psycopg.Error as exc:
         raise DatabaseError(f"database error while {doing}: {_first_line(exc)}") from exc
 

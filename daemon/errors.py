@@ -1,4 +1,4 @@
-"""The error tree. Every failure a user can act on is one of these, with a message that names the fix.
+"""The error tree. Every failure a user can act on is one of these, with a message naming the fix.
 
     EmbedkeeperError            exit code 1; the docstring is the default message
     +-- ConfigError             unknown key, bad value, missing file

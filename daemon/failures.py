@@ -25,7 +25,9 @@ class Failure:
     next_retry_at: datetime | None
 
 
-def _filters(model: str | None, ids: list[str], id_type: str) -> tuple[sql.Composable, dict[str, Any]]:
+def _filters(
+    model: str | None, ids: list[str], id_type: str
+) -> tuple[sql.Composable, dict[str, Any]]:
     clauses: list[sql.Composable] = [sql.SQL("TRUE")]
     params: dict[str, Any] = {}
     if model is not None:

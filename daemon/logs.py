@@ -16,7 +16,9 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I
+)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|\S+)", re.I)
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
@@ -99,7 +101,8 @@ def _jsonable(value: object) -> object:
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Send every log line to stderr, once; safe to call again (the CLI does after reading config)."""
+    """Send every log line to stderr, once; safe to call again (the CLI does, after reading
+    the config)."""
     handler = logging.StreamHandler(sys.stderr)
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter(journald))

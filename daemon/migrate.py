@@ -42,9 +42,10 @@ def migrate(url: str, source: SourceConfig, *, timeout_s: float = 10.0) -> str:
 
 
 def _upgrade(url: str, id_type: str, timeout_s: float) -> None:
-    from alembic import command
     from alembic.config import Config as AlembicConfig
     from sqlalchemy import create_engine
+
+    from alembic import command
 
     def creator() -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(url, connect_timeout=max(1, round(timeout_s)))

@@ -81,9 +81,9 @@ def run_pass(
                     prefix_chars=backend.max_chars,
                 )
 
-                def progress(stats: RunStats) -> None:
+                def progress(stats: RunStats, before: RunStats = total) -> None:
                     if on_batch is not None:
-                        on_batch(_merged(total, stats))
+                        on_batch(_merged(before, stats))
 
                 remaining = None if options.limit is None else options.limit - _done(total)
                 stats = drain(
@@ -105,8 +105,16 @@ def run_pass(
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise
             delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
-            event(log, logging.WARNING, "transient_failure", model=model.name,
-                  error=type(exc).__name__, detail=str(exc), attempt=attempt, retry_in_s=delay)
+            event(
+                log,
+                logging.WARNING,
+                "transient_failure",
+                model=model.name,
+                error=type(exc).__name__,
+                detail=str(exc),
+                attempt=attempt,
+                retry_in_s=delay,
+            )
             if stop.wait(delay):
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise

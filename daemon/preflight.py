@@ -35,7 +35,9 @@ class SourceInfo:
     columns: dict[str, str]  # name -> type
 
 
-def _types(conn: psycopg.Connection[Any], source: SourceConfig) -> dict[str, tuple[str, str]] | None:
+def _types(
+    conn: psycopg.Connection[Any], source: SourceConfig
+) -> dict[str, tuple[str, str]] | None:
     found = conn.execute(
         "SELECT to_regclass(CASE WHEN %(schema)s::text IS NULL THEN quote_ident(%(table)s)"
         " ELSE quote_ident(%(schema)s) || '.' || quote_ident(%(table)s) END)::oid",

@@ -36,8 +36,17 @@ class Progress:
             self.last_log = now
             left = max(self.total - done, 0)
             eta = left / stats.docs_per_s if stats.docs_per_s > 0 else float("inf")
-            event(log, logging.INFO, "progress", model=self.model, done=done, total=self.total,
-                  failed=stats.failed, docs_per_s=round(stats.docs_per_s, 1), eta_s=round(eta))
+            event(
+                log,
+                logging.INFO,
+                "progress",
+                model=self.model,
+                done=done,
+                total=self.total,
+                failed=stats.failed,
+                docs_per_s=round(stats.docs_per_s, 1),
+                eta_s=round(eta),
+            )
 
     def close(self) -> None:
         if self.bar is not None:

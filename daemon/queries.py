@@ -26,7 +26,8 @@ F = sql.SQL("embedkeeper.failures")
 
 @dataclass(frozen=True, slots=True)
 class SourceQueries:
-    """The statements for one source; `id_type` is embeddings.document_id's type (bigint/text/uuid)."""
+    """The statements for one source; `id_type` is embeddings.document_id's type:
+    bigint, text or uuid."""
 
     source: SourceConfig
     id_type: str
@@ -53,7 +54,9 @@ class SourceQueries:
     def in_scope(self) -> sql.Composable:
         """The operator's filter; `%` doubled because the statement also takes parameters."""
         where = self.source.where
-        return sql.SQL("({})").format(sql.SQL(where.replace("%", "%%"))) if where else sql.SQL("TRUE")
+        return (
+            sql.SQL("({})").format(sql.SQL(where.replace("%", "%%"))) if where else sql.SQL("TRUE")
+        )
 
     @property
     def blank(self) -> sql.Composable:

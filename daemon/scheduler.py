@@ -8,7 +8,7 @@ pass ran long) still happen. The first pass starts at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from daemon.config import ScheduleConfig
@@ -42,7 +42,7 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
         misfire_grace_time=max(1, round(schedule.misfire_grace_s)),
-        next_run_time=datetime.now(timezone.utc),
+        next_run_time=datetime.now(UTC),
     )
     if watchdog is not None and watchdog_interval_s:
         from apscheduler.triggers.interval import IntervalTrigger

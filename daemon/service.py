@@ -21,6 +21,7 @@ from daemon.errors import DatabaseUnavailable, EmbedkeeperError
 from daemon.logs import event
 from daemon.passes import PassOptions, run_pass
 from daemon.pipeline import RunStats
+from daemon.queries import StaleBy
 from daemon.retry import transient_delay_s
 from daemon.scheduler import build_scheduler
 from daemon.sdnotify import notify, watchdog_interval_s
@@ -52,8 +53,10 @@ class Worker:
     def _pass(self, name: str) -> None:
         config = self.app.config
         model = config.model(name)
-        regular = "updated_at" if config.source.updated_at_column else "none"
-        due = time.monotonic() - self.last_sweep.get(name, -1e18) >= config.schedule.sweep_interval_s
+        regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
+        due = (
+            time.monotonic() - self.last_sweep.get(name, -1e18) >= config.schedule.sweep_interval_s
+        )
         plans = [PassOptions("schedule", regular, ignore_retry_delay=False)]
         if due:
             plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
@@ -62,19 +65,42 @@ class Worker:
                 return
             try:
                 result = run_pass(
-                    self.app.url, config, self.app.queries, model, self.app.backends[name],
-                    options, self.stop, on_batch=self._beat,
+                    self.app.url,
+                    config,
+                    self.app.queries,
+                    model,
+                    self.app.backends[name],
+                    options,
+                    self.stop,
+                    on_batch=self._beat,
                 )
             except EmbedkeeperError as exc:
-                event(log, logging.ERROR, "pass_failed", model=name, trigger=options.trigger,
-                      error=type(exc).__name__, detail=str(exc))
+                event(
+                    log,
+                    logging.ERROR,
+                    "pass_failed",
+                    model=name,
+                    trigger=options.trigger,
+                    error=type(exc).__name__,
+                    detail=str(exc),
+                )
                 return
             if options.trigger == "sweep":
                 self.last_sweep[name] = time.monotonic()
             s = result.stats
-            event(log, logging.INFO, "pass_done", model=name, trigger=options.trigger,
-                  ok=s.ok, failed=s.failed, skipped=s.skipped, deleted=result.deleted,
-                  docs_per_s=round(s.docs_per_s, 1), elapsed_s=round(s.elapsed_s, 2))
+            event(
+                log,
+                logging.INFO,
+                "pass_done",
+                model=name,
+                trigger=options.trigger,
+                ok=s.ok,
+                failed=s.failed,
+                skipped=s.skipped,
+                deleted=result.deleted,
+                docs_per_s=round(s.docs_per_s, 1),
+                elapsed_s=round(s.elapsed_s, 2),
+            )
 
     def _beat(self, stats: RunStats) -> None:
         self.heartbeat = time.monotonic()
@@ -98,8 +124,14 @@ def start_when_database_is_up(
         except DatabaseUnavailable as exc:
             attempt += 1
             delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
-            event(log, logging.WARNING, "database_unavailable", attempt=attempt,
-                  retry_in_s=round(delay, 1), detail=str(exc))
+            event(
+                log,
+                logging.WARNING,
+                "database_unavailable",
+                attempt=attempt,
+                retry_in_s=round(delay, 1),
+                detail=str(exc),
+            )
             stop.wait(delay)
     return None
 
@@ -125,7 +157,9 @@ def run_daemon(config: Config, backend_factory: BackendFactory | None = None) ->
         stop.set()
         if "scheduler" in scheduler_box:
             # shutdown(wait=True) waits for the pass in flight: not from the signal handler.
-            threading.Thread(target=_shut_down, args=(scheduler_box["scheduler"],), daemon=True).start()
+            threading.Thread(
+                target=_shut_down, args=(scheduler_box["scheduler"],), daemon=True
+            ).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -147,8 +181,13 @@ def run_daemon(config: Config, backend_factory: BackendFactory | None = None) ->
         app.close()
         return 0
     notify("READY=1")
-    event(log, logging.INFO, "daemon_ready", models=",".join(m.name for m in config.models),
-          schedule=config.schedule.cron or f"every {config.schedule.interval_s:g}s")
+    event(
+        log,
+        logging.INFO,
+        "daemon_ready",
+        models=",".join(m.name for m in config.models),
+        schedule=config.schedule.cron or f"every {config.schedule.interval_s:g}s",
+    )
     scheduler.start()
     app.close()
     event(log, logging.INFO, "daemon_stopped")

@@ -7,6 +7,8 @@ anti-join probes an index without a cast. The type is chosen when the schema is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     BigInteger,
@@ -31,7 +33,7 @@ from sqlalchemy.types import TypeEngine
 SCHEMA = "embedkeeper"
 
 # Source key type family -> the document_id column type.
-DOCUMENT_ID_TYPES: dict[str, TypeEngine[object]] = {
+DOCUMENT_ID_TYPES: dict[str, TypeEngine[Any]] = {
     "bigint": BigInteger(),
     "text": Text(),
     "uuid": UUID(as_uuid=True),
@@ -42,18 +44,20 @@ FAILURE_STATUSES = ("retry", "review", "ignored")
 metadata = MetaData(schema=SCHEMA)
 
 
-def now_column(name: str, nullable: bool = False) -> Column[object]:
+def now_column(name: str, nullable: bool = False) -> Column[Any]:
     return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now())
 
 
-def embeddings_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Table:
+def embeddings_table(meta: MetaData, document_id_type: TypeEngine[Any]) -> Table:
     return Table(
         "embeddings",
         meta,
         Column("model", Text, nullable=False),
         Column("document_id", document_id_type, nullable=False),
         Column("embedding", VECTOR(), nullable=False),
-        Column("content_hash", LargeBinary, nullable=False),  # md5 of the text, as PostgreSQL computes it
+        Column(
+            "content_hash", LargeBinary, nullable=False
+        ),  # md5 of the text, as PostgreSQL computes it
         Column("source_updated_at", DateTime(timezone=True), nullable=True),
         Column("token_count", Integer, nullable=False),
         Column("truncated", Boolean, nullable=False),
@@ -63,7 +67,7 @@ def embeddings_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Ta
     )
 
 
-def failures_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Table:
+def failures_table(meta: MetaData, document_id_type: TypeEngine[Any]) -> Table:
     return Table(
         "failures",
         meta,
@@ -78,9 +82,7 @@ def failures_table(meta: MetaData, document_id_type: TypeEngine[object]) -> Tabl
         Column("next_retry_at", DateTime(timezone=True), nullable=True),
         Column("status", Text, nullable=False),
         PrimaryKeyConstraint("model", "document_id", name="failures_pkey"),
-        CheckConstraint(
-            "status IN ('retry', 'review', 'ignored')", name="failures_status_check"
-        ),
+        CheckConstraint("status IN ('retry', 'review', 'ignored')", name="failures_status_check"),
     )
 
 

@@ -8,8 +8,8 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
 
+from alembic import context, op
 from models.tables import (
     DOCUMENT_ID_TYPES,
     SCHEMA,

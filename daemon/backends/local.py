@@ -46,7 +46,7 @@ def _load(path: str, device: str) -> Any:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise in a daemon
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bars are noise in a daemon
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return SentenceTransformer(path, device=device)
@@ -96,8 +96,15 @@ class SentenceTransformerBackend:
             else self.model.get_sentence_embedding_dimension()
         )
         self._dimensions = int(dims) if dims else 0
-        event(log, logging.INFO, "model_loaded", model=config.name, device=self.device,
-              dimensions=self._dimensions, window=self.window)
+        event(
+            log,
+            logging.INFO,
+            "model_loaded",
+            model=config.name,
+            device=self.device,
+            dimensions=self._dimensions,
+            window=self.window,
+        )
 
     def _start(self, path: str, device: str) -> Any:
         if device == "cuda":

@@ -1,0 +1,186 @@
+"""Shared fixtures: one embedded PostgreSQL + pgvector per test session, a fresh database per test
+copied from a migrated template, and the real MiniLM model loaded once."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from daemon.config import Config, ModelConfig, parse_config
+from daemon.db import connect
+from daemon.documents import Document, Embedded
+from daemon.migrate import migrate
+from daemon.startup import App, open_app
+
+TEMPLATE = "ek_template"
+BARE_TEMPLATE = "ek_bare"
+_counter = itertools.count()
+
+
+class Server:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def url(self, database: str = "postgres") -> str:
+        uri: str = self.handle.get_uri(database)
+        return uri
+
+    def admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url(), autocommit=True)
+
+    def create_database(self, template: str) -> str:
+        name = f"t{os.getpid()}_{next(_counter)}"
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
+
+        handle = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    server = Server(handle)
+    with server.admin() as conn:
+        for name in (TEMPLATE, BARE_TEMPLATE):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(server.url(BARE_TEMPLATE), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    with psycopg.connect(server.url(TEMPLATE), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.docs (id bigint PRIMARY KEY, body text,"
+            " updated_at timestamptz NOT NULL DEFAULT now())"
+        )
+    migrate(server.url(TEMPLATE), source_config().source)
+    yield server
+    handle.cleanup()
+
+
+@pytest.fixture
+def db_url(pg: Server) -> Iterator[str]:
+    """A fresh database: pgvector, embedkeeper's schema at head, and an empty public.docs."""
+    name = pg.create_database(TEMPLATE)
+    yield pg.url(name)
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def bare_url(pg: Server) -> Iterator[str]:
+    """A fresh database with pgvector and nothing else (not migrated)."""
+    name = pg.create_database(BARE_TEMPLATE)
+    yield pg.url(name)
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(db_url) as connection:
+        yield connection
+
+
+def source_config(
+    url: str | None = None, models: Sequence[dict[str, Any]] | None = None, **source: Any
+) -> Config:
+    """A Config on public.docs (or what **source says) with the MiniLM model."""
+    document: dict[str, Any] = {
+        "source": {"table": "public.docs", "id_column": "id", "text_column": "body", **source},
+        "models": list(models or [{"name": "minilm", "batch_size": 16, "claim_size": 32}]),
+        "retry": {
+            "max_attempts": 2,
+            "backoff": "1s",
+            "transient_attempts": 2,
+            "transient_backoff_max": "1s",
+        },
+    }
+    env = {"EMBEDKEEPER_DATABASE_URL": url} if url else {}
+    return parse_config(document, env, path=Path("test.toml"))
+
+
+class SharedBackend:
+    """The session's loaded model, shared by every App (close() leaves it loaded)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[list[Any]] = []
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.inner.dimensions)
+
+    @property
+    def max_chars(self) -> int:
+        return int(self.inner.max_chars)
+
+    def embed(self, documents: Sequence[Document]) -> list[Embedded]:
+        self.calls.append([d.id for d in documents])
+        result: list[Embedded] = self.inner.embed(documents)
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Any:
+    from daemon.backends.local import SentenceTransformerBackend
+
+    return SentenceTransformerBackend(ModelConfig(name="minilm", device="cpu", batch_size=16))
+
+
+@pytest.fixture
+def backend(minilm: Any) -> SharedBackend:
+    return SharedBackend(minilm)
+
+
+@pytest.fixture
+def make_app(backend: SharedBackend) -> Iterator[Any]:
+    apps: list[App] = []
+
+    def make(config: Config, backend_override: Any = None) -> App:
+        chosen = backend_override or backend
+        app = open_app(config, backend_factory=lambda model: chosen)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+def insert_docs(
+    conn: psycopg.Connection[Any], texts: Sequence[str | None], start: int = 1
+) -> list[int]:
+    ids = list(range(start, start + len(texts)))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.docs (id, body) VALUES (%s, %s)", list(zip(ids, texts, strict=True))
+        )
+    return ids
+
+
+def vectors(conn: psycopg.Connection[Any], model: str = "minilm") -> dict[Any, Any]:
+    rows = conn.execute(
+        "SELECT document_id, embedding FROM embedkeeper.embeddings WHERE model = %s", (model,)
+    ).fetchall()
+    return {row[0]: row[1].to_numpy() for row in rows}

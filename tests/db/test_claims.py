@@ -1,0 +1,106 @@
+"""Claims: two workers never embed one document at once, and a dead worker's claims vanish."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from daemon.claims import claim_batch
+from daemon.db import connect
+from daemon.passes import PassOptions, run_pass
+from tests.conftest import insert_docs, source_config, vectors
+from tests.fakes import ScriptedBackend
+
+
+def claim(conn, app, after=None, limit=10):
+    return claim_batch(
+        conn,
+        app.queries,
+        model="minilm",
+        after=after,
+        limit=limit,
+        stale_by="none",
+        ignore_retry_delay=False,
+        prefix_chars=100,
+    )
+
+
+def advisory_locks(conn) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+    return row[0]
+
+
+def test_a_peer_skips_documents_another_session_holds(conn, db_url, make_app):
+    insert_docs(conn, [f"doc {i}" for i in range(10)])
+    app = make_app(source_config(db_url))
+    with connect(db_url) as a, connect(db_url) as b:
+        first = claim(a, app, limit=4)
+        second = claim(b, app, limit=10)
+    assert [d.id for d in first.documents] == [1, 2, 3, 4]
+    assert [d.id for d in second.documents] == [5, 6, 7, 8, 9, 10]
+    assert second.last_key == 10
+
+
+def test_claims_die_with_the_session(conn, db_url, make_app):
+    insert_docs(conn, [f"doc {i}" for i in range(3)])
+    app = make_app(source_config(db_url))
+    dead = connect(db_url)
+    assert len(claim(dead, app).documents) == 3
+    dead.close()  # what kill -9 does to the socket
+    with connect(db_url) as peer:
+        assert [d.id for d in claim(peer, app).documents] == [1, 2, 3]
+
+
+def test_claims_are_released_after_the_write(conn, db_url, make_app):
+    insert_docs(conn, [f"doc {i}" for i in range(5)])
+    app = make_app(source_config(db_url), ScriptedBackend())
+    model = app.config.models[0]
+    run_pass(
+        app.url,
+        app.config,
+        app.queries,
+        model,
+        app.backend(model),
+        PassOptions("test", "none", False),
+        threading.Event(),
+    )
+    assert advisory_locks(conn) == 0
+    assert len(vectors(conn)) == 5
+
+
+def test_concurrent_workers_embed_each_document_exactly_once(conn, db_url, make_app):
+    ids = insert_docs(conn, [f"document number {i}" for i in range(300)])
+    backend = ScriptedBackend(delay_s=0.01)
+    app = make_app(source_config(db_url, models=[{"name": "minilm", "claim_size": 7}]), backend)
+    model = app.config.models[0]
+    app.backend(model)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_pass(
+                app.url,
+                app.config,
+                app.queries,
+                model,
+                backend,
+                PassOptions("test", "hash", True),
+                threading.Event(),
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    counts = Counter(backend.embedded)
+    assert sorted(counts) == ids
+    assert set(counts.values()) == {1}
+    assert len(backend.calls) > 3  # the work was really shared out in batches
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings"
+    ).fetchone()
+    assert row == (300, 300)

@@ -1,0 +1,155 @@
+"""Discovery: new, stale, deleted, out-of-scope and blank documents, with the real model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from daemon.coverage import measure
+from daemon.passes import PassOptions, run_pass
+from tests.conftest import insert_docs, source_config, vectors
+
+REGULAR = PassOptions("schedule", "updated_at", ignore_retry_delay=False)
+REGULAR_NO_UPDATED_AT = PassOptions("schedule", "none", ignore_retry_delay=False)
+SWEEP = PassOptions("sweep", "hash", ignore_retry_delay=False)
+
+
+def run(app, options=REGULAR):
+    model = app.config.models[0]
+    return run_pass(
+        app.url, app.config, app.queries, model, app.backend(model), options, threading.Event()
+    )
+
+
+def row_of(conn, doc_id):
+    return conn.execute(
+        "SELECT content_hash, source_updated_at, token_count, truncated, embedded_at"
+        " FROM embedkeeper.embeddings WHERE document_id = %s",
+        (doc_id,),
+    ).fetchone()
+
+
+def cosine(a, b) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_update_with_updated_at_is_re_embedded(conn, db_url, make_app, minilm):
+    insert_docs(conn, ["The cat sat on the mat.", "Tea is brewed from leaves."])
+    app = make_app(source_config(db_url, updated_at_column="updated_at"))
+    run(app)
+    conn.execute(
+        "UPDATE docs SET body = 'Rust has a borrow checker.', updated_at = now() + '1s'"
+        " WHERE id = 1"
+    )
+
+    second = run(app)
+
+    assert second.stats.ok == 1
+    stored = vectors(conn)[1]
+    expected = minilm.model.encode("Rust has a borrow checker.", normalize_embeddings=True)
+    assert cosine(stored, expected) >= 0.999
+    md5 = conn.execute("SELECT decode(md5(body), 'hex') FROM docs WHERE id = 1").fetchone()[0]
+    assert row_of(conn, 1)[0] == md5
+
+
+def test_updated_at_moving_without_a_text_change_embeds_nothing(conn, db_url, make_app, backend):
+    insert_docs(conn, ["unchanged text"])
+    app = make_app(source_config(db_url, updated_at_column="updated_at"))
+    run(app)
+    before = row_of(conn, 1)
+    backend.calls.clear()
+    conn.execute("UPDATE docs SET updated_at = now() + '1 hour' WHERE id = 1")
+
+    run(app)
+
+    after = row_of(conn, 1)
+    assert backend.calls == []
+    assert after[1] > before[1]  # the new updated_at is recorded
+    assert after[4] == before[4]  # the vector was not rewritten
+
+
+def test_an_edit_without_updated_at_is_found_by_the_hash_sweep_only(
+    conn, db_url, make_app, backend
+):
+    insert_docs(conn, ["first version"])
+    app = make_app(source_config(db_url))
+    run(app, REGULAR_NO_UPDATED_AT)
+    conn.execute("UPDATE docs SET body = 'second version' WHERE id = 1")
+
+    assert run(app, REGULAR_NO_UPDATED_AT).stats.ok == 0
+    assert measure(conn, app.queries, "minilm").stale == 1
+    assert run(app, SWEEP).stats.ok == 1
+    assert measure(conn, app.queries, "minilm").stale == 0
+
+
+def test_deleted_and_out_of_scope_documents_lose_their_vectors(conn, db_url, make_app):
+    insert_docs(conn, ["keep me", "delete me", "hide me", "blank me"])
+    app = make_app(source_config(db_url, where="body NOT LIKE 'hide%'"))
+    run(app)
+    assert sorted(vectors(conn)) == [1, 2, 4]
+    conn.execute("DELETE FROM docs WHERE id = 2")
+    conn.execute("UPDATE docs SET body = '   ' WHERE id = 4")
+
+    result = run(app)
+
+    assert result.deleted == 2
+    assert sorted(vectors(conn)) == [1]
+    runs = conn.execute("SELECT docs_deleted FROM embedkeeper.runs ORDER BY id").fetchall()
+    assert runs[-1] == (2,)
+
+
+def test_null_and_blank_text_is_skipped_not_failed(conn, db_url, make_app, backend):
+    insert_docs(conn, [None, "", " \t\n ", "real text"])
+    app = make_app(source_config(db_url))
+
+    first = run(app, SWEEP)
+    second = run(app, SWEEP)
+
+    assert sorted(vectors(conn)) == [4]
+    assert (first.stats.ok, first.stats.failed, second.stats.ok) == (1, 0, 0)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    figures = measure(conn, app.queries, "minilm")
+    assert (figures.skipped, figures.pending, figures.coverage_percent) == (3, 0, 100.0)
+
+
+def test_huge_text_is_truncated_like_sentence_transformers(conn, db_url, make_app, minilm):
+    opening = "Embedding models read only the start of a long text. "
+    huge = opening + "lorem ipsum dolor sit amet " * 200_000  # about 5 MB
+    insert_docs(conn, [huge])
+    app = make_app(source_config(db_url))
+
+    run(app, SWEEP)
+
+    stored = vectors(conn)[1]
+    direct = minilm.model.encode(huge[:20_000], normalize_embeddings=True)
+    assert cosine(stored, direct) >= 0.999
+    _, _, token_count, truncated, _ = row_of(conn, 1)
+    assert (token_count, truncated) == (256, True)
+
+
+def test_odd_unicode_is_embedded(conn, db_url, make_app, minilm):
+    texts = [
+        "zero\u200bwidth\u200djoiner",
+        "שלום עולם مرحبا",
+        "東京の天気は晴れ",
+        "🚀🔥 e\u0301moji",
+        "\ufeffbom and \U0001f600",
+    ]
+    ids = insert_docs(conn, texts)
+    app = make_app(source_config(db_url))
+
+    run(app, SWEEP)
+
+    stored = vectors(conn)
+    direct = minilm.model.encode(texts, normalize_embeddings=True)
+    for doc_id, expected in zip(ids, direct, strict=True):
+        assert cosine(stored[doc_id], expected) >= 0.999
+
+
+def test_a_short_text_records_its_token_count(conn, db_url, make_app, minilm):
+    insert_docs(conn, ["four words right here"])
+    app = make_app(source_config(db_url))
+    run(app, SWEEP)
+    expected = len(minilm.model.tokenizer("four words right here")["input_ids"])
+    assert row_of(conn, 1)[2:4] == (expected, False)

@@ -1,0 +1,66 @@
+"""Pure helpers: batch splitting, vector checks, error text, secret masking, retry delays."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from daemon.batching import clean_message, halves, vector_problem
+from daemon.logs import mask_secrets, mask_url
+from daemon.retry import transient_delay_s
+
+
+@pytest.mark.parametrize(
+    ("items", "left", "right"), [([1], [1], []), ([1, 2], [1], [2]), ([1, 2, 3], [1, 2], [3])]
+)
+def test_halves(items, left, right):
+    assert halves(items) == (left, right)
+
+
+@pytest.mark.parametrize(
+    ("vector", "problem"),
+    [
+        (np.ones(4, dtype=np.float32), None),
+        (np.ones(3, dtype=np.float32), "expected a 4-d vector, got shape (3,)"),
+        (np.array([1, np.nan, 0, 0], dtype=np.float32), "vector has NaN or infinite values"),
+        (np.array([1, np.inf, 0, 0], dtype=np.float32), "vector has NaN or infinite values"),
+        (np.zeros(4, dtype=np.float32), "vector has zero norm"),
+    ],
+)
+def test_vector_problem(vector, problem):
+    assert vector_problem(vector, 4) == problem
+
+
+def test_clean_message_drops_nul_and_bounds_length():
+    assert clean_message("bad\x00 input") == "bad input"
+    assert len(clean_message("x" * 10_000)) == 500
+    assert clean_message("  ") == "no message"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:S3cret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        (
+            "postgresql://postgres:@/postgres?host=/tmp/x",
+            "postgresql://postgres:***@/postgres?host=/tmp/x",
+        ),
+    ],
+)
+def test_mask_url(url, masked):
+    assert mask_url(url) == masked
+
+
+def test_mask_secrets_in_free_text():
+    text = "failed: host=h password=S3cret dbname=x; also postgres://a:S3cret@h/db"
+    assert "S3cret" not in mask_secrets(text)
+
+
+def test_transient_delay_grows_and_is_capped():
+    rng = random.Random(1)
+    delays = [transient_delay_s(n, 8.0, rng) for n in range(1, 10)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert all(4.0 <= d <= 8.0 for d in delays[4:])
