@@ -41,7 +41,7 @@ def claim_batch(
     prefix_chars: int,
 ) -> Claimed:
     rows = conn.execute(
-        queries.claim(stale_by),
+        queries.claim(stale_by, after=after is not None),
         {
             "model": model,
             "after": after,

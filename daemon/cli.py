@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daemon import __version__
 from daemon.config import Config, load_config
-from daemon.errors import EmbedkeeperError
+from daemon.errors import EmbedkeeperError, SchemaMissing, SourceNotFound
 from daemon.logs import event, mask_url, setup_logging
 
 log = logging.getLogger("embedkeeper")
@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     setup_logging("DEBUG" if verbose else "INFO", getattr(args, "log_format", "text"))
+    config: Config | None = None
     try:
         overrides = {}
         if getattr(args, "data_dir", None):
@@ -201,7 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbedkeeperError as exc:
         if verbose:
             log.exception("fatal")
-        print(f"embedkeeper: error: {exc}", file=sys.stderr)
+        hint = ""
+        demo_setup = config is not None and config.is_demo
+        if demo_setup and isinstance(exc, SchemaMissing | SourceNotFound):
+            hint = " (no config file was found, so this is the demo setup: run `embedkeeper demo`"
+            hint += " first, or write an embedkeeper.toml)"
+        print(f"embedkeeper: error: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("embedkeeper: interrupted", file=sys.stderr)

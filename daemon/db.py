@@ -25,8 +25,14 @@ _embedded_servers: dict[Path, Any] = {}  # keeps the pgserver handle alive for t
 
 
 def default_data_dir() -> Path:
+    """The user's data dir; for root /var/lib/embedkeeper, because pgserver runs PostgreSQL as an
+    unprivileged user and opens up every parent directory of its data for it (not /root)."""
+    import os
+
     import platformdirs
 
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/embedkeeper")
     return Path(platformdirs.user_data_dir("embedkeeper"))
 
 

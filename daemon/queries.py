@@ -80,7 +80,7 @@ class SourceQueries:
             **extra,
         )
 
-    def claim(self, stale_by: StaleBy) -> sql.Composed:
+    def claim(self, stale_by: StaleBy, *, after: bool) -> sql.Composed:
         """Pending documents after the cursor, each with a try of its session-level advisory lock.
 
         The LIMIT sits in the inner query and the lock in the outer select list, so the lock is
@@ -99,10 +99,11 @@ class SourceQueries:
             FROM (
                 SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at
                 FROM {table} AS s
-                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
-                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
-                WHERE (%(after)s::{id_type} IS NULL OR {id} > %(after)s::{id_type})
-                  AND {in_scope} AND NOT {blank}
+                LEFT JOIN {embeddings} AS e
+                       ON e.model = %(model)s AND e.document_id = {id} AND {e_after}
+                LEFT JOIN {failures} AS f
+                       ON f.model = %(model)s AND f.document_id = {id} AND {f_after}
+                WHERE {after} AND {in_scope} AND NOT {blank}
                   AND (e.document_id IS NULL OR {stale})
                   AND (f.document_id IS NULL
                        OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
@@ -113,7 +114,16 @@ class SourceQueries:
             ORDER BY c.id
             """,
             stale=stale,
+            # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
+            # The cursor is repeated on the joined tables: PostgreSQL does not carry an
+            # inequality across a join, and without it a merge join reads them from the start.
+            after=self._after(self.id, after),
+            e_after=self._after(sql.Identifier("e", "document_id"), after),
+            f_after=self._after(sql.Identifier("f", "document_id"), after),
         )
+
+    def _after(self, column: sql.Composable, after: bool) -> sql.Composable:
+        return sql.SQL("{} > %(after)s").format(column) if after else sql.SQL("TRUE")
 
     def existing_vectors(self) -> sql.Composed:
         """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
