@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PassOptions:
-    trigger: str  # backfill, schedule, sweep, demo
+    trigger: str  # backfill, schedule or sweep
     stale_by: StaleBy
     ignore_retry_delay: bool  # a backfill retries failed documents at once, up to max_attempts
     limit: int | None = None

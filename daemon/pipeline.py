@@ -116,7 +116,8 @@ def drain(
     cursor: DocumentId | None = None
     claimed_in_sweep = 0
     while not stop.is_set():
-        budget = claim_size if limit is None else min(claim_size, limit - stats.ok - stats.failed)
+        done = stats.ok + stats.failed + stats.skipped
+        budget = claim_size if limit is None else min(claim_size, limit - done)
         if budget <= 0:
             break
         claimed = store.claim(cursor, budget)

@@ -18,7 +18,7 @@ from daemon.queries import SourceQueries
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0001"  # tests/db/test_migrations.py checks this against alembic's head
+HEAD_REVISION = "0001"  # tests/db/test_schema.py checks this against alembic's head
 KEY_FAMILIES = {
     "smallint": "bigint",
     "integer": "bigint",
@@ -69,8 +69,11 @@ def inspect_source(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
         assert col is not None
         if col not in types:
             hint = ""
-            if any(c.lower() == col.lower() for c in types):
-                hint = "; mixed-case names need quotes, e.g. '\"Body\"'"
+            near = [c for c in types if c.lower() == col.lower()]
+            if near and near[0] != near[0].lower():
+                hint = f"; mixed-case names need quotes, e.g. '\"{near[0]}\"'"
+            elif near:
+                hint = f"; did you mean {near[0]} (unquoted: PostgreSQL folds it to lower case)?"
             raise SourceNotFound(
                 f'table {name} has no column "{col}"; set [source] {key} (columns: {listing}){hint}'
             )
@@ -149,8 +152,8 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
 
 def _check_filter(conn: psycopg.Connection[Any], queries: SourceQueries) -> None:
     """Run the source query with LIMIT 0: a bad `where` or a missing privilege shows up now."""
-    statement = sql.SQL("SELECT {id}, {text} FROM {table} AS s WHERE {in_scope} LIMIT 0").format(
-        id=queries.id, text=queries.text, table=queries.table, in_scope=queries.in_scope
+    statement = sql.SQL("SELECT {id}, {text} FROM {documents} AS s LIMIT 0").format(
+        id=queries.id, text=queries.text, documents=queries.documents
     )
     try:
         with conn.transaction():

@@ -51,11 +51,15 @@ class SourceQueries:
         return sql.Identifier("s", column) if column else sql.SQL("NULL::timestamptz")
 
     @property
-    def in_scope(self) -> sql.Composable:
-        """The operator's filter; `%` doubled because the statement also takes parameters."""
+    def documents(self) -> sql.Composable:
+        """The source as a relation, with the operator's filter applied inside a subquery, where
+        its column names can only mean the source's (PostgreSQL flattens it; indexes still
+        apply). `%` is doubled because the statements also take parameters."""
         where = self.source.where
-        return (
-            sql.SQL("({})").format(sql.SQL(where.replace("%", "%%"))) if where else sql.SQL("TRUE")
+        if not where:
+            return self.table
+        return sql.SQL("(SELECT * FROM {} WHERE ({}))").format(
+            self.table, sql.SQL(where.replace("%", "%%"))
         )
 
     @property
@@ -68,11 +72,10 @@ class SourceQueries:
 
     def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
-            table=self.table,
+            table=self.documents,
             id=self.id,
             text=self.text,
             updated_at=self.updated_at,
-            in_scope=self.in_scope,
             blank=self.blank,
             id_type=sql.SQL(self.id_type),
             embeddings=E,
@@ -103,7 +106,7 @@ class SourceQueries:
                        ON e.model = %(model)s AND e.document_id = {id} AND {e_after}
                 LEFT JOIN {failures} AS f
                        ON f.model = %(model)s AND f.document_id = {id} AND {f_after}
-                WHERE {after} AND {in_scope} AND NOT {blank}
+                WHERE {after} AND NOT {blank}
                   AND (e.document_id IS NULL OR {stale})
                   AND (f.document_id IS NULL
                        OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
@@ -173,7 +176,7 @@ class SourceQueries:
             WITH fresh AS (
                 SELECT st.* FROM pg_temp.embedkeeper_staging AS st
                 JOIN {table} AS s ON {id} = st.document_id
-                WHERE {in_scope} AND {text} IS NOT NULL
+                WHERE {text} IS NOT NULL
                   AND decode(md5({text}::text), 'hex') = st.content_hash
             ), written AS (
                 INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
@@ -227,12 +230,12 @@ class SourceQueries:
             WITH gone_vectors AS (
                 DELETE FROM {embeddings} AS e WHERE e.model = %(model)s AND NOT EXISTS (
                     SELECT 1 FROM {table} AS s
-                    WHERE {id} = e.document_id AND {in_scope} AND NOT {blank})
+                    WHERE {id} = e.document_id AND NOT {blank})
                 RETURNING 1
             ), gone_failures AS (
                 DELETE FROM {failures} AS f WHERE f.model = %(model)s AND NOT EXISTS (
                     SELECT 1 FROM {table} AS s
-                    WHERE {id} = f.document_id AND {in_scope} AND NOT {blank})
+                    WHERE {id} = f.document_id AND NOT {blank})
             )
             SELECT count(*) FROM gone_vectors
             """
@@ -268,7 +271,6 @@ class SourceQueries:
                                                   OR f.document_id IS NOT NULL
                                                 THEN decode(md5({text}::text), 'hex') END
                                            AS hash) AS cur
-                WHERE {in_scope}
             ) AS d
             """
         )

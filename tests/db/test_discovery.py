@@ -153,3 +153,24 @@ def test_a_short_text_records_its_token_count(conn, db_url, make_app, minilm):
     run(app, SWEEP)
     expected = len(minilm.model.tokenizer("four words right here")["input_ids"])
     assert row_of(conn, 1)[2:4] == (expected, False)
+
+
+def test_a_where_filter_may_name_columns_that_embedkeepers_tables_also_have(conn, db_url, make_app):
+    conn.execute(
+        "CREATE TABLE articles (id bigint PRIMARY KEY, body text, status text, model text,"
+        " message text, attempts int)"
+    )
+    conn.execute(
+        "INSERT INTO articles VALUES (1, 'published one', 'published', 'x', 'm', 1),"
+        " (2, 'draft two', 'draft', 'x', 'm', 1), (3, '100% done', 'published', 'x', 'm', 1)"
+    )
+    config = source_config(db_url, table="articles", where="status = 'published' AND model = 'x'")
+    app = make_app(config)
+
+    run(app, SWEEP)
+
+    assert sorted(vectors(conn)) == [1, 3]
+    figures = measure(conn, app.queries, "minilm")
+    assert (figures.total, figures.embedded) == (2, 2)
+    conn.execute("UPDATE articles SET status = 'draft' WHERE id = 3")
+    assert run(app, SWEEP).deleted == 1
