@@ -101,7 +101,7 @@ class Config:
             if model.name == name:
                 return model
         names = ", ".join(m.name for m in self.models)
-        raise ConfigError(f'no model named "{name}" in the config (models: {names})')
+        raise ConfigError(f'config: no model named "{name}" in [[models]] (models: {names})')
 
 
 DEMO_SOURCE = SourceConfig(
@@ -379,14 +379,15 @@ def parse_config(
     """Build a Config from a parsed TOML document and the environment."""
     for section in document:
         if section not in SECTIONS:
-            raise _unknown(section, list(SECTIONS), "the file (sections)")
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = (
+                f'; did you mean "{close[0]}"?' if close else f" (sections: {', '.join(SECTIONS)})"
+            )
+            raise ConfigError(f'config: unknown section "{section}"{hint}')
     database = _section(document.get("database", {}), "database", "[database]")
     url = env.get("EMBEDKEEPER_DATABASE_URL") or env.get("DATABASE_URL") or database.get("url")
-    if url is not None and not re.match(r"^postgres(ql)?://", url):
-        raise ConfigError(
-            "config: the database url must start with postgresql:// "
-            "(check [database] url, EMBEDKEEPER_DATABASE_URL and DATABASE_URL)"
-        )
+    if url is not None:
+        _check_url(url)
     data_dir = env.get("EMBEDKEEPER_DATA_DIR") or database.get("data_dir")
     in_file = path is not None
     return Config(
@@ -402,6 +403,22 @@ def parse_config(
         logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),
         path=path,
     )
+
+
+def _check_url(url: str) -> None:
+    """Refuse what we cannot mask for sure. The messages never repeat the URL: it may hold a
+    password."""
+    where = "(check [database] url, EMBEDKEEPER_DATABASE_URL and DATABASE_URL)"
+    if not re.match(r"^postgres(ql)?://", url):
+        raise ConfigError(f"config: the database url must start with postgresql:// {where}")
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    if authority.count("@") > 1:
+        # libpq and urllib split such a URL at different '@'s: part of the password would show up
+        # as a host name in error messages.
+        raise ConfigError(
+            f"config: the database url has more than one '@'; write an '@' in the user name or "
+            f"password as %40 {where}"
+        )
 
 
 def find_config_file(explicit: Path | None) -> Path | None:

@@ -2,6 +2,7 @@
 
     EmbedkeeperError            exit code 1; the docstring is the default message
     +-- ConfigError             unknown key, bad value, missing file
+    +-- UsageError              exit code 2: an argument the parser could not check
     +-- DatabaseError           the database cannot serve us
     |   +-- DatabaseUnavailable transient: connection refused or dropped; retried with backoff
     |   +-- SchemaMissing       embedkeeper's schema is absent or behind: run `embedkeeper migrate`
@@ -30,6 +31,12 @@ class EmbedkeeperError(Exception):
 
 class ConfigError(EmbedkeeperError):
     """The configuration is invalid."""
+
+
+class UsageError(EmbedkeeperError):
+    """The command line is invalid."""
+
+    exit_code = 2
 
 
 class DatabaseError(EmbedkeeperError):

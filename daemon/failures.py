@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
 from daemon.db import mapped_errors
+from daemon.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,17 @@ class Failure:
     next_retry_at: datetime | None
 
 
+def parse_ids(ids: list[str], id_type: str) -> list[Any]:
+    """Document ids from the command line, in the key's type, so a typo is a usage error."""
+    parse: Callable[[str], Any] = {"bigint": int, "uuid": UUID}.get(id_type, str)
+    try:
+        return [parse(i) for i in ids]
+    except ValueError as exc:
+        raise UsageError(
+            f"document ids must be of the source key's type ({id_type}): {exc}"
+        ) from exc
+
+
 def _filters(
     model: str | None, ids: list[str], id_type: str
 ) -> tuple[sql.Composable, dict[str, Any]]:
@@ -35,7 +49,7 @@ def _filters(
         params["model"] = model
     if ids:
         clauses.append(sql.SQL("document_id = ANY(%(ids)s::{}[])").format(sql.SQL(id_type)))
-        params["ids"] = ids
+        params["ids"] = parse_ids(ids, id_type)
     return sql.SQL(" AND ").join(clauses), params
 
 

@@ -114,5 +114,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # Libraries that chatter at INFO: keep them to warnings unless we debug.
     quiet = logging.WARNING if level != "DEBUG" else logging.DEBUG
-    for name in ("apscheduler", "pgserver", "sentence_transformers", "httpx", "alembic"):
+    for name in ("pgserver", "sentence_transformers", "httpx", "alembic"):
         logging.getLogger(name).setLevel(quiet)
+    # APScheduler warns "skipped: maximum number of running instances reached" whenever a pass
+    # outlasts the interval: that is max_instances=1 doing its job, not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR if level != "DEBUG" else logging.DEBUG)

@@ -23,7 +23,7 @@ from daemon.logs import event
 from daemon.pipeline import RunStats, drain
 from daemon.queries import SourceQueries, StaleBy
 from daemon.retry import transient_delay_s
-from daemon.runs import finish_run, start_run
+from daemon.runs import adopt_run, finish_run, start_run
 from daemon.store import PgStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ def run_pass(
                     with mapped_errors("starting a run"):
                         run_id = start_run(conn, model.name, options.trigger)
                     deleted = prune(conn, queries, model.name)
+                else:
+                    with mapped_errors("resuming a run"):
+                        adopt_run(conn, run_id)
                 store = PgStore(
                     conn,
                     queries,
@@ -96,8 +99,9 @@ def run_pass(
                     limit=remaining,
                 )
                 total = _merged(total, stats)
+                status = "interrupted" if stop.is_set() else "ok"
                 with mapped_errors("finishing the run"):
-                    finish_run(conn, run_id, total, status="ok", deleted=deleted)
+                    finish_run(conn, run_id, total, status=status, deleted=deleted)
             return PassResult(total, deleted)
         except (DatabaseUnavailable, BackendUnavailable) as exc:
             attempt += 1

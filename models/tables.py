@@ -117,6 +117,7 @@ runs = Table(
     Column("tokens_per_s", Float, nullable=True),
     Column("host", Text, nullable=True),
     Column("pid", Integer, nullable=True),
+    Column("backend_pid", Integer, nullable=True),  # the pass's session; gone = run abandoned
     Column("error", Text, nullable=True),
     Index("runs_model_started_idx", "model", "started_at"),
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,12 +56,14 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg() -> Iterator[Server]:
+    # Our own directory, not pytest's tmp_path: pytest prunes old tmp dirs of other runs.
+    home = Path(tempfile.mkdtemp(prefix="embedkeeper-tests-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgserver.postgres_server import get_server
 
-        handle = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        handle = get_server(home / "data", cleanup_mode="delete")
     server = Server(handle)
     with server.admin() as conn:
         for name in (TEMPLATE, BARE_TEMPLATE):
@@ -75,6 +79,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     migrate(server.url(TEMPLATE), source_config().source)
     yield server
     handle.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

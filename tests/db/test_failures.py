@@ -169,3 +169,11 @@ def test_a_document_edited_while_embedding_gets_no_stale_vector(conn, db_url, ma
     ).fetchall()
     assert stored == [(1, True)]  # re-embedded from the edited text in a later sweep
     assert sorted(vectors(conn)) == [1]
+
+
+def test_ids_of_the_wrong_type_are_a_usage_error(conn):
+    from daemon.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"source key's type \(bigint\)") as error:
+        retry_failures(conn, "bigint", None, ["abc"])
+    assert error.value.exit_code == 2

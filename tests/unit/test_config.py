@@ -60,7 +60,7 @@ def test_unknown_key_names_the_closest_valid_one():
 
 
 def test_unknown_section_is_an_error():
-    with pytest.raises(ConfigError, match=r'unknown key "shedule".*did you mean "schedule"'):
+    with pytest.raises(ConfigError, match=r'unknown section "shedule"; did you mean "schedule"'):
         parse({"source": SOURCE, "shedule": {}})
 
 
@@ -144,3 +144,10 @@ def test_file_is_read_with_its_models(tmp_path):
     assert (config.retry.max_attempts, config.retry.backoff_s) == (5, 120.0)
     with pytest.raises(ConfigError, match='no model named "x"'):
         config.model("x")
+
+
+def test_a_url_with_an_unencoded_at_sign_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError) as error:
+        parse({"source": SOURCE}, {"DATABASE_URL": "postgresql://u:pa@ss@h/db"})
+    assert "%40" in str(error.value)
+    assert "pa@ss" not in str(error.value)
