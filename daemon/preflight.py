@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from daemon.config import ModelConfig, SourceConfig, quote_for_display
+from daemon.config import ModelConfig, SourceConfig
+from daemon.config_values import quote_for_display
 from daemon.db import mapped_errors
 from daemon.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from daemon.logs import event

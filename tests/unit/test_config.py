@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import (
-    DEMO_SOURCE,
-    load_config,
-    parse_config,
-    parse_duration,
-    split_qualified_name,
-)
+from daemon.config import DEMO_SOURCE, load_config, parse_config
+from daemon.config_values import parse_duration, split_qualified_name
 from daemon.errors import ConfigError
 
 FILE = Path("embedkeeper.toml")
