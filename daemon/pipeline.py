@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Event
 from typing import Protocol
@@ -100,6 +101,27 @@ def embed_isolating_poison(
     return good, bad_vectors
 
 
+def embed_claimed(
+    backend: Backend, documents: Sequence[Document], dimensions: int
+) -> tuple[list[Embedded], list[Rejected]]:
+    """Split a claimed batch into the backend's request size and embed the parts, up to
+    `backend.concurrency` at a time (an embedding server works on several requests at once)."""
+    size = max(1, backend.request_size)
+    parts = [documents[i : i + size] for i in range(0, len(documents), size)]
+
+    def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]]:
+        return embed_isolating_poison(backend, part, dimensions)
+
+    if backend.concurrency <= 1 or len(parts) <= 1:
+        results = [embed_part(part) for part in parts]
+    else:
+        with ThreadPoolExecutor(max_workers=min(backend.concurrency, len(parts))) as pool:
+            results = list(pool.map(embed_part, parts))
+    embedded = [e for done, _ in results for e in done]
+    rejected = [r for _, bad in results for r in bad]
+    return embedded, rejected
+
+
 def drain(
     store: Store,
     backend: Backend,
@@ -131,7 +153,7 @@ def drain(
             continue
         claimed_in_sweep += len(claimed.documents)
         try:
-            embedded, rejected = embed_isolating_poison(backend, claimed.documents, dimensions)
+            embedded, rejected = embed_claimed(backend, claimed.documents, dimensions)
         except BaseException:
             store.release(claimed.documents)
             raise

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from daemon.config import Config
-from daemon.errors import DatabaseUnavailable, EmbedkeeperError
+from daemon.errors import BackendUnavailable, DatabaseUnavailable, EmbedkeeperError
 from daemon.logs import event
 from daemon.passes import PassOptions, run_pass
 from daemon.pipeline import RunStats
@@ -121,13 +121,14 @@ def start_when_database_is_up(
             for model in config.models:
                 app.backend(model)
             return app
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, BackendUnavailable) as exc:
             attempt += 1
             delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+            down = "database" if isinstance(exc, DatabaseUnavailable) else "backend"
             event(
                 log,
                 logging.WARNING,
-                "database_unavailable",
+                f"{down}_unavailable",
                 attempt=attempt,
                 retry_in_s=round(delay, 1),
                 detail=str(exc),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from daemon.backends import Backend, make_backend
 from daemon.config import Config, ModelConfig
@@ -54,4 +55,4 @@ def open_app(config: Config, backend_factory: BackendFactory | None = None) -> A
         queries = check_database(conn, config.source)
         for model in config.models:
             check_registry(conn, model, model.dimensions)
-    return App(config, url, queries, backend_factory or make_backend)
+    return App(config, url, queries, backend_factory or partial(make_backend, retry=config.retry))

@@ -137,6 +137,9 @@ class SharedBackend:
     def max_chars(self) -> int:
         return int(self.inner.max_chars)
 
+    request_size = 1 << 30
+    concurrency = 1
+
     def embed(self, documents: Sequence[Document]) -> list[Embedded]:
         self.calls.append([d.id for d in documents])
         result: list[Embedded] = self.inner.embed(documents)

@@ -52,6 +52,9 @@ class ScriptedBackend:
     def max_chars(self) -> int:
         return 4096
 
+    request_size = 1 << 30
+    concurrency = 1
+
     def embed(self, documents: Sequence[Document]) -> list[Embedded]:
         with self.lock:
             self.calls.append([d.id for d in documents])

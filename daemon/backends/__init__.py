@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from daemon.config import ModelConfig
+from daemon.config import ModelConfig, RetryConfig
 from daemon.documents import Document, Embedded
 from daemon.errors import ConfigError
 
@@ -26,6 +26,16 @@ class Backend(Protocol):
         """How much of a text to fetch: more than the model's window can ever use."""
         ...
 
+    @property
+    def request_size(self) -> int:
+        """Documents per embed() call (the pipeline splits a claimed batch into these)."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """embed() calls the pipeline may have in flight at once."""
+        ...
+
     def embed(self, documents: Sequence[Document]) -> list[Embedded]:
         """One vector per document, in order."""
         ...
@@ -33,9 +43,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def make_backend(model: ModelConfig) -> Backend:
+def make_backend(model: ModelConfig, retry: RetryConfig | None = None) -> Backend:
     if model.backend == "sentence-transformers":
         from daemon.backends.local import SentenceTransformerBackend
 
         return SentenceTransformerBackend(model)
+    if model.is_http:
+        from daemon.backends.remote import RemoteBackend
+
+        return RemoteBackend(model, retry)
     raise ConfigError(f'config: [[models]] "{model.name}" backend "{model.backend}" is unknown')

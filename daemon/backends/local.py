@@ -124,6 +124,14 @@ class SentenceTransformerBackend:
         return self._dimensions
 
     @property
+    def request_size(self) -> int:
+        return 1 << 30  # the whole claimed batch: encode() sorts it by length and batches it
+
+    @property
+    def concurrency(self) -> int:
+        return 1
+
+    @property
     def max_chars(self) -> int:
         return len(self.config.prefix) + self.window * CHARS_PER_TOKEN_BOUND
 
