@@ -70,6 +70,10 @@ class BackendError(EmbedkeeperError):
 class BackendUnavailable(BackendError):
     """The embedding backend is unavailable for now; no document is charged."""
 
+    def __init__(self, message: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # when the circuit breaker will let a probe through
+
 
 class InputRejected(BackendError):
     """The backend rejected this document."""

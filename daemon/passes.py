@@ -109,6 +109,8 @@ def run_pass(
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise
             delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+            if isinstance(exc, BackendUnavailable) and exc.retry_after_s:
+                delay = max(delay, exc.retry_after_s)  # until the circuit breaker lets a probe in
             event(
                 log,
                 logging.WARNING,

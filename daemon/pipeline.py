@@ -101,25 +101,41 @@ def embed_isolating_poison(
     return good, bad_vectors
 
 
-def embed_claimed(
-    backend: Backend, documents: Sequence[Document], dimensions: int
-) -> tuple[list[Embedded], list[Rejected]]:
+@dataclass(slots=True)
+class Outcome:
+    """What became of a claimed batch: vectors, rejections, and the parts that could not be
+    embedded (released uncharged) with the error that stopped them."""
+
+    embedded: list[Embedded] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    unfinished: list[Document] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def embed_claimed(backend: Backend, documents: Sequence[Document], dimensions: int) -> Outcome:
     """Split a claimed batch into the backend's request size and embed the parts, up to
-    `backend.concurrency` at a time (an embedding server works on several requests at once)."""
+    `backend.concurrency` at a time (an embedding server works on several requests at once).
+    A part that fails does not cost the parts that succeeded: they are still written."""
     size = max(1, backend.request_size)
     parts = [documents[i : i + size] for i in range(0, len(documents), size)]
 
     def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]]:
         return embed_isolating_poison(backend, part, dimensions)
 
-    if backend.concurrency <= 1 or len(parts) <= 1:
-        results = [embed_part(part) for part in parts]
-    else:
-        with ThreadPoolExecutor(max_workers=min(backend.concurrency, len(parts))) as pool:
-            results = list(pool.map(embed_part, parts))
-    embedded = [e for done, _ in results for e in done]
-    rejected = [r for _, bad in results for r in bad]
-    return embedded, rejected
+    outcome = Outcome()
+    workers = min(backend.concurrency, len(parts))
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        futures = [(part, pool.submit(embed_part, part)) for part in parts]
+        for part, future in futures:
+            try:
+                done, bad = future.result()
+            except BaseException as exc:
+                outcome.unfinished += part
+                outcome.error = outcome.error or exc
+                continue
+            outcome.embedded += done
+            outcome.rejected += bad
+    return outcome
 
 
 def drain(
@@ -152,18 +168,17 @@ def drain(
         if not claimed.documents:
             continue
         claimed_in_sweep += len(claimed.documents)
-        try:
-            embedded, rejected = embed_claimed(backend, claimed.documents, dimensions)
-        except BaseException:
-            store.release(claimed.documents)
-            raise
-        written = store.save(embedded)
-        store.fail(rejected)
+        outcome = embed_claimed(backend, claimed.documents, dimensions)
+        written = store.save(outcome.embedded)
+        store.fail(outcome.rejected)
+        store.release(outcome.unfinished)
         stats.ok += written
-        stats.skipped += len(embedded) - written
-        stats.failed += len(rejected)
-        stats.tokens += sum(e.token_count for e in embedded)
+        stats.skipped += len(outcome.embedded) - written
+        stats.failed += len(outcome.rejected)
+        stats.tokens += sum(e.token_count for e in outcome.embedded)
         stats.batches += 1
         if on_batch is not None:
             on_batch(stats)
+        if outcome.error is not None:
+            raise outcome.error
     return stats

@@ -13,7 +13,6 @@ from functools import partial
 from daemon.backends import Backend, make_backend
 from daemon.config import Config, ModelConfig
 from daemon.db import connect, database_url
-from daemon.errors import DimensionMismatch
 from daemon.preflight import check_database, check_model, check_registry, register_model
 from daemon.queries import SourceQueries
 
@@ -36,7 +35,7 @@ class App:
                 with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
                     check_model(conn, model, backend.dimensions)
                     register_model(conn, model, backend.dimensions)
-            except DimensionMismatch:
+            except BaseException:
                 backend.close()
                 raise
             self.backends[model.name] = backend

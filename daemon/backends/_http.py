@@ -72,24 +72,35 @@ class HttpClient:
         self.retry = retry
         self.label = label
         self.breaker = breaker or CircuitBreaker()
+        self.last_error = "no error yet"
 
     def post_json(self, url: str, payload: dict[str, Any], max_bytes: int) -> Any:
         """POST and return the decoded JSON body, retrying transient failures."""
-        last = "no attempt made"
-        for attempt in range(1, self.retry.attempts + 1):
+        last = self.last_error
+        attempt = 0
+        while True:
             wait = self.breaker.allow()
             if wait is not None:
-                raise BackendUnavailable(
-                    f"{self.label} is failing; circuit open, next probe in {wait:.0f} s ({last})"
-                )
+                # Open circuit: wait for the probe if that fits in our budget, else fail fast.
+                if wait > self.retry.max_delay_s or attempt >= self.retry.attempts:
+                    raise BackendUnavailable(
+                        f"{self.label} is failing; circuit open, next probe in {wait:.1f} s"
+                        f" ({last})",
+                        retry_after_s=max(wait, 0.1),
+                    )
+                time.sleep(max(wait, 0.05))
+                continue
+            attempt += 1
             try:
                 body = self._post_once(url, payload, max_bytes)
             except Transient as exc:
-                last = str(exc)
+                last = self.last_error = str(exc)
                 if self.breaker.record_failure():
                     event(log, logging.WARNING, "circuit_open", backend=self.label, error=last)
-                if attempt == self.retry.attempts:
-                    break
+                if attempt >= self.retry.attempts:
+                    raise BackendUnavailable(
+                        f"{self.label} unavailable after {attempt} tries: {last}"
+                    ) from exc
                 delay = transient_delay_s(attempt, self.retry.max_delay_s)
                 if exc.retry_after_s is not None:
                     delay = min(max(exc.retry_after_s, delay), self.retry.max_delay_s)
@@ -104,12 +115,12 @@ class HttpClient:
                 )
                 time.sleep(delay)
                 continue
+            except BaseException:
+                self.breaker.release_probe()
+                raise
             if self.breaker.record_success():
                 event(log, logging.INFO, "circuit_closed", backend=self.label)
             return body
-        raise BackendUnavailable(
-            f"{self.label} unavailable after {self.retry.attempts} tries: {last}"
-        )
 
     def _post_once(self, url: str, payload: dict[str, Any], max_bytes: int) -> Any:
         try:

@@ -57,6 +57,12 @@ class CircuitBreaker:
             self.cooldown_s = self.base_cooldown_s
             return was_open
 
+    def release_probe(self) -> None:
+        """The probe ended in neither success nor an outage (the server answered, about the
+        input): let the next caller probe."""
+        with self.lock:
+            self.probing = False
+
     def record_failure(self) -> bool:
         """Returns True when this failure opened (or re-opened) the circuit."""
         with self.lock:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from daemon.backends._http import HttpClient, RetryPolicy
+from daemon.backends.breaker import CircuitBreaker
 from daemon.backends.wire import WireError
 from daemon.config import ModelConfig, RetryConfig
 from daemon.documents import Document, Embedded
@@ -60,8 +61,16 @@ class RemoteBackend:
             api_key=config.api_key,
             retry=RetryPolicy(retry.transient_attempts, retry.transient_backoff_max_s),
             label=self.label,
+            breaker=CircuitBreaker(
+                cooldown_s=min(5.0, retry.transient_backoff_max_s),
+                max_cooldown_s=max(retry.transient_backoff_max_s, 5.0),
+            ),
         )
-        self._dimensions = self._probe(retry)
+        try:
+            self._dimensions = self._probe(retry)
+        except BaseException:
+            self.http.close()
+            raise
         event(
             log,
             logging.INFO,
@@ -83,7 +92,8 @@ class RemoteBackend:
                     raise BackendUnavailable(
                         f'cannot reach {self.label} for [[models]] "{self.config.name}": {exc}'
                     ) from exc
-                time.sleep(transient_delay_s(attempt, retry.transient_backoff_max_s))
+                delay = transient_delay_s(attempt, retry.transient_backoff_max_s)
+                time.sleep(max(delay, exc.retry_after_s or 0.0))
         raise ModelError("unreachable")  # pragma: no cover - the loop returns or raises
 
     @property
