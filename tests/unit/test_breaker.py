@@ -1,4 +1,4 @@
-"""The circuit breaker opens after repeated outages, lets one probe through, and closes on success."""
+"""The circuit breaker opens after repeated outages, lets one probe in, and closes on success."""
 
 from __future__ import annotations
 
