@@ -77,7 +77,7 @@ class ModelConfig:
     name: str
     backend: str = "sentence-transformers"
     model: str = DEFAULT_MODEL_REF
-    dimensions: int = 384
+    dimensions: int | None = None  # None: whatever the model or server makes
     batch_size: int = 32
     claim_size: int = 128
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -156,7 +156,7 @@ DEMO_SOURCE = SourceConfig(
     text_column="body",
     updated_at_column="updated_at",
 )
-DEFAULT_MODEL = ModelConfig(name="minilm")
+DEFAULT_MODEL = ModelConfig(name="minilm", dimensions=384)
 
 
 SECTIONS: dict[str, dict[str, Parser]] = {
@@ -255,6 +255,8 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
         raise ConfigError(f"config: {where} needs model, the server's name for the model")
     if backend == "openai" and "url" not in values:
         raise ConfigError(f'config: {where} needs url, e.g. url = "http://127.0.0.1:8080/v1"')
+    if values.get("request_dimensions") and "dimensions" not in values:
+        raise ConfigError(f"config: {where} request_dimensions needs dimensions")
     if "api_key_env" in values and "api_key_file" in values:
         raise ConfigError(f"config: {where} takes api_key_env or api_key_file, not both")
     values["api_key"] = _api_key(

@@ -93,7 +93,7 @@ def run_pass(
                     store,
                     backend,
                     claim_size=model.claim_size,
-                    dimensions=model.dimensions,
+                    dimensions=backend.dimensions,  # checked against the config at start
                     stop=stop,
                     on_batch=progress,
                     limit=remaining,

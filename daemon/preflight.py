@@ -176,7 +176,7 @@ def _check_filter(conn: psycopg.Connection[Any], queries: SourceQueries) -> None
 
 def check_model(conn: psycopg.Connection[Any], model: ModelConfig, actual_dims: int) -> None:
     """The configured dimensions must be the model's, and those of the vectors already stored."""
-    if actual_dims != model.dimensions:
+    if model.dimensions is not None and actual_dims != model.dimensions:
         raise DimensionMismatch(
             f'[[models]] "{model.name}" says dimensions = {model.dimensions} but model '
             f'"{model.model}" makes {actual_dims}-d vectors; set dimensions = {actual_dims}'

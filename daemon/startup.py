@@ -53,5 +53,6 @@ def open_app(config: Config, backend_factory: BackendFactory | None = None) -> A
     with connect(url, timeout_s=config.connect_timeout_s) as conn:
         queries = check_database(conn, config.source)
         for model in config.models:
-            check_registry(conn, model, model.dimensions)
+            if model.dimensions is not None:
+                check_registry(conn, model, model.dimensions)
     return App(config, url, queries, backend_factory or partial(make_backend, retry=config.retry))

@@ -110,7 +110,9 @@ def source_config(
     """A Config on public.docs (or what **source says) with the MiniLM model."""
     document: dict[str, Any] = {
         "source": {"table": "public.docs", "id_column": "id", "text_column": "body", **source},
-        "models": list(models or [{"name": "minilm", "batch_size": 16, "claim_size": 32}]),
+        "models": list(
+            models or [{"name": "minilm", "dimensions": 384, "batch_size": 16, "claim_size": 32}]
+        ),
         "retry": {
             "max_attempts": 2,
             "backoff": "1s",

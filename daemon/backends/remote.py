@@ -114,7 +114,8 @@ class RemoteBackend:
         return self.config.concurrency
 
     def _call(self, texts: list[str]) -> tuple[list[np.ndarray], int]:
-        max_bytes = 1_000_000 + len(texts) * max(self.config.dimensions, 1) * BYTES_PER_NUMBER
+        dims = self.config.dimensions or 8192  # before the probe: a bound for any model
+        max_bytes = 1_000_000 + len(texts) * dims * BYTES_PER_NUMBER
         data = self.http.post_json(self.wire.url, self.wire.payload(texts), max_bytes)
         try:
             return self.wire.parse(data, len(texts))

@@ -255,6 +255,7 @@ def test_openai_base64_and_requested_dimensions(conn, db_url, server, minilm):
         server,
         "openai",
         encoding_format="base64",
+        dimensions=384,
         request_dimensions=True,
         url=server.url + "/v1",
     )
@@ -305,3 +306,42 @@ def test_http_config_errors(entry, message):
     }
     with pytest.raises(ConfigError, match=message):
         parse_config(document, {}, path=Path("t.toml"))
+
+
+def test_ollama_needs_nothing_but_its_url_and_model_name(conn, db_url, server, minilm):
+    ids = insert_docs(conn, TEXTS[:3])
+    config = parse_config(
+        {
+            "source": {"table": "public.docs"},
+            "models": [
+                {"name": "remote", "backend": "ollama", "model": "all-minilm", "url": server.url}
+            ],
+        },
+        {"EMBEDKEEPER_DATABASE_URL": db_url},
+        path=Path("test.toml"),
+    )
+    assert run_backfill(config).exit_code == 0
+    assert_equal_to_local_model(conn, minilm, ids, TEXTS[:3])
+    row = conn.execute("SELECT dimensions FROM embedkeeper.models WHERE name = 'remote'")
+    assert row.fetchone() == (384,)
+
+
+def test_two_workers_against_one_server_send_each_document_once(conn, db_url, server):
+    import threading
+
+    texts = [f"shared document {i}" for i in range(60)]
+    insert_docs(conn, texts)
+    config = http_config(db_url, server, "openai", claim_size=8)
+    apps = [open_app(config), open_app(config)]
+    for app in apps:
+        app.backend(config.models[0])
+    threads = [threading.Thread(target=backfill, args=(app, config.models)) for app in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for app in apps:
+        app.close()
+    sent = [t for batch in server.calls.inputs for t in batch if t.startswith("shared")]
+    assert sorted(sent) == sorted(texts)
+    assert len(vectors(conn, "remote")) == 60
