@@ -192,7 +192,7 @@ def check_registry(conn: psycopg.Connection[Any], model: ModelConfig, dims: int)
         ).fetchone()
     if row is not None and row[0] != dims:
         raise DimensionMismatch(
-            f'model name "{model.name}" already holds {row[0]}-d vectors but is configured for '
+            f'model name "{model.name}" already holds {row[0]}-d vectors but its model makes '
             f"{dims}; give [[models]] a new name (or delete its rows from "
             "embedkeeper.embeddings and embedkeeper.models)"
         )

@@ -39,7 +39,7 @@ BASE_CONFIG: dict[str, Any] = {
         "text_column": "body",
         "updated_at_column": "updated_at",
     },
-    "models": [{"name": "minilm", "batch_size": 16, "claim_size": 32}],
+    "models": [{"name": "minilm", "dimensions": 384, "batch_size": 16, "claim_size": 32}],
     "schedule": {"interval": "2s"},
     "retry": {
         "max_attempts": 2,

@@ -203,8 +203,8 @@ def test_registry_with_other_dimensions_exits_1_without_loading_the_model(cli, c
 
     line = assert_one_error_line(result, 1, "embedkeeper: error:")
     assert line.startswith(
-        'embedkeeper: error: model name "minilm" already holds 768-d vectors but is configured'
-        " for 384; give [[models]] a new name"
+        'embedkeeper: error: model name "minilm" already holds 768-d vectors but its model makes'
+        " 384; give [[models]] a new name"
     )
     assert "model_loaded" not in result.stderr
     assert count_rows(conn, "embeddings") == 0
