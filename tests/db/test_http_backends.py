@@ -51,9 +51,15 @@ def http_config(db_url: str, server: StandIn, backend: str, **model: Any) -> Con
     return parse_config(document, env, path=Path("test.toml"))
 
 
-def run_backfill(config: Config):
+def run_backfill(config: Config, server: StandIn | None = None, **faults: Any):
+    """Backfill; `faults` are set on the server after the start-up probe has got through."""
     app = open_app(config)
     try:
+        if faults:
+            app.backend(config.models[0])
+            assert server is not None
+            for name, value in faults.items():
+                setattr(server.faults, name, value)
         return backfill(app, config.models)
     finally:
         app.close()
@@ -99,15 +105,9 @@ def test_every_document_is_embedded_once_equal_to_the_local_model(
 def test_an_outage_charges_nobody_and_the_calls_stay_bounded(backend, conn, db_url, server, minilm):
     ids = insert_docs(conn, TEXTS)
     config = http_config(db_url, server, backend)
-    app = open_app(config)
-    app.backend(config.models[0])  # the probe succeeds; then the server goes down for a while
-    server.faults.unavailable_first = 4
-    server.faults.rate_limited_first = 2
-    server.faults.retry_after = "0"
-    try:
-        result = backfill(app, config.models)
-    finally:
-        app.close()
+    result = run_backfill(
+        config, server, unavailable_first=4, rate_limited_first=2, retry_after="0"
+    )
 
     assert result.exit_code == 0
     assert failures(conn) == []
@@ -154,13 +154,7 @@ def test_fewer_vectors_than_inputs_is_an_outage_not_a_documents_fault(
 ):
     insert_docs(conn, TEXTS[:8])
     config = http_config(db_url, server, backend)
-    app = open_app(config)
-    app.backend(config.models[0])
-    server.faults.drop_one_first = 1
-    try:
-        result = backfill(app, config.models)
-    finally:
-        app.close()
+    result = run_backfill(config, server, drop_one_first=1)
     assert failures(conn) == []
     assert len(vectors(conn, "remote")) == 8
     assert result.exit_code == 0
@@ -170,13 +164,7 @@ def test_fewer_vectors_than_inputs_is_an_outage_not_a_documents_fault(
 def test_a_hung_response_times_out_and_is_retried(backend, conn, db_url, server):
     insert_docs(conn, TEXTS[:4])
     config = http_config(db_url, server, backend, timeout="1s")
-    app = open_app(config)
-    app.backend(config.models[0])
-    server.faults.hang_first, server.faults.hang_s = 1, 3.0
-    try:
-        result = backfill(app, config.models)
-    finally:
-        app.close()
+    result = run_backfill(config, server, hang_first=1, hang_s=3.0)
     assert result.exit_code == 0
     assert failures(conn) == []
     assert len(vectors(conn, "remote")) == 4
@@ -237,13 +225,7 @@ def test_redirects_are_not_followed(conn, db_url, server):
 def test_an_oversized_response_is_refused(conn, db_url, server):
     insert_docs(conn, TEXTS[:4])
     config = http_config(db_url, server, "openai")
-    app = open_app(config)
-    app.backend(config.models[0])
-    server.faults.huge_first = 1
-    try:
-        result = backfill(app, config.models)
-    finally:
-        app.close()
+    result = run_backfill(config, server, huge_first=1)
     assert result.exit_code == 0
     assert failures(conn) == []
 
