@@ -130,6 +130,7 @@ class Config:
     database_url: str | None = field(default=None, repr=False)  # None: the embedded PostgreSQL
     data_dir: Path | None = None
     connect_timeout_s: float = 10.0
+    claim_lease_s: float = 600.0  # a pass's session idle this long is ended, claims and all
     source: SourceConfig
     models: tuple[ModelConfig, ...]
     schedule: ScheduleConfig = ScheduleConfig()
@@ -164,6 +165,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "url": nonempty_str,
         "data_dir": nonempty_str,
         "connect_timeout": parse_duration,
+        "claim_lease": parse_duration,
     },
     "source": {
         "table": nonempty_str,
@@ -371,6 +373,7 @@ def parse_config(
         database_url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else None,
         connect_timeout_s=database.get("connect_timeout", 10.0),
+        claim_lease_s=database.get("claim_lease", 600.0),
         source=(
             _source(document.get("source", {})) if in_file or "source" in document else DEMO_SOURCE
         ),

@@ -66,14 +66,38 @@ def database_url(config: Config) -> str:
     return start_embedded(config.data_dir or default_data_dir())
 
 
-def connect(url: str, *, timeout_s: float = 10.0, register: bool = True) -> psycopg.Connection[Any]:
-    """An autocommit connection with pgvector's types registered."""
+def connect(
+    url: str, *, timeout_s: float = 10.0, register: bool = True, lease_s: float | None = None
+) -> psycopg.Connection[Any]:
+    """An autocommit connection with pgvector's types registered.
+
+    With `lease_s`, the server ends the session once it has been idle that long (between
+    statements, or inside a transaction): a worker that hangs or is stopped loses its claims, which
+    live in this session, and its late write fails on the dead connection instead of landing.
+    TCP keepalives make the server notice a vanished client within about a minute."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = str(conninfo_to_dict(url).get("options") or "")
+    except psycopg.ProgrammingError:
+        given = ""  # psycopg.connect below reports a malformed URL
+    options = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+    if lease_s is not None:
+        lease_ms = max(1000, round(lease_s * 1000))
+        options += (
+            f" -c idle_session_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms}"
+        )
     try:
         conn = psycopg.connect(
             url,
             autocommit=True,
             connect_timeout=max(1, round(timeout_s)),
             application_name="embedkeeper",
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            options=f"{given} {options}".strip(),
         )
     except psycopg.Error as exc:
         reason = mask_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))

@@ -66,7 +66,9 @@ def run_pass(
     run_id: int | None = None
     while True:
         try:
-            with connect(url, timeout_s=config.connect_timeout_s) as conn:
+            with connect(
+                url, timeout_s=config.connect_timeout_s, lease_s=config.claim_lease_s
+            ) as conn:
                 if run_id is None:
                     with mapped_errors("starting a run"):
                         run_id = start_run(conn, model.name, options.trigger)

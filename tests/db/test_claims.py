@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+
+import pytest
 
 from daemon.claims import claim_batch
 from daemon.db import connect
+from daemon.documents import Embedded
+from daemon.errors import DatabaseUnavailable
 from daemon.passes import PassOptions, run_pass
+from daemon.store import PgStore
 from tests.conftest import insert_docs, source_config, vectors
-from tests.fakes import ScriptedBackend
+from tests.fakes import ScriptedBackend, unit_vector
 
 
 def claim(conn, app, after=None, limit=10):
@@ -104,3 +110,36 @@ def test_concurrent_workers_embed_each_document_exactly_once(conn, db_url, make_
         "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings"
     ).fetchone()
     assert row == (300, 300)
+
+
+def test_a_stalled_workers_claims_expire_with_its_lease_and_its_late_write_lands_nowhere(
+    conn, db_url, make_app
+):
+    insert_docs(conn, ["slow one", "slow two"])
+    app = make_app(source_config(db_url))
+    stalled = connect(db_url, lease_s=1.0)
+    store = PgStore(
+        stalled,
+        app.queries,
+        model="minilm",
+        retry=app.config.retry,
+        stale_by="none",
+        ignore_retry_delay=False,
+        prefix_chars=100,
+    )
+    held = store.claim(None, 10).documents
+    assert [d.id for d in held] == [1, 2]
+    pid = stalled.info.backend_pid
+
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+        assert time.monotonic() < deadline, "the idle session outlived its lease"
+        time.sleep(0.2)
+    with connect(db_url) as peer:
+        assert [d.id for d in claim(peer, app).documents] == [1, 2]  # the claims expired
+
+    late = [Embedded(d, unit_vector(d.text), 2, False) for d in held]
+    with pytest.raises(DatabaseUnavailable):
+        store.save(late)
+    assert vectors(conn) == {}
+    stalled.close()
