@@ -1,0 +1,72 @@
+"""The core path runs under the README's least-privilege role, and its password is never shown."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from daemon.backfill import backfill
+from daemon.coverage import measure
+from daemon.db import connect
+from daemon.errors import SourceNotFound
+from tests.conftest import insert_docs, source_config, vectors
+from tests.fakes import ScriptedBackend
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SENTINEL = "S3ntinel-W0rker-Pw"
+
+
+def readme_grants() -> list[str]:
+    text = README.read_text()
+    block = re.search(
+        r"<!-- least-privilege grants: begin -->\n```sql\n(.*?)```\n"
+        r"<!-- least-privilege grants: end -->",
+        text,
+        re.S,
+    )
+    assert block, "README lost its grants block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+@pytest.fixture
+def worker_url(pg, db_url, conn):
+    database = db_url.split("@/", 1)[1].split("?", 1)[0]
+    conn.execute("CREATE TABLE public.documents (id bigint PRIMARY KEY, body text)")
+    conn.execute("DROP ROLE IF EXISTS embedkeeper_worker")
+    for statement in readme_grants():
+        statement = statement.replace("'change-me'", f"'{SENTINEL}'")
+        statement = statement.replace("DATABASE app", f'DATABASE "{database}"')
+        conn.execute(statement)
+    yield db_url.replace("postgresql://postgres:", f"postgresql://embedkeeper_worker:{SENTINEL}", 1)
+    with pg.admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.execute("DROP ROLE IF EXISTS embedkeeper_worker")
+
+
+def test_the_readme_grants_are_enough_for_a_backfill(worker_url, conn, make_app, caplog):
+    insert_docs(conn, ["kept", "POISON"], start=1)
+    conn.execute("INSERT INTO public.documents SELECT id, body FROM public.docs")
+    config = source_config(worker_url, table="public.documents")
+
+    with caplog.at_level(logging.DEBUG):
+        app = make_app(config, ScriptedBackend(poison="POISON"))
+        result = backfill(app, config.models)
+
+    assert sorted(vectors(conn)) == [1]
+    assert result.exit_code == 3  # the failure was recorded too: the role can write failures
+    with connect(worker_url) as worker:
+        assert measure(worker, app.queries, "minilm").embedded == 1
+        assert worker.execute("SELECT current_user").fetchone() == ("embedkeeper_worker",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            worker.execute("INSERT INTO public.documents VALUES (9, 'x')")
+    assert SENTINEL not in caplog.text
+
+
+def test_a_role_that_cannot_read_the_source_gets_a_clear_error(worker_url, conn, make_app):
+    conn.execute("CREATE TABLE public.secret (id bigint PRIMARY KEY, body text)")
+    with pytest.raises(SourceNotFound, match="GRANT SELECT"):
+        make_app(source_config(worker_url, table="public.secret"))
