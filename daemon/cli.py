@@ -71,7 +71,7 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from daemon.service import run_daemon
 
-    return run_daemon(config)
+    return run_daemon(config, metrics_port=args.metrics_port)
 
 
 def cmd_coverage(args: argparse.Namespace, config: Config) -> int:
@@ -162,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("backfill", cmd_backfill, "embed every pending document, then exit")
     p.add_argument("--model", help="only this [[models]] name")
     p.add_argument("--limit", type=_positive, help="stop after N documents")
-    add("run", cmd_run, "the daemon: a pass on the [schedule], until SIGTERM")
+    p = add("run", cmd_run, "the daemon: a pass on the [schedule], until SIGTERM")
+    p.add_argument(
+        "--metrics-port", type=_positive, help="serve /metrics and /healthz on this port"
+    )
     p = add("coverage", cmd_coverage, "how much of the source has current vectors")
     p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
     p.add_argument("--model", help="only this [[models]] name")

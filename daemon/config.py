@@ -120,6 +120,13 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    port: int | None = None  # None: no metrics server (`run --metrics-port N` also starts one)
+    host: str = "127.0.0.1"
+    coverage_interval_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingConfig:
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -136,6 +143,7 @@ class Config:
     schedule: ScheduleConfig = ScheduleConfig()
     retry: RetryConfig = RetryConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     path: Path | None = None  # the file it came from; None: built-in demo defaults
 
     @property
@@ -209,6 +217,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "transient_attempts": positive_int,
         "transient_backoff_max": parse_duration,
     },
+    "metrics": {"port": positive_int, "host": nonempty_str, "coverage_interval": parse_duration},
     "logging": {
         "level": choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "format": choice("text", "json"),
@@ -342,6 +351,13 @@ def _check_cron(expression: str) -> None:
         ) from exc
 
 
+def _metrics(raw: object) -> MetricsConfig:
+    values = _section(raw, "metrics", "[metrics]")
+    if "coverage_interval" in values:
+        values["coverage_interval_s"] = values.pop("coverage_interval")
+    return MetricsConfig(**values)
+
+
 def _retry(raw: object) -> RetryConfig:
     values = _section(raw, "retry", "[retry]")
     renamed = {
@@ -381,6 +397,7 @@ def parse_config(
         schedule=_schedule(document.get("schedule", {})),
         retry=_retry(document.get("retry", {})),
         logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),
+        metrics=_metrics(document.get("metrics", {})),
         path=path,
     )
 

@@ -7,7 +7,7 @@ pass ran long) still happen. The first pass starts at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +27,16 @@ def build_scheduler(
     schedule: ScheduleConfig,
     tick: Callable[[], None],
     *,
-    watchdog: Callable[[], None] | None = None,
-    watchdog_interval_s: float | None = None,
+    every: Mapping[str, tuple[Callable[[], None], float]] | None = None,
 ) -> Any:
+    """The pass job, plus side jobs (`every`: id -> (function, seconds)) such as the watchdog
+    ping and the coverage gauges, each also one at a time."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
 
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(max_workers=2)})
+    workers = 1 + len(every or {})
+    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(max_workers=workers)})
     scheduler.add_job(
         tick,
         make_trigger(schedule),
@@ -44,14 +47,8 @@ def build_scheduler(
         misfire_grace_time=max(1, round(schedule.misfire_grace_s)),
         next_run_time=datetime.now(UTC),
     )
-    if watchdog is not None and watchdog_interval_s:
-        from apscheduler.triggers.interval import IntervalTrigger
-
+    for job_id, (function, seconds) in (every or {}).items():
         scheduler.add_job(
-            watchdog,
-            IntervalTrigger(seconds=watchdog_interval_s),
-            id="watchdog",
-            max_instances=1,
-            coalesce=True,
+            function, IntervalTrigger(seconds=seconds), id=job_id, max_instances=1, coalesce=True
         )
     return scheduler

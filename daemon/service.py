@@ -13,100 +13,21 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from daemon.config import Config
-from daemon.errors import BackendUnavailable, DatabaseUnavailable, EmbedkeeperError
+from daemon.errors import BackendUnavailable, DatabaseUnavailable
 from daemon.logs import event
-from daemon.passes import PassOptions, run_pass
-from daemon.pipeline import RunStats
-from daemon.queries import StaleBy
+from daemon.metrics import Metrics, serve
 from daemon.retry import transient_delay_s
 from daemon.scheduler import build_scheduler
 from daemon.sdnotify import notify, watchdog_interval_s
 from daemon.startup import App, BackendFactory, open_app
+from daemon.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-class Worker:
-    """What one scheduled tick does: a pass per model, and a content-hash sweep when one is due."""
-
-    def __init__(self, app: App, stop: threading.Event) -> None:
-        self.app = app
-        self.stop = stop
-        self.busy = False
-        self.heartbeat = time.monotonic()
-        self.last_sweep: dict[str, float] = {}
-
-    def tick(self) -> None:
-        self.busy, self.heartbeat = True, time.monotonic()
-        try:
-            for model in self.app.config.models:
-                if self.stop.is_set():
-                    return
-                self._pass(model.name)
-        finally:
-            self.busy, self.heartbeat = False, time.monotonic()
-
-    def _pass(self, name: str) -> None:
-        config = self.app.config
-        model = config.model(name)
-        regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
-        due = (
-            time.monotonic() - self.last_sweep.get(name, -1e18) >= config.schedule.sweep_interval_s
-        )
-        plans = [PassOptions("schedule", regular, ignore_retry_delay=False)]
-        if due:
-            plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
-        for options in plans:
-            if self.stop.is_set():
-                return
-            try:
-                result = run_pass(
-                    self.app.url,
-                    config,
-                    self.app.queries,
-                    model,
-                    self.app.backends[name],
-                    options,
-                    self.stop,
-                    on_batch=self._beat,
-                )
-            except EmbedkeeperError as exc:
-                event(
-                    log,
-                    logging.ERROR,
-                    "pass_failed",
-                    model=name,
-                    trigger=options.trigger,
-                    error=type(exc).__name__,
-                    detail=str(exc),
-                )
-                return
-            if options.trigger == "sweep":
-                self.last_sweep[name] = time.monotonic()
-            s = result.stats
-            event(
-                log,
-                logging.INFO,
-                "pass_done",
-                model=name,
-                trigger=options.trigger,
-                ok=s.ok,
-                failed=s.failed,
-                skipped=s.skipped,
-                deleted=result.deleted,
-                docs_per_s=round(s.docs_per_s, 1),
-                elapsed_s=round(s.elapsed_s, 2),
-            )
-
-    def _beat(self, stats: RunStats) -> None:
-        self.heartbeat = time.monotonic()
-
-    def healthy(self, within_s: float) -> bool:
-        return not self.busy or time.monotonic() - self.heartbeat < within_s
 
 
 def start_when_database_is_up(
@@ -145,9 +66,8 @@ def _shut_down(scheduler: Any) -> None:
         scheduler.shutdown(wait=True)
 
 
-def run_daemon(config: Config, backend_factory: BackendFactory | None = None) -> int:
-    stop = threading.Event()
-    scheduler_box: dict[str, Any] = {}
+def _on_signals(stop: threading.Event, scheduler_box: dict[str, Any]) -> None:
+    """First SIGTERM/SIGINT: stop claiming and let the pass in flight end. Second: exit now."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -164,32 +84,55 @@ def run_daemon(config: Config, backend_factory: BackendFactory | None = None) ->
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _side_jobs(
+    worker: Worker, config: Config, metrics_port: int | None
+) -> tuple[dict[str, tuple[Callable[[], None], float]], Callable[[], None] | None]:
+    """The watchdog ping (under systemd) and the metrics server with its coverage job."""
+    every: dict[str, tuple[Callable[[], None], float]] = {}
+    interval = watchdog_interval_s()
+    if interval:
+
+        def ping_watchdog() -> None:
+            if worker.healthy(within_s=2 * interval):
+                notify("WATCHDOG=1")
+
+        every["watchdog"] = (ping_watchdog, interval)
+    if worker.metrics is None or not metrics_port:
+        return every, None
+    stop_metrics = serve(worker.metrics, config.metrics.host, metrics_port)
+    every["coverage"] = (worker.refresh_coverage, config.metrics.coverage_interval_s)
+    event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=metrics_port)
+    return every, stop_metrics
+
+
+def run_daemon(
+    config: Config, backend_factory: BackendFactory | None = None, metrics_port: int | None = None
+) -> int:
+    stop = threading.Event()
+    scheduler_box: dict[str, Any] = {}
+    _on_signals(stop, scheduler_box)
     app = start_when_database_is_up(config, stop, backend_factory)
     if app is None:
         return 0
-    worker = Worker(app, stop)
-    interval = watchdog_interval_s()
-
-    def ping_watchdog() -> None:
-        if worker.healthy(within_s=2 * (interval or 0)):
-            notify("WATCHDOG=1")
-
-    scheduler = build_scheduler(
-        config.schedule, worker.tick, watchdog=ping_watchdog, watchdog_interval_s=interval
-    )
+    port = metrics_port or config.metrics.port
+    worker = Worker(app, stop, Metrics() if port else None)
+    every, stop_metrics = _side_jobs(worker, config, port)
+    scheduler = build_scheduler(config.schedule, worker.tick, every=every)
     scheduler_box["scheduler"] = scheduler
-    if stop.is_set():
-        app.close()
-        return 0
-    notify("READY=1")
-    event(
-        log,
-        logging.INFO,
-        "daemon_ready",
-        models=",".join(m.name for m in config.models),
-        schedule=config.schedule.cron or f"every {config.schedule.interval_s:g}s",
-    )
-    scheduler.start()
+    if not stop.is_set():
+        notify("READY=1")
+        event(
+            log,
+            logging.INFO,
+            "daemon_ready",
+            models=",".join(m.name for m in config.models),
+            schedule=config.schedule.cron or f"every {config.schedule.interval_s:g}s",
+        )
+        scheduler.start()
     app.close()
+    if stop_metrics is not None:
+        stop_metrics()
     event(log, logging.INFO, "daemon_stopped")
     return 0

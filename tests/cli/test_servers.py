@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from tests.cli.helpers import wait_for
 from tests.conftest import insert_docs
 from tests.standin import StandIn
 
@@ -46,3 +52,75 @@ def test_an_unreachable_server_exits_1_naming_it(cli, conn):
     assert result.returncode == 1
     assert "cannot reach ollama at http://127.0.0.1:1/api/embed" in result.stderr
     assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (0,)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf'^{re.escape(name)}\{{model="nomic"\}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else -1.0
+
+
+def test_the_daemon_serves_metrics_and_health(cli, conn, server):
+    insert_docs(conn, [f"served text {i}" for i in range(10)])
+    cli.configure(
+        models=[{"name": "nomic", "backend": "ollama", "model": "m", "url": server.url}],
+        metrics={"coverage_interval": "1s"},
+    )
+    port = free_port()
+    child = cli.start("run", "--metrics-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+
+    def scrape() -> str:
+        try:
+            return httpx.get(base + "/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return ""
+
+    def settled() -> str | None:
+        text = scrape()
+        done = metric(text, "embedkeeper_pending") == 0 and metric(text, "embedkeeper_total") == 10
+        return text if done else None
+
+    text = wait_for(settled, 60, "metrics showing nothing pending", alive=child)
+    assert metric(text, "embedkeeper_documents_embedded_total") == 10
+    assert metric(text, "embedkeeper_total") == 10
+    assert metric(text, "embedkeeper_last_success_timestamp_seconds") > 0
+    assert "embedkeeper_batch_seconds_bucket" in text
+    assert httpx.get(base + "/healthz", timeout=2).status_code == 200
+
+    child.process.send_signal(signal.SIGTERM)
+    assert child.wait(30) == 0
+
+
+def test_a_second_sigterm_exits_at_once(cli, conn, server):
+    insert_docs(conn, [f"served text {i}" for i in range(4)])
+    cli.configure(
+        models=[
+            {
+                "name": "nomic",
+                "backend": "ollama",
+                "model": "m",
+                "url": server.url,
+                "timeout": "60s",
+            }
+        ]
+    )
+    child = cli.start("run")
+    wait_for(lambda: server.calls.requests >= 1, 30, "the probe", alive=child)
+    server.faults.hang_first, server.faults.hang_s = 1, 40.0  # the first batch hangs
+    wait_for(lambda: server.calls.requests >= 2, 30, "the hanging batch", alive=child)
+
+    child.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert child.process.poll() is None  # the first signal waits for the batch in flight
+    child.process.send_signal(signal.SIGTERM)
+    assert child.wait(10) == 1
+    assert "stop_now signal=SIGTERM" in child.output()[1]
+    assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (
+        0,
+    )

@@ -20,8 +20,7 @@ def test_a_cron_schedule_and_a_watchdog_job():
     scheduler = build_scheduler(
         ScheduleConfig(interval_s=None, cron="*/10 * * * *"),
         lambda: None,
-        watchdog=lambda: None,
-        watchdog_interval_s=15,
+        every={"watchdog": (lambda: None, 15)},
     )
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert (

@@ -1,0 +1,126 @@
+"""What the daemon does on each tick: a pass per model, a content-hash sweep when one is due, and
+the heartbeat and metrics that show it is making progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from daemon.coverage import measure
+from daemon.db import connect
+from daemon.errors import EmbedkeeperError
+from daemon.logs import event
+from daemon.metrics import Metrics
+from daemon.passes import PassOptions, run_pass
+from daemon.pipeline import RunStats
+from daemon.queries import StaleBy
+from daemon.startup import App
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """What one scheduled tick does: a pass per model, and a content-hash sweep when one is due."""
+
+    def __init__(self, app: App, stop: threading.Event, metrics: Metrics | None = None) -> None:
+        self.app = app
+        self.stop = stop
+        self.metrics = metrics
+        self.busy = False
+        self.heartbeat = time.monotonic()
+        self.last_sweep: dict[str, float] = {}
+        self.model = ""
+        self.last_counts = (0, 0)  # ok, failed of the pass so far, to turn totals into deltas
+
+    def tick(self) -> None:
+        self.busy, self.heartbeat = True, time.monotonic()
+        try:
+            for model in self.app.config.models:
+                if self.stop.is_set():
+                    return
+                self._pass(model.name)
+        finally:
+            self.busy, self.heartbeat = False, time.monotonic()
+
+    def _pass(self, name: str) -> None:
+        config = self.app.config
+        model = config.model(name)
+        regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
+        due = (
+            time.monotonic() - self.last_sweep.get(name, -1e18) >= config.schedule.sweep_interval_s
+        )
+        plans = [PassOptions("schedule", regular, ignore_retry_delay=False)]
+        if due:
+            plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
+        for options in plans:
+            if self.stop.is_set():
+                return
+            self.model, self.last_counts, self.heartbeat = name, (0, 0), time.monotonic()
+            try:
+                result = run_pass(
+                    self.app.url,
+                    config,
+                    self.app.queries,
+                    model,
+                    self.app.backends[name],
+                    options,
+                    self.stop,
+                    on_batch=self._beat,
+                )
+            except EmbedkeeperError as exc:
+                if self.metrics is not None:
+                    self.metrics.record_pass(name, type(exc).__name__)
+                event(
+                    log,
+                    logging.ERROR,
+                    "pass_failed",
+                    model=name,
+                    trigger=options.trigger,
+                    error=type(exc).__name__,
+                    detail=str(exc),
+                )
+                return
+            if self.metrics is not None:
+                self.metrics.record_pass(name, None)
+            if options.trigger == "sweep":
+                self.last_sweep[name] = time.monotonic()
+            s = result.stats
+            event(
+                log,
+                logging.INFO,
+                "pass_done",
+                model=name,
+                trigger=options.trigger,
+                ok=s.ok,
+                failed=s.failed,
+                skipped=s.skipped,
+                deleted=result.deleted,
+                docs_per_s=round(s.docs_per_s, 1),
+                elapsed_s=round(s.elapsed_s, 2),
+            )
+
+    def _beat(self, stats: RunStats) -> None:
+        now = time.monotonic()
+        if self.metrics is not None:
+            ok, failed = self.last_counts
+            self.metrics.record_batch(
+                self.model, now - self.heartbeat, stats.ok - ok, stats.failed - failed
+            )
+        self.last_counts, self.heartbeat = (stats.ok, stats.failed), now
+
+    def refresh_coverage(self) -> None:
+        """Coverage gauges, on their own cadence: the query reads the whole source."""
+        if self.metrics is None:
+            return
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                for model in self.app.config.models:
+                    self.metrics.record_coverage(measure(conn, self.app.queries, model.name))
+        except EmbedkeeperError as exc:
+            event(
+                log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)
+            )
+
+    def healthy(self, within_s: float) -> bool:
+        return not self.busy or time.monotonic() - self.heartbeat < within_s
