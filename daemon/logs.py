@@ -8,6 +8,7 @@ Every URL is masked before it is printed, and a filter masks any that slipped in
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -42,6 +43,22 @@ def mask_secrets(text: str) -> str:
     return _KV_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
+_context: contextvars.ContextVar[tuple[tuple[str, object], ...]] = contextvars.ContextVar(
+    "embedkeeper_log_context", default=()
+)
+
+
+def set_log_fields(**fields: object) -> None:
+    """Fields every line logged from this context carries (run=…, batch=…); None removes one."""
+    current = dict(_context.get())
+    for key, value in fields.items():
+        if value is None:
+            current.pop(key, None)
+        else:
+            current[key] = value
+    _context.set(tuple(current.items()))
+
+
 def event(logger: logging.Logger, level: int, name: str, **fields: object) -> None:
     """Log a stable event name with key=value fields (tests and log searches match on them)."""
     if not logger.isEnabledFor(level):
@@ -63,6 +80,7 @@ class _MaskingFilter(logging.Filter):
         masked = mask_secrets(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
+        record.context = dict(_context.get())
         return True
 
 
@@ -72,7 +90,11 @@ class _TextFormatter(logging.Formatter):
         self.journald = journald
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        own = getattr(record, "fields", {})
+        context = "".join(
+            f" {k}={_value(v)}" for k, v in getattr(record, "context", {}).items() if k not in own
+        )
+        line = f"{record.levelname} {record.name}: {record.getMessage()}{context}"
         if record.exc_info:
             line += "\n" + mask_secrets(self.formatException(record.exc_info))
         if self.journald:
@@ -88,6 +110,7 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        payload.update({k: _jsonable(v) for k, v in getattr(record, "context", {}).items()})
         if name := getattr(record, "event", None):
             payload["event"] = name
             payload.update({k: _jsonable(v) for k, v in getattr(record, "fields", {}).items()})

@@ -19,7 +19,7 @@ from daemon.backends import Backend
 from daemon.config import Config, ModelConfig
 from daemon.db import connect, mapped_errors
 from daemon.errors import BackendUnavailable, DatabaseUnavailable
-from daemon.logs import event
+from daemon.logs import event, set_log_fields
 from daemon.pipeline import RunStats, drain
 from daemon.queries import SourceQueries, StaleBy
 from daemon.retry import transient_delay_s
@@ -60,6 +60,7 @@ def run_pass(
     stop: Event,
     on_batch: Callable[[RunStats], None] | None = None,
 ) -> PassResult:
+    set_log_fields(run=None, batch=None)
     total = RunStats()
     deleted = 0
     attempt = 0
@@ -72,6 +73,7 @@ def run_pass(
                 if run_id is None:
                     with mapped_errors("starting a run"):
                         run_id = start_run(conn, model.name, options.trigger)
+                    set_log_fields(run=run_id)
                     deleted = prune(conn, queries, model.name)
                 else:
                     with mapped_errors("resuming a run"):

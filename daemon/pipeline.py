@@ -11,6 +11,7 @@ charged for an outage; the caller decides how long to back off.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from daemon.backends import Backend
 from daemon.batching import clean_message, halves, vector_problem
 from daemon.documents import Document, DocumentId, Embedded, Rejected
 from daemon.errors import BackendUnavailable, InputRejected
+from daemon.logs import set_log_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,10 @@ def embed_claimed(backend: Backend, documents: Sequence[Document], dimensions: i
     outcome = Outcome()
     workers = min(backend.concurrency, len(parts))
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        futures = [(part, pool.submit(embed_part, part)) for part in parts]
+        # Each part runs in a copy of this context, so its log lines keep the run and batch ids.
+        futures = [
+            (part, pool.submit(contextvars.copy_context().run, embed_part, part)) for part in parts
+        ]
         for part, future in futures:
             try:
                 done, bad = future.result()
@@ -168,6 +173,7 @@ def drain(
         if not claimed.documents:
             continue
         claimed_in_sweep += len(claimed.documents)
+        set_log_fields(batch=stats.batches + 1)
         outcome = embed_claimed(backend, claimed.documents, dimensions)
         written = store.save(outcome.embedded)
         store.fail(outcome.rejected)

@@ -49,3 +49,26 @@ def test_under_journald_lines_start_with_a_priority(capsys, monkeypatch, restore
     setup_logging("INFO", "text")
     logging.getLogger("embedkeeper.test").error("boom")
     assert capsys.readouterr().err.startswith("<3>ERROR embedkeeper.test: boom")
+
+
+def test_lines_carry_the_run_and_batch_ids(capsys, monkeypatch, restore_logging):
+    import contextvars
+
+    from daemon.logs import set_log_fields
+
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    setup_logging("INFO", "text")
+    log = logging.getLogger("embedkeeper.test")
+
+    def in_a_pass() -> None:
+        set_log_fields(run=42, batch=3)
+        event(log, logging.INFO, "batch_written", docs=5)
+        set_log_fields(batch=None)
+        log.warning("between batches")
+
+    contextvars.copy_context().run(in_a_pass)
+    log.info("outside any pass")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("batch_written docs=5 run=42 batch=3")
+    assert lines[1].endswith("between batches run=42")
+    assert lines[2].endswith("outside any pass")
