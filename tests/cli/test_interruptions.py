@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.cli.helpers import (
     advisory_locks,
@@ -18,6 +19,7 @@ from tests.cli.helpers import (
     wait_for,
 )
 from tests.conftest import insert_docs
+from tests.invariants import check_invariants
 
 MODEL_LOAD_AND_FIRST_BATCH_S = 120
 
@@ -33,6 +35,9 @@ def vector_counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 def some_but_not_all(conn: psycopg.Connection[Any], total: int) -> int:
     count = count_rows(conn, "embeddings")
     return count if 0 < count < total else 0
+
+
+pytestmark = pytest.mark.chaos
 
 
 def test_kill_9_mid_backfill_then_an_immediate_rerun_embeds_each_document_once(cli, conn):
@@ -64,6 +69,7 @@ def test_kill_9_mid_backfill_then_an_immediate_rerun_embeds_each_document_once(c
     assert len(runs) == 2
     assert runs[0][0] == "abandoned"  # the killed run's session is gone: closed by the rerun
     assert runs[-1] == ("ok", 600 - left_behind)
+    check_invariants(conn)
 
 
 def test_sigterm_mid_backfill_exits_1_interrupted_and_a_rerun_finishes(cli, conn):
@@ -99,6 +105,7 @@ def test_sigterm_mid_backfill_exits_1_interrupted_and_a_rerun_finishes(cli, conn
     assert vector_counts(conn) == (600, 600)
     assert mismatched_vectors(conn) == []
     assert advisory_locks(conn) == []
+    check_invariants(conn)
 
 
 def test_two_concurrent_backfills_embed_each_document_once(cli, conn):
@@ -116,3 +123,4 @@ def test_two_concurrent_backfills_embed_each_document_once(cli, conn):
     assert {status for status, _, _ in runs} == {"ok"}
     assert {pid for _, _, pid in runs} <= {first.pid, second.pid}
     assert sum(docs_ok for _, docs_ok, _ in runs) == 400
+    check_invariants(conn)

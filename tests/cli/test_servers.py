@@ -97,6 +97,7 @@ def test_the_daemon_serves_metrics_and_health(cli, conn, server):
     assert child.wait(30) == 0
 
 
+@pytest.mark.chaos
 def test_a_second_sigterm_exits_at_once(cli, conn, server):
     insert_docs(conn, [f"served text {i}" for i in range(4)])
     cli.configure(

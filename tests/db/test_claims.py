@@ -47,6 +47,7 @@ def test_a_peer_skips_documents_another_session_holds(conn, db_url, make_app):
     assert second.last_key == 10
 
 
+@pytest.mark.chaos
 def test_claims_die_with_the_session(conn, db_url, make_app):
     insert_docs(conn, [f"doc {i}" for i in range(3)])
     app = make_app(source_config(db_url))
@@ -112,6 +113,7 @@ def test_concurrent_workers_embed_each_document_exactly_once(conn, db_url, make_
     assert row == (300, 300)
 
 
+@pytest.mark.chaos
 def test_a_stalled_workers_claims_expire_with_its_lease_and_its_late_write_lands_nowhere(
     conn, db_url, make_app
 ):

@@ -102,6 +102,7 @@ def test_every_document_is_embedded_once_equal_to_the_local_model(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.chaos
 def test_an_outage_charges_nobody_and_the_calls_stay_bounded(backend, conn, db_url, server, minilm):
     ids = insert_docs(conn, TEXTS)
     config = http_config(db_url, server, backend)
@@ -149,6 +150,7 @@ def test_a_bad_vector_is_that_documents_failure(backend, fault, conn, db_url, se
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.chaos
 def test_fewer_vectors_than_inputs_is_an_outage_not_a_documents_fault(
     backend, conn, db_url, server
 ):
@@ -161,6 +163,7 @@ def test_fewer_vectors_than_inputs_is_an_outage_not_a_documents_fault(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.chaos
 def test_a_hung_response_times_out_and_is_retried(backend, conn, db_url, server):
     insert_docs(conn, TEXTS[:4])
     config = http_config(db_url, server, backend, timeout="1s")
@@ -170,6 +173,7 @@ def test_a_hung_response_times_out_and_is_retried(backend, conn, db_url, server)
     assert len(vectors(conn, "remote")) == 4
 
 
+@pytest.mark.chaos
 def test_a_dead_server_fails_the_backfill_and_charges_nobody(conn, db_url, server):
     insert_docs(conn, TEXTS[:4])
     config = http_config(db_url, server, "ollama")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from daemon.backfill import backfill
 from daemon.db import connect
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
+from tests.invariants import check_invariants
+
+pytestmark = pytest.mark.chaos
 
 
 def test_a_connection_cut_mid_batch_is_retried_and_loses_nothing(conn, db_url, make_app):
@@ -39,6 +44,7 @@ def test_a_connection_cut_mid_batch_is_retried_and_loses_nothing(conn, db_url, m
     assert result.exit_code == 0
     # the batch in flight when the connection died is embedded again, and only that batch
     assert len(backend.embedded) == 100 + len(backend.calls[0])
+    check_invariants(conn)
 
 
 def test_limit_stops_after_that_many_documents(conn, db_url, make_app):

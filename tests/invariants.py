@@ -1,0 +1,70 @@
+"""The invariants every fault test ends with: nothing lost, nothing doubled, every vector true to
+its document's current text, work bounded, error texts clean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+
+def check_invariants(
+    conn: psycopg.Connection[Any],
+    *,
+    model: str = "minilm",
+    table: str = "docs",
+    dimensions: int = 384,
+    settled: bool = True,
+    secrets: Iterable[str] = (),
+) -> None:
+    """`settled`: no worker runs any more, so every document must be done, skipped or in review
+    (nothing stuck in a claim) and no advisory lock may be held."""
+    source = sql.Identifier(table)
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT s.id, s.body, e.document_id IS NOT NULL,"
+            " e.content_hash = decode(md5(s.body), 'hex'), f.status FROM {} s"
+            " LEFT JOIN embedkeeper.embeddings e ON e.model = %(m)s AND e.document_id = s.id"
+            " LEFT JOIN embedkeeper.failures f ON f.model = %(m)s AND f.document_id = s.id"
+        ).format(source),
+        {"m": model},
+    ).fetchall()
+    orphans = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FROM embedkeeper.embeddings e WHERE e.model = %s AND NOT EXISTS"
+            " (SELECT 1 FROM {} s WHERE s.id = e.document_id)"
+        ).format(source),
+        (model,),
+    ).fetchone()
+    assert orphans == (0,), "vectors of deleted documents"
+    stale = [r[0] for r in rows if r[2] and not r[3] and r[4] is None]
+    if settled:
+        assert stale == [], f"vectors that do not match their text: {stale[:10]}"
+        lost = [
+            r[0]
+            for r in rows
+            if r[1] is not None and r[1].strip() and not r[2] and r[4] not in ("review", "ignored")
+        ]
+        assert lost == [], f"documents neither embedded, skipped nor in review: {lost[:10]}"
+        locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert locks.fetchone() == (0,), "claims still held"
+    for (vector,) in conn.execute(
+        "SELECT embedding FROM embedkeeper.embeddings WHERE model = %s", (model,)
+    ):
+        values = vector.to_numpy()
+        assert values.shape == (dimensions,)
+        assert np.all(np.isfinite(values))
+        assert np.linalg.norm(values) > 0
+    for (message,) in conn.execute("SELECT message FROM embedkeeper.failures"):
+        assert len(message) <= 500
+        assert "\x00" not in message
+        for secret in secrets:
+            assert secret not in message
+
+
+def calls_bounded(calls: int, documents: int, faults: int) -> bool:
+    """Embedding work stays within documents x (1 + injected faults)."""
+    return calls <= documents * (1 + faults)
