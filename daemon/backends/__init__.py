@@ -48,6 +48,10 @@ def make_backend(model: ModelConfig, retry: RetryConfig | None = None) -> Backen
         from daemon.backends.local import SentenceTransformerBackend
 
         return SentenceTransformerBackend(model)
+    if model.backend == "null":
+        from daemon.backends.null import NullBackend
+
+        return NullBackend(model)
     if model.is_http:
         from daemon.backends.remote import RemoteBackend
 

@@ -1,0 +1,23 @@
+"""`python -m bench [NAME ...]`: run the named benchmarks (default: all) and print their tables."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import instances
+
+BENCHMARKS = {"instances": instances.main}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    for name in names:
+        if name not in BENCHMARKS:
+            print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+            return 2
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

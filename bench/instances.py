@@ -1,0 +1,118 @@
+"""Scale-out throughput: 1, 2 and 4 `embedkeeper backfill` processes sharing one PostgreSQL and
+DOCS documents, with the null backend so that the database path is what is measured.
+
+Each round gets a fresh copy of the same table (CREATE DATABASE ... TEMPLATE); rounds alternate
+1, 2, 4, 1, 2, 4 ... so drift on a noisy machine hits every setting alike. The figure is documents
+per second of wall time from starting the processes to the last exit, start-up included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import psycopg
+
+DOCS = int(os.environ.get("BENCH_DOCS", "10000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SETTINGS = (1, 2, 4)
+RESULTS = Path(__file__).resolve().parent / "results"
+EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
+CONFIG = """
+[source]
+table = "public.docs"
+[[models]]
+name = "null"
+backend = "null"
+dimensions = 384
+claim_size = 500
+"""
+
+
+def main() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
+
+    home = Path(tempfile.mkdtemp(prefix="embedkeeper-bench-"))
+    server = get_server(home / "data", cleanup_mode="delete")
+    config = home / "embedkeeper.toml"
+    config.write_text(CONFIG)
+    try:
+        _prepare_template(server.get_uri())
+        figures: dict[int, list[float]] = {n: [] for n in SETTINGS}
+        for round_no in range(ROUNDS):
+            for instances in SETTINGS:
+                name = f"r{round_no}_{instances}"
+                with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+                    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "bench_template"')
+                figures[instances].append(_run(server.get_uri(name), config, instances))
+        _report(figures)
+    finally:
+        server.cleanup()
+
+
+def _prepare_template(url: str) -> None:
+    from daemon.config import SourceConfig
+    from daemon.migrate import migrate
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute('CREATE DATABASE "bench_template"')
+    template = url.replace("/postgres?", "/bench_template?")
+    with psycopg.connect(template, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
+        conn.execute(
+            "INSERT INTO docs SELECT g, 'bench document ' || g || ' ' || repeat('x', g %% 400)"
+            " FROM generate_series(1, %s) g",
+            (DOCS,),
+        )
+    migrate(template, SourceConfig(schema="public", table="docs", text_column="body"))
+
+
+def _run(url: str, config: Path, instances: int) -> float:
+    env = {**os.environ, "EMBEDKEEPER_DATABASE_URL": url}
+    start = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [str(EMBEDKEEPER), "backfill", "--config", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(instances)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=600)
+        if child.returncode != 0:
+            raise SystemExit(f"backfill failed ({child.returncode}): {err.decode()[-2000:]}")
+    elapsed = time.perf_counter() - start
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+    assert row == (DOCS,), row
+    return DOCS / elapsed
+
+
+def _report(figures: dict[int, list[float]]) -> None:
+    base = statistics.median(figures[1])
+    print(f"\nscale-out, null backend, {DOCS} documents, median of {ROUNDS} rounds (alternating)")
+    print(f"{'instances':>9}  {'docs/s':>9}  {'vs 1':>5}  runs")
+    rows = []
+    for n in SETTINGS:
+        median = statistics.median(figures[n])
+        runs = ", ".join(f"{x:.0f}" for x in figures[n])
+        print(f"{n:>9}  {median:>9.0f}  {median / base:>5.2f}  {runs}")
+        rows.append(
+            {"instances": n, "docs_per_s": median, "ratio_to_1": median / base, "runs": figures[n]}
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "instances.json"
+    out.write_text(json.dumps({"docs": DOCS, "rounds": ROUNDS, "results": rows}, indent=2))
+    print(f"written {out}")
