@@ -55,7 +55,9 @@ def claim_batch(
         return Claimed([], None)
     last_key = max(row[0] for row in rows)
     locked = [
-        Document(id=r[0], text=r[1], cut=r[2], content_hash=bytes(r[3]), updated_at=r[4])
+        Document(
+            id=r[0], text=r[1], cut=r[2], content_hash=bytes(r[3]), updated_at=r[4], suspect=r[6]
+        )
         for r in rows
         if r[5]
     ]

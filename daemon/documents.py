@@ -25,6 +25,7 @@ class Document:
     cut: bool
     content_hash: bytes
     updated_at: datetime | None = None
+    suspect: bool = False  # its last batch died with its process: embed it alone
 
 
 @dataclass(frozen=True, slots=True)

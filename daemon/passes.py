@@ -87,6 +87,14 @@ def run_pass(
                     ignore_retry_delay=options.ignore_retry_delay,
                     prefix_chars=backend.max_chars,
                 )
+                if crashed := store.recover_crashed():
+                    event(
+                        log,
+                        logging.WARNING,
+                        "crashed_batch_charged",
+                        model=model.name,
+                        documents=crashed,
+                    )
 
                 def progress(stats: RunStats, before: RunStats = total) -> None:
                     if on_batch is not None:

@@ -47,6 +47,12 @@ class Store(Protocol):
 
     def release(self, documents: Sequence[Document]) -> None: ...
 
+    def begin(self, documents: Sequence[Document]) -> int:
+        """Record the batch as in flight (if the process dies now, its documents get charged)."""
+        ...
+
+    def end(self, token: int) -> None: ...
+
 
 @dataclass(slots=True)
 class RunStats:
@@ -173,18 +179,39 @@ def drain(
         if not claimed.documents:
             continue
         claimed_in_sweep += len(claimed.documents)
-        set_log_fields(batch=stats.batches + 1)
-        outcome = embed_claimed(backend, claimed.documents, dimensions)
-        written = store.save(outcome.embedded)
-        store.fail(outcome.rejected)
-        store.release(outcome.unfinished)
-        stats.ok += written
-        stats.skipped += len(outcome.embedded) - written
-        stats.failed += len(outcome.rejected)
-        stats.tokens += sum(e.token_count for e in outcome.embedded)
-        stats.batches += 1
-        if on_batch is not None:
-            on_batch(stats)
-        if outcome.error is not None:
-            raise outcome.error
+        groups = isolate_suspects(claimed.documents)
+        for index, group in enumerate(groups):
+            set_log_fields(batch=stats.batches + 1)
+            error = embed_and_write(store, backend, group, dimensions, stats)
+            if on_batch is not None:
+                on_batch(stats)
+            if error is not None:
+                store.release([d for later in groups[index + 1 :] for d in later])
+                raise error
     return stats
+
+
+def isolate_suspects(documents: Sequence[Document]) -> list[list[Document]]:
+    """The documents whose last batch died with its process go alone, one per batch, so that
+    the next death is charged to the culprit only."""
+    regular = [d for d in documents if not d.suspect]
+    return ([regular] if regular else []) + [[d] for d in documents if d.suspect]
+
+
+def embed_and_write(
+    store: Store, backend: Backend, documents: Sequence[Document], dimensions: int, stats: RunStats
+) -> BaseException | None:
+    """One batch, recorded as in flight while the backend has it; returns the error that cut
+    it short, after writing whatever it did get."""
+    token = store.begin(documents)
+    outcome = embed_claimed(backend, documents, dimensions)
+    written = store.save(outcome.embedded)
+    store.fail(outcome.rejected)
+    store.release(outcome.unfinished)
+    store.end(token)
+    stats.ok += written
+    stats.skipped += len(outcome.embedded) - written
+    stats.failed += len(outcome.rejected)
+    stats.tokens += sum(e.token_count for e in outcome.embedded)
+    stats.batches += 1
+    return outcome.error

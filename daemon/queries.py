@@ -98,9 +98,11 @@ class SourceQueries:
             """
             SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
                    decode(md5(c.body), 'hex'), c.updated_at,
-                   pg_try_advisory_lock(hashtext(%(lock_space)s), hashtext(c.id::text))
+                   pg_try_advisory_lock(hashtext(%(lock_space)s), hashtext(c.id::text)),
+                   c.failure_class IS NOT DISTINCT FROM 'Crashed'
             FROM (
-                SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at
+                SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
+                       f.error_class AS failure_class
                 FROM {table} AS s
                 LEFT JOIN {embeddings} AS e
                        ON e.model = %(model)s AND e.document_id = {id} AND {e_after}
@@ -221,6 +223,36 @@ class SourceQueries:
                 "(CASE WHEN f.content_hash IS DISTINCT FROM excluded.content_hash"
                 " THEN 1 ELSE f.attempts + 1 END)"
             ),
+        )
+
+    def begin_inflight(self) -> sql.Composed:
+        return self._fmt(
+            """
+            INSERT INTO embedkeeper.inflight (model, document_ids, backend_pid, backend_start)
+            SELECT %(model)s, %(ids)s::text[], pid, backend_start FROM pg_stat_activity
+            WHERE pid = pg_backend_pid()
+            RETURNING id
+            """
+        )
+
+    def recover_crashed(self) -> sql.Composed:
+        """Take the in-flight batches whose session is gone, and return their documents that
+        still need a vector, with their current hash, to be charged one attempt."""
+        return self._fmt(
+            """
+            WITH dead AS (
+                DELETE FROM embedkeeper.inflight AS i
+                WHERE i.model = %(model)s AND NOT EXISTS (
+                    SELECT 1 FROM pg_stat_activity AS a
+                    WHERE a.pid = i.backend_pid AND a.backend_start = i.backend_start)
+                RETURNING i.document_ids
+            ), ids AS (SELECT DISTINCT unnest(document_ids) AS id FROM dead)
+            SELECT {id}, decode(md5({text}::text), 'hex')
+            FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
+            LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+            WHERE {text} IS NOT NULL
+              AND (e.document_id IS NULL OR e.content_hash <> decode(md5({text}::text), 'hex'))
+            """
         )
 
     def prune(self) -> sql.Composed:

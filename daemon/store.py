@@ -59,6 +59,18 @@ class PgStore:
         with mapped_errors("recording failures"):
             self.writer.fail(rejected, self.retry)
 
+    def begin(self, documents: Sequence[Document]) -> int:
+        with mapped_errors("recording a batch in flight"):
+            return self.writer.begin(documents)
+
+    def end(self, token: int) -> None:
+        with mapped_errors("closing a batch in flight"):
+            self.writer.end(token)
+
+    def recover_crashed(self) -> int:
+        with mapped_errors("charging batches of dead processes"):
+            return self.writer.recover_crashed(self.retry)
+
     def release(self, documents: Sequence[Document]) -> None:
         if self.conn.closed:
             return  # the claims died with the session

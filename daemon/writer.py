@@ -14,7 +14,7 @@ import psycopg
 
 from daemon.claims import release
 from daemon.config import RetryConfig
-from daemon.documents import Embedded, Rejected
+from daemon.documents import Document, Embedded, Rejected
 from daemon.logs import mask_secrets
 from daemon.queries import SourceQueries
 
@@ -49,6 +49,11 @@ class Writer:
     def fail(self, rejected: Sequence[Rejected], retry: RetryConfig) -> None:
         if not rejected:
             return
+        self.charge(rejected, retry)
+        release(self.conn, self.queries, self.model, [r.document for r in rejected])
+
+    def charge(self, rejected: Sequence[Rejected], retry: RetryConfig) -> None:
+        """One attempt more for each document (no claims involved: see recover_crashed)."""
         with self.conn.transaction():
             self.conn.execute(
                 self.queries.record_failures(),
@@ -63,4 +68,31 @@ class Writer:
                     "backoff_max_s": retry.backoff_max_s,
                 },
             )
-        release(self.conn, self.queries, self.model, [r.document for r in rejected])
+
+    def begin(self, documents: Sequence[Document]) -> int:
+        row = self.conn.execute(
+            self.queries.begin_inflight(),
+            {"model": self.model, "ids": [str(d.id) for d in documents]},
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def end(self, token: int) -> None:
+        self.conn.execute("DELETE FROM embedkeeper.inflight WHERE id = %s", (token,))
+
+    def recover_crashed(self, retry: RetryConfig) -> int:
+        """Charge the documents of batches whose process died mid-batch; returns how many."""
+        rows = self.conn.execute(self.queries.recover_crashed(), {"model": self.model}).fetchall()
+        message = "the process embedding this document's batch died (crash, kill or lost lease)"
+        self.charge(
+            [
+                Rejected(
+                    Document(id=r[0], text="", cut=False, content_hash=bytes(r[1])),
+                    "Crashed",
+                    message,
+                )
+                for r in rows
+            ],
+            retry,
+        )
+        return len(rows)

@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.types import TypeEngine
 
 SCHEMA = "embedkeeper"
@@ -97,6 +97,22 @@ registered_models = Table(
     Column("backend", Text, nullable=False),
     Column("model_ref", Text, nullable=False),
     now_column("registered_at"),
+)
+
+# A batch being embedded: written before the model is called, deleted with the batch's write.
+# A row whose session is gone means the process died mid-batch (crash, kill -9, OOM kill): the next
+# pass charges its documents one attempt each and embeds them one at a time, so a document that
+# kills the process ends in review instead of in a crash loop.
+inflight = Table(
+    "inflight",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("document_ids", ARRAY(Text), nullable=False),
+    Column("backend_pid", Integer, nullable=False),
+    Column("backend_start", DateTime(timezone=True), nullable=False),
+    now_column("started_at"),
+    Index("inflight_model_idx", "model"),
 )
 
 runs = Table(

@@ -142,7 +142,7 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
         }
     ]
     with psycopg.connect(bare_url) as conn:
-        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == "0001"
+        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == "0002"
         id_type = scalar(
             conn,
             "SELECT format_type(atttypid, NULL) FROM pg_attribute"
