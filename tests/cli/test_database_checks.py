@@ -104,7 +104,7 @@ def test_unmigrated_database_exits_1_asking_for_migrate(tmp_path, bare_url):
 
     line = assert_one_error_line(result, 1, "embedkeeper: error:")
     assert line == (
-        "embedkeeper: error: embedkeeper's schema is missing, this version needs 0001; "
+        "embedkeeper: error: embedkeeper's schema is missing, this version needs 0002; "
         "run `embedkeeper migrate`"
     )
 
@@ -123,10 +123,10 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
     coverage = cli("coverage", "--json")
 
     assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.startswith("embedkeeper schema at revision 0001 in postgresql://")
-    assert "schema_migrated revision=0001" in migrated.stderr
+    assert migrated.stdout.startswith("embedkeeper schema at revision 0002 in postgresql://")
+    assert "schema_migrated revision=0002" in migrated.stderr
     assert again.returncode == 0, again.stderr
-    assert "schema_current revision=0001" in again.stderr
+    assert "schema_current revision=0002" in again.stderr
     assert coverage.returncode == 0, coverage.stderr
     assert json.loads(coverage.stdout) == [
         {

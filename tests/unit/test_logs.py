@@ -66,6 +66,7 @@ def test_lines_carry_the_run_and_batch_ids(capsys, monkeypatch, restore_logging)
         set_log_fields(batch=None)
         log.warning("between batches")
 
+    set_log_fields(run=None, batch=None)  # earlier tests' passes ran in this thread
     contextvars.copy_context().run(in_a_pass)
     log.info("outside any pass")
     lines = capsys.readouterr().err.splitlines()
