@@ -44,8 +44,17 @@ class PassResult:
 
 
 def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int:
-    """Delete the vectors and failures of documents that are gone: at every pass, at the latest."""
-    with mapped_errors("pruning vectors of deleted documents"):
+    """Delete the vectors and failures of documents that are gone: at every pass, at the latest.
+
+    Housekeeping that one instance does for all: a transaction-scoped advisory lock lets only one
+    instance prune a model at a time; the others skip it (the one pruning covers them)."""
+    with mapped_errors("pruning vectors of deleted documents"), conn.transaction():
+        got = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext('embedkeeper:prune'), hashtext(%s))",
+            (model,),
+        ).fetchone()
+        if not (got and got[0]):
+            return 0
         row = conn.execute(queries.prune(), {"model": model}).fetchone()
     return int(row[0]) if row else 0
 

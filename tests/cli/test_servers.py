@@ -125,3 +125,21 @@ def test_a_second_sigterm_exits_at_once(cli, conn, server):
     assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (
         0,
     )
+
+
+def test_the_daemon_pings_the_watchdog_and_says_ready_and_stopping(cli, conn, server, tmp_path):
+    insert_docs(conn, ["one", "two"])
+    cli.configure(models=[{"name": "nomic", "backend": "ollama", "model": "m", "url": server.url}])
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(30)
+        child = cli.start("run", NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        messages = [sock.recv(100).decode() for _ in range(3)]
+        assert messages[0] == "READY=1"
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]  # every WatchdogSec / 2
+        child.process.send_signal(signal.SIGTERM)
+        while (message := sock.recv(100).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "STOPPING=1"
+        assert child.wait(30) == 0
