@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from daemon.coverage import measure
 from daemon.passes import PassOptions, run_pass
@@ -174,3 +175,26 @@ def test_a_where_filter_may_name_columns_that_embedkeepers_tables_also_have(conn
     assert (figures.total, figures.embedded) == (2, 2)
     conn.execute("UPDATE articles SET status = 'draft' WHERE id = 3")
     assert run(app, SWEEP).deleted == 1
+
+
+@pytest.mark.chaos
+def test_a_50_mb_text_and_a_million_lines_stay_within_bounded_memory(conn, db_url, make_app):
+    import tracemalloc
+
+    conn.execute("INSERT INTO docs (id, body) VALUES (1, repeat('word ', 10000000))")  # 50 MB
+    conn.execute(
+        "INSERT INTO docs (id, body) SELECT 2, string_agg('line ' || g, E'\\n')"
+        " FROM generate_series(1, 1000000) g"
+    )
+    app = make_app(source_config(db_url))
+    tracemalloc.start()
+    try:
+        run(app, SWEEP)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert sorted(vectors(conn)) == [1, 2]
+    assert peak < 50_000_000  # Python-side allocations: the texts are never fetched whole
+    truncated = conn.execute("SELECT bool_and(truncated) FROM embedkeeper.embeddings").fetchone()
+    assert truncated == (True,)

@@ -162,3 +162,31 @@ def test_max_tokens_beyond_the_models_window_is_refused():
 
     with pytest.raises(ModelError, match="exceeds the model's window"):
         SentenceTransformerBackend(ModelConfig(name="m", device="cpu", max_tokens=100_000))
+
+
+@pytest.mark.chaos
+def test_reserved_words_and_unicode_names_are_quoted(bare_url, make_app):
+    with psycopg.connect(bare_url, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Ñandú"')
+        conn.execute('CREATE TABLE "Ñandú"."select" ("from" uuid PRIMARY KEY, "where" text)')
+        conn.execute(
+            'INSERT INTO "Ñandú"."select" VALUES (%s, %s)', (uuid.UUID(int=7), "texto del ñandú")
+        )
+    config = source_config(
+        bare_url, table='"Ñandú"."select"', id_column='"from"', text_column='"where"'
+    )
+    migrate(bare_url, config.source)
+    app = make_app(config, ScriptedBackend())
+    model = app.config.models[0]
+    run_pass(
+        app.url,
+        app.config,
+        app.queries,
+        model,
+        app.backend(model),
+        PassOptions("backfill", "hash", True),
+        threading.Event(),
+    )
+    with psycopg.connect(bare_url) as conn:
+        rows = conn.execute("SELECT document_id FROM embedkeeper.embeddings").fetchall()
+    assert rows == [(uuid.UUID(int=7),)]
