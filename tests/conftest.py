@@ -178,6 +178,24 @@ def make_app(backend: SharedBackend) -> Iterator[Any]:
         app.close()
 
 
+def one_pass(app: App, options: Any = None, backend: Any = None) -> Any:
+    """One pass of the app's first model (a backfill-style hash sweep unless `options` says)."""
+    import threading
+
+    from daemon.passes import PassOptions, run_pass
+
+    model = app.config.models[0]
+    return run_pass(
+        app.url,
+        app.config,
+        app.queries,
+        model,
+        backend or app.backend(model),
+        options or PassOptions("backfill", "hash", ignore_retry_delay=True),
+        threading.Event(),
+    )
+
+
 def insert_docs(
     conn: psycopg.Connection[Any], texts: Sequence[str | None], start: int = 1
 ) -> list[int]:

@@ -12,9 +12,9 @@ from daemon.claims import claim_batch
 from daemon.db import connect
 from daemon.documents import Embedded
 from daemon.errors import DatabaseUnavailable
-from daemon.passes import PassOptions, run_pass
+from daemon.passes import PassOptions
 from daemon.store import PgStore
-from tests.conftest import insert_docs, source_config, vectors
+from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
 
 
@@ -61,16 +61,7 @@ def test_claims_die_with_the_session(conn, db_url, make_app):
 def test_claims_are_released_after_the_write(conn, db_url, make_app):
     insert_docs(conn, [f"doc {i}" for i in range(5)])
     app = make_app(source_config(db_url), ScriptedBackend())
-    model = app.config.models[0]
-    run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        model,
-        app.backend(model),
-        PassOptions("test", "none", False),
-        threading.Event(),
-    )
+    one_pass(app, PassOptions("test", "none", False))
     assert advisory_locks(conn) == 0
     assert len(vectors(conn)) == 5
 
@@ -85,15 +76,7 @@ def test_concurrent_workers_embed_each_document_exactly_once(conn, db_url, make_
 
     def work() -> None:
         try:
-            run_pass(
-                app.url,
-                app.config,
-                app.queries,
-                model,
-                backend,
-                PassOptions("test", "hash", True),
-                threading.Event(),
-            )
+            one_pass(app, backend=backend)
         except BaseException as exc:
             errors.append(exc)
 

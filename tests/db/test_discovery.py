@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 from daemon.coverage import measure
-from daemon.passes import PassOptions, run_pass
-from tests.conftest import insert_docs, source_config, vectors
+from daemon.passes import PassOptions
+from tests.conftest import insert_docs, one_pass, source_config, vectors
 
 REGULAR = PassOptions("schedule", "updated_at", ignore_retry_delay=False)
 REGULAR_NO_UPDATED_AT = PassOptions("schedule", "none", ignore_retry_delay=False)
@@ -17,10 +15,7 @@ SWEEP = PassOptions("sweep", "hash", ignore_retry_delay=False)
 
 
 def run(app, options=REGULAR):
-    model = app.config.models[0]
-    return run_pass(
-        app.url, app.config, app.queries, model, app.backend(model), options, threading.Event()
-    )
+    return one_pass(app, options)
 
 
 def row_of(conn, doc_id):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import psycopg
@@ -16,10 +15,9 @@ from daemon.config import ModelConfig
 from daemon.coverage import measure
 from daemon.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from daemon.migrate import ALEMBIC_DIR, migrate
-from daemon.passes import PassOptions, run_pass
 from daemon.preflight import HEAD_REVISION
 from models import metadata
-from tests.conftest import source_config
+from tests.conftest import one_pass, source_config
 from tests.fakes import ScriptedBackend
 
 
@@ -73,17 +71,8 @@ def test_every_key_type_in_a_mixed_case_schema_and_table(bare_url, make_app, key
     )
     migrate(bare_url, config.source)
     app = make_app(config, ScriptedBackend())
-    model = app.config.models[0]
 
-    run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        model,
-        app.backend(model),
-        PassOptions("backfill", "hash", True),
-        threading.Event(),
-    )
+    one_pass(app)
 
     with psycopg.connect(bare_url) as conn:
         stored = conn.execute("SELECT document_id FROM embedkeeper.embeddings").fetchall()
@@ -104,16 +93,7 @@ def test_hostile_names_are_quoted_not_executed(bare_url, make_app):
     )
     migrate(bare_url, config.source)
     app = make_app(config, ScriptedBackend())
-    model = app.config.models[0]
-    run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        model,
-        app.backend(model),
-        PassOptions("backfill", "hash", True),
-        threading.Event(),
-    )
+    one_pass(app)
     with psycopg.connect(bare_url) as conn:
         assert conn.execute("SELECT to_regclass('victim') IS NOT NULL").fetchone() == (True,)
         assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (1,)
@@ -177,16 +157,7 @@ def test_reserved_words_and_unicode_names_are_quoted(bare_url, make_app):
     )
     migrate(bare_url, config.source)
     app = make_app(config, ScriptedBackend())
-    model = app.config.models[0]
-    run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        model,
-        app.backend(model),
-        PassOptions("backfill", "hash", True),
-        threading.Event(),
-    )
+    one_pass(app)
     with psycopg.connect(bare_url) as conn:
         rows = conn.execute("SELECT document_id FROM embedkeeper.embeddings").fetchall()
     assert rows == [(uuid.UUID(int=7),)]
