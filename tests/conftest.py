@@ -35,6 +35,11 @@ class Server:
         uri: str = self.handle.get_uri(database)
         return uri
 
+    @property
+    def unix_socket(self) -> str:
+        info = self.handle.get_postmaster_info()
+        return f"{info.socket_dir}/.s.PGSQL.{info.port}"
+
     def admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url(), autocommit=True)
 
@@ -80,6 +85,21 @@ def pg() -> Iterator[Server]:
     yield server
     handle.cleanup()
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def proxy(pg: Server) -> Iterator[Any]:
+    """A TCP proxy in front of the session's PostgreSQL that a test can cut or take down."""
+    from tests.tcp_proxy import TcpProxy
+
+    front = TcpProxy(pg.unix_socket)
+    front.up()
+    yield front
+    front.stop()
+
+
+def database_name(url: str) -> str:
+    return url.split("@/", 1)[1].split("?", 1)[0]
 
 
 @pytest.fixture

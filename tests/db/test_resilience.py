@@ -8,7 +8,7 @@ import pytest
 
 from daemon.backfill import backfill
 from daemon.db import connect
-from tests.conftest import insert_docs, source_config, vectors
+from tests.conftest import database_name, insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 from tests.invariants import check_invariants
 
@@ -44,6 +44,27 @@ def test_a_connection_cut_mid_batch_is_retried_and_loses_nothing(conn, db_url, m
     assert result.exit_code == 0
     # the batch in flight when the connection died is embedded again, and only that batch
     assert len(backend.embedded) == 100 + len(backend.calls[0])
+    check_invariants(conn)
+
+
+def test_a_network_cut_mid_batch_reconnects_and_loses_nothing(conn, db_url, make_app, proxy):
+    ids = insert_docs(conn, [f"text {i}" for i in range(100)])
+    cut = threading.Event()
+
+    def cut_the_network(documents) -> None:
+        if not cut.is_set():
+            cut.set()
+            proxy.cut()
+
+    backend = ScriptedBackend(during=cut_the_network)
+    app = make_app(source_config(proxy.url(database_name(db_url))), backend)
+
+    result = backfill(app, app.config.models)
+
+    assert cut.is_set()
+    assert result.exit_code == 0
+    assert sorted(vectors(conn)) == ids
+    assert len(backend.embedded) == 100 + len(backend.calls[0])  # only the cut batch again
     check_invariants(conn)
 
 
