@@ -1,23 +1,31 @@
-"""`python -m tests.crashing_cli ARGS`: the embedkeeper command with a backend that kills the
-process (os._exit) when a text holds the marker KILLER, the way a segfaulting model would."""
+"""`python -m tests.crashing_cli ARGS`: the embedkeeper command, made to die (os._exit, as
+kill -9 would) at a chosen point:
+
+- a text holding the marker KILLER kills it inside the backend, the way a segfaulting model would;
+- EK_CRASH_AT=after_claim | while_embedding | after_write kills it at that point of the first
+  batch (after_write: the vectors are committed, the batch is not yet closed or unlocked).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import daemon.startup
+import daemon.store
 from daemon.config import ModelConfig, RetryConfig
 from daemon.documents import Document, Embedded
 from tests.fakes import ScriptedBackend
 
 MARKER = "KILLER"
+CRASH_AT = os.environ.get("EK_CRASH_AT", "")
 
 
 class CrashingBackend(ScriptedBackend):
     def embed(self, documents: Sequence[Document]) -> list[Embedded]:
-        if any(MARKER in d.text for d in documents):
+        if any(MARKER in d.text for d in documents) or CRASH_AT == "while_embedding":
             os._exit(137)
         return super().embed(documents)
 
@@ -26,8 +34,24 @@ def make_crashing_backend(model: ModelConfig, retry: RetryConfig | None = None) 
     return CrashingBackend(dimensions=model.dimensions or 384)
 
 
+def crash_after(method: str) -> None:
+    original = getattr(daemon.store.PgStore, method)
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        result = original(self, *args)
+        if method != "claim" or result.documents:
+            os._exit(137)
+        return result
+
+    setattr(daemon.store.PgStore, method, wrapper)
+
+
 if __name__ == "__main__":
     setattr(daemon.startup, "make_backend", make_crashing_backend)  # noqa: B010
+    if CRASH_AT == "after_claim":
+        crash_after("claim")
+    elif CRASH_AT == "after_write":
+        crash_after("save")
     from daemon.cli import main
 
     sys.exit(main())

@@ -42,3 +42,25 @@ def test_a_document_that_kills_the_process_ends_in_review(cli, conn):
     assert embedded == (29,)
     assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
     check_invariants(conn)
+
+
+@pytest.mark.parametrize("point", ["after_claim", "while_embedding", "after_write"])
+def test_kill_9_at_each_point_of_a_batch_then_a_restart_finishes(cli, conn, point):
+    insert_docs(conn, [f"plain text {i}" for i in range(40)])
+    cli.configure(model={"claim_size": 10})
+    command = [sys.executable, "-m", "tests.crashing_cli", "backfill", "--config", str(cli.config)]
+
+    crashed = subprocess.run(
+        command, env={**cli.env, "EK_CRASH_AT": point}, capture_output=True, text=True, timeout=120
+    )
+    written = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()[0]
+    restart = subprocess.run(command, env=cli.env, capture_output=True, text=True, timeout=120)
+
+    assert crashed.returncode == 137
+    assert written == (10 if point == "after_write" else 0)
+    assert restart.returncode == 0, restart.stderr
+    assert restart.stdout.startswith(f"minilm: {40 - written} embedded, 0 failed")
+    assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
+    # the dead batch was charged once ('Crashed') and then embedded alone: no failure remains
+    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    check_invariants(conn)

@@ -167,6 +167,9 @@ def test_daemon_waits_for_an_unreachable_database_and_stops_cleanly_on_sigterm(t
             "two database_unavailable retries",
             alive=child,
         )
+        proc = Path("/proc") / str(child.pid)
+        title = (proc / "cmdline").read_bytes() + (proc / "comm").read_bytes()
+        assert SENTINEL_PASSWORD.encode() not in title  # the process title never shows it
         child.process.send_signal(signal.SIGTERM)
         code = child.wait(30)
     finally:
