@@ -64,6 +64,7 @@ class SourceConfig:
     table: str
     id_column: str = "id"
     text_column: str = "body"
+    text_expression: str | None = None  # trusted SQL over the source's columns, instead
     updated_at_column: str | None = None
     where: str | None = None
 
@@ -180,6 +181,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "id_column": column_value,
         "text_column": column_value,
         "updated_at_column": column_value,
+        "text_expression": nonempty_str,
         "where": nonempty_str,
     },
     "models": {
@@ -248,6 +250,8 @@ def _source(raw: object) -> SourceConfig:
     values = _section(raw, "source", "[source]")
     if "table" not in values:
         raise ConfigError('config: [source] table is required, e.g. table = "public.documents"')
+    if "text_expression" in values and "text_column" in values:
+        raise ConfigError("config: [source] takes text_column or text_expression, not both")
     parts = split_qualified_name(values.pop("table"), "[source] table")
     if len(parts) > 2:
         raise ConfigError("config: [source] table must be table or schema.table")

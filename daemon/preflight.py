@@ -64,42 +64,43 @@ def inspect_source(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
             f"table {name} does not exist (or is not visible to this role); "
             "set [source] table, e.g. table = 'public.documents'"
         )
-    listing = ", ".join(quote_for_display(c) for c in types)
-
-    def column(col: str | None, key: str) -> tuple[str, str]:
-        assert col is not None
-        if col not in types:
-            hint = ""
-            near = [c for c in types if c.lower() == col.lower()]
-            if near and near[0] != near[0].lower():
-                hint = f"; mixed-case names need quotes, e.g. '\"{near[0]}\"'"
-            elif near:
-                hint = f"; did you mean {near[0]} (unquoted: PostgreSQL folds it to lower case)?"
-            raise SourceNotFound(
-                f'table {name} has no column "{col}"; set [source] {key} (columns: {listing}){hint}'
-            )
-        return types[col]
-
-    key_type, _ = column(source.id_column, "id_column")
+    key_type, _ = _column(types, name, source.id_column, "id_column")
     if key_type not in KEY_FAMILIES:
         raise SourceNotFound(
             f'key column "{source.id_column}" of {name} is {key_type}; embedkeeper needs an '
             "integer, bigint, text or uuid key: set [source] id_column to such a column"
         )
-    text_type, text_category = column(source.text_column, "text_column")
-    if text_category != "S":
-        raise SourceNotFound(
-            f'text column "{source.text_column}" of {name} is {text_type}, not text; '
-            "set [source] text_column to a text or varchar column"
-        )
+    if not source.text_expression:  # an expression is checked on the query (_check_filter)
+        text_type, category = _column(types, name, source.text_column, "text_column")
+        if category != "S":
+            raise SourceNotFound(
+                f'text column "{source.text_column}" of {name} is {text_type}, not text; '
+                "set [source] text_column to a text or varchar column, or use text_expression"
+            )
     if source.updated_at_column:
-        updated_type, category = column(source.updated_at_column, "updated_at_column")
+        updated_type, category = _column(types, name, source.updated_at_column, "updated_at_column")
         if category != "D":
             raise SourceNotFound(
                 f'updated_at column "{source.updated_at_column}" of {name} is {updated_type}; '
                 "set [source] updated_at_column to a timestamp column, or remove it"
             )
     return SourceInfo(KEY_FAMILIES[key_type], {c: t for c, (t, _) in types.items()})
+
+
+def _column(types: dict[str, tuple[str, str]], table: str, col: str, key: str) -> tuple[str, str]:
+    """(type, category) of a column, or an error that lists the columns and the likely fix."""
+    if col in types:
+        return types[col]
+    listing = ", ".join(quote_for_display(c) for c in types)
+    hint = ""
+    near = [c for c in types if c.lower() == col.lower()]
+    if near and near[0] != near[0].lower():
+        hint = f"; mixed-case names need quotes, e.g. '\"{near[0]}\"'"
+    elif near:
+        hint = f"; did you mean {near[0]} (unquoted: PostgreSQL folds it to lower case)?"
+    raise SourceNotFound(
+        f'table {table} has no column "{col}"; set [source] {key} (columns: {listing}){hint}'
+    )
 
 
 def check_pgvector(conn: psycopg.Connection[Any]) -> None:
@@ -151,27 +152,40 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
     return queries
 
 
+TEXT_TYPES = {"text", "character varying", "character", "citext", "name"}
+
+
 def _check_filter(conn: psycopg.Connection[Any], queries: SourceQueries) -> None:
-    """Run the source query with LIMIT 0: a bad `where` or a missing privilege shows up now."""
+    """Run the source query with LIMIT 0: a bad `where` or `text_expression`, or a missing
+    privilege, shows up now; so does an expression that does not produce text."""
     statement = sql.SQL("SELECT {id}, {text} FROM {documents} AS s LIMIT 0").format(
         id=queries.id, text=queries.text, documents=queries.documents
     )
+    which = (
+        "[source] where / text_expression" if queries.source.text_expression else "[source] where"
+    )
     try:
         with conn.transaction():
-            conn.execute(statement, {})
+            cursor = conn.execute(statement, {})
+            text_oid = cursor.description[1].type_code if cursor.description else None
+            type_name = conn.execute("SELECT format_type(%s, NULL)", (text_oid,)).fetchone()
     except psycopg.errors.InsufficientPrivilege as exc:
         raise SourceNotFound(
             f"this role cannot read {queries.source.display_name}: {exc.diag.message_primary}; "
             "GRANT SELECT on it to the role in [database] url"
         ) from exc
-    except psycopg.errors.SyntaxError as exc:
+    except (psycopg.errors.SyntaxError, psycopg.errors.UndefinedFunction) as exc:
         raise SourceNotFound(
-            f"[source] where is not valid SQL: {exc.diag.message_primary}; fix [source] where"
+            f"{which} is not valid SQL: {exc.diag.message_primary}; fix {which}"
         ) from exc
     except psycopg.errors.UndefinedColumn as exc:
+        raise SourceNotFound(f"{which}: {exc.diag.message_primary}; fix {which}") from exc
+    produced = type_name[0] if type_name else None
+    if queries.source.text_expression and produced not in TEXT_TYPES:
         raise SourceNotFound(
-            f"[source] where: {exc.diag.message_primary}; fix [source] where"
-        ) from exc
+            f"[source] text_expression produces {produced}, not text; decode it, e.g. "
+            "convert_from(body_bytes, 'UTF8')"
+        )
 
 
 def check_model(conn: psycopg.Connection[Any], model: ModelConfig, actual_dims: int) -> None:

@@ -21,6 +21,14 @@ from daemon.config import SourceConfig
 
 StaleBy = Literal["none", "updated_at", "hash"]
 E = sql.SQL("embedkeeper.embeddings")
+TEXT_ALIAS = "embedkeeper_text"
+
+
+def _trusted(fragment: str) -> sql.Composable:
+    """Operator-written SQL, in parentheses where used; `%` doubled for the parameter parser."""
+    return sql.SQL(fragment.replace("%", "%%"))
+
+
 F = sql.SQL("embedkeeper.failures")
 
 
@@ -43,6 +51,8 @@ class SourceQueries:
 
     @property
     def text(self) -> sql.Composable:
+        if self.source.text_expression:
+            return sql.Identifier("s", TEXT_ALIAS)
         return sql.Identifier("s", self.source.text_column)
 
     @property
@@ -56,10 +66,17 @@ class SourceQueries:
         its column names can only mean the source's (PostgreSQL flattens it; indexes still
         apply). `%` is doubled because the statements also take parameters."""
         where = self.source.where
-        if not where:
+        expression = self.source.text_expression
+        if not where and not expression:
             return self.table
-        return sql.SQL("(SELECT * FROM {} WHERE ({}))").format(
-            self.table, sql.SQL(where.replace("%", "%%"))
+        # A text_expression is computed in the same subquery, under a name of our own.
+        computed = (
+            sql.SQL(", ({}) AS {}").format(_trusted(expression), sql.Identifier(TEXT_ALIAS))
+            if expression
+            else sql.SQL("")
+        )
+        return sql.SQL("(SELECT *{} FROM {} WHERE ({}))").format(
+            computed, self.table, _trusted(where) if where else sql.SQL("TRUE")
         )
 
     @property

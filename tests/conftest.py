@@ -128,8 +128,9 @@ def source_config(
     url: str | None = None, models: Sequence[dict[str, Any]] | None = None, **source: Any
 ) -> Config:
     """A Config on public.docs (or what **source says) with the MiniLM model."""
+    given = {"table": "public.docs", "id_column": "id", "text_column": "body", **source}
     document: dict[str, Any] = {
-        "source": {"table": "public.docs", "id_column": "id", "text_column": "body", **source},
+        "source": {k: v for k, v in given.items() if v is not None},
         "models": list(
             models or [{"name": "minilm", "dimensions": 384, "batch_size": 16, "claim_size": 32}]
         ),

@@ -193,3 +193,37 @@ def test_a_50_mb_text_and_a_million_lines_stay_within_bounded_memory(conn, db_ur
     assert peak < 50_000_000  # Python-side allocations: the texts are never fetched whole
     truncated = conn.execute("SELECT bool_and(truncated) FROM embedkeeper.embeddings").fetchone()
     assert truncated == (True,)
+
+
+@pytest.mark.chaos
+def test_text_decoded_from_bytea_by_a_text_expression(conn, db_url, make_app, minilm):
+    conn.execute(
+        "CREATE TABLE blobs (id bigint PRIMARY KEY, body_bytes bytea, model text,"
+        " updated_at timestamptz NOT NULL DEFAULT now())"
+    )
+    texts = ["Ünïcode in bytes", "東京 in bytes", "emoji 🚀 in bytes"]
+    for i, text in enumerate(texts, start=1):
+        conn.execute("INSERT INTO blobs (id, body_bytes) VALUES (%s, %s)", (i, text.encode()))
+    config = source_config(
+        db_url, table="blobs", text_column=None, text_expression="convert_from(body_bytes, 'UTF8')"
+    )
+    app = make_app(config)
+
+    run(app, SWEEP)
+
+    stored = vectors(conn)
+    direct = minilm.model.encode(texts, normalize_embeddings=True)
+    for doc_id, expected in zip([1, 2, 3], direct, strict=True):
+        assert cosine(stored[doc_id], expected) >= 0.999
+    conn.execute("UPDATE blobs SET body_bytes = convert_to('changed', 'UTF8') WHERE id = 2")
+    assert measure(conn, app.queries, "minilm").stale == 1
+    assert run(app, SWEEP).stats.ok == 1
+
+
+def test_a_text_expression_that_does_not_produce_text_is_refused(conn, db_url, make_app):
+    from daemon.errors import SourceNotFound
+
+    conn.execute("CREATE TABLE blobs (id bigint PRIMARY KEY, body_bytes bytea)")
+    config = source_config(db_url, table="blobs", text_column=None, text_expression="body_bytes")
+    with pytest.raises(SourceNotFound, match=r"produces bytea, not text; decode it"):
+        make_app(config)
