@@ -13,6 +13,7 @@ import pytest
 
 from tests.cli.helpers import wait_for
 from tests.conftest import insert_docs
+from tests.invariants import check_invariants
 from tests.standin import StandIn
 
 
@@ -143,3 +144,50 @@ def test_the_daemon_pings_the_watchdog_and_says_ready_and_stopping(cli, conn, se
             pass
         assert message == "STOPPING=1"
         assert child.wait(30) == 0
+
+
+@pytest.mark.chaos
+def test_a_stopped_worker_loses_its_claims_and_its_late_write_lands_nowhere(cli, conn, server):
+    insert_docs(conn, [f"served text {i}" for i in range(8)])
+    cli.configure(
+        database={"claim_lease": "1s"},
+        models=[
+            {
+                "name": "nomic",
+                "backend": "ollama",
+                "model": "m",
+                "url": server.url,
+                "batch_size": 8,
+                "claim_size": 8,
+                "timeout": "60s",
+            }
+        ],
+    )
+    server.faults.hang_first, server.faults.hang_s = 2, 4.0  # the probe is call 1: it hangs too
+    zombie = cli.start("backfill")
+    wait_for(lambda: server.calls.requests >= 2, 30, "the batch request", alive=zombie)
+    zombie.process.send_signal(signal.SIGSTOP)  # stopped while it holds the 8 claims
+    try:
+        wait_for(
+            lambda: (
+                conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+                == (0,)
+            ),
+            30,
+            "the zombie's claims to expire with its session",
+        )
+        peer = cli("backfill")
+        assert peer.returncode == 0, peer.stderr
+        before = conn.execute(
+            "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+        ).fetchall()
+        assert len(before) == 8
+    finally:
+        zombie.process.send_signal(signal.SIGCONT)
+    assert zombie.wait(60) == 0, zombie.output()[1]
+    after = conn.execute(
+        "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+    ).fetchall()
+    assert after == before  # the late write changed nothing
+    assert "database connection lost" in zombie.output()[1]
+    check_invariants(conn, model="nomic")
