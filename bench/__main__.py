@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import instances
+from bench import instances, recovery
 
-BENCHMARKS = {"instances": instances.main}
+BENCHMARKS = {"instances": instances.main, "recovery": recovery.main}
 
 
 def main(argv: list[str]) -> int:

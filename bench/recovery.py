@@ -1,0 +1,186 @@
+"""Time to recover from faults, measured on real processes (`make bench`, or
+`python -m bench recovery`): the null backend on DOCS documents, so the figures are the daemon's
+own, not the model's.
+
+- kill -9 mid-backfill: seconds from the kill until a rerun writes again, and until it is done;
+- SIGTERM mid-backfill: seconds from the signal to the exit;
+- a network cut mid-backfill (TCP proxy): seconds from the cut until vectors are written again;
+- database down at start: seconds from the database coming up until the daemon says READY=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from tests.tcp_proxy import TcpProxy
+
+DOCS = int(os.environ.get("BENCH_RECOVERY_DOCS", "100000"))
+RESULTS = Path(__file__).resolve().parent / "results"
+EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
+CONFIG = """
+[source]
+table = "public.docs"
+[[models]]
+name = "null"
+backend = "null"
+dimensions = 384
+claim_size = 500
+[schedule]
+interval = "1s"
+[retry]
+transient_backoff_max = "2s"
+"""
+
+
+def main() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
+
+    home = Path(tempfile.mkdtemp(prefix="embedkeeper-recovery-"))
+    server = get_server(home / "data", cleanup_mode="delete")
+    config = home / "embedkeeper.toml"
+    config.write_text(CONFIG)
+    info = server.get_postmaster_info()
+    proxy = TcpProxy(f"{info.socket_dir}/.s.PGSQL.{info.port}")
+    proxy.up()
+    try:
+        _template(server.get_uri())
+        figures = {
+            "kill -9 mid-backfill, rerun at once": _kill(server, config),
+            "SIGTERM mid-backfill": _sigterm(server, config),
+            "network cut mid-backfill": _cut(server, config, proxy),
+            "database down at start, then up": _down_at_start(server, config, proxy, home),
+        }
+    finally:
+        proxy.stop()
+        server.cleanup()
+    print(f"\nrecovery, null backend, {DOCS} documents")
+    for name, result in figures.items():
+        print(f"  {name:38} " + ", ".join(f"{k}={v}" for k, v in result.items()))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "recovery.json").write_text(json.dumps({"docs": DOCS, "faults": figures}, indent=2))
+
+
+def _template(url: str) -> None:
+    from daemon.config import SourceConfig
+    from daemon.migrate import migrate
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute('CREATE DATABASE "recovery_template"')
+    template = url.replace("/postgres?", "/recovery_template?")
+    with psycopg.connect(template, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
+        conn.execute(
+            "INSERT INTO docs SELECT g, 'document ' || g FROM generate_series(1, %s) g", (DOCS,)
+        )
+    migrate(template, SourceConfig(schema="public", table="docs", text_column="body"))
+
+
+def _fresh(server: object, name: str) -> str:
+    uri: Callable[..., str] = server.get_uri  # type: ignore[attr-defined]
+    with psycopg.connect(uri(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "recovery_template"')
+    return uri(name)
+
+
+def _start(url: str, config: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(EMBEDKEEPER), *args, "--config", str(config)],
+        env={**os.environ, "EMBEDKEEPER_DATABASE_URL": url, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float = 120) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout_s:
+            raise SystemExit("timed out")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+def _kill(server: object, config: Path) -> dict[str, float | int]:
+    url = _fresh(server, "kill")
+    child = _start(url, config, "backfill")
+    _until(lambda: _count(url) >= DOCS // 3)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    left = _count(url)
+    killed_at = time.perf_counter()
+    rerun = _start(url, config, "backfill")
+    resumed = _until(lambda: _count(url) > left)
+    rerun.wait()
+    done = time.perf_counter() - killed_at
+    assert _count(url) == DOCS
+    return {
+        "first_write_s": round(resumed, 2),
+        "done_s": round(done, 2),
+        "documents_left": DOCS - left,
+    }
+
+
+def _sigterm(server: object, config: Path) -> dict[str, float | int]:
+    url = _fresh(server, "term")
+    child = _start(url, config, "backfill")
+    _until(lambda: _count(url) >= DOCS // 3)
+    start = time.perf_counter()
+    child.send_signal(signal.SIGTERM)
+    code = child.wait()
+    return {"exit_s": round(time.perf_counter() - start, 2), "exit_code": code}
+
+
+def _cut(server: object, config: Path, proxy: TcpProxy) -> dict[str, float | int]:
+    url = _fresh(server, "cut")
+    child = _start(url, config, "backfill", EMBEDKEEPER_DATABASE_URL=proxy.url("cut"))
+    _until(lambda: _count(url) >= DOCS // 3)
+    proxy.cut()
+    at_cut = _count(url)
+    resumed = _until(lambda: _count(url) > at_cut + 500)  # a whole batch after the cut
+    code = child.wait()
+    assert code == 0
+    assert _count(url) == DOCS
+    return {"writing_again_s": round(resumed, 2), "exit_code": code}
+
+
+def _down_at_start(
+    server: object, config: Path, proxy: TcpProxy, home: Path
+) -> dict[str, float | int]:
+    url = _fresh(server, "down")
+    proxy.down()
+    path = str(home / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(60)
+        child = _start(
+            url, config, "run", EMBEDKEEPER_DATABASE_URL=proxy.url("down"), NOTIFY_SOCKET=path
+        )
+        time.sleep(3)
+        up = time.perf_counter()
+        proxy.up()
+        assert sock.recv(100) == b"READY=1"
+        ready = time.perf_counter() - up
+        child.send_signal(signal.SIGTERM)
+        child.wait()
+    return {"ready_after_up_s": round(ready, 2)}
