@@ -74,6 +74,8 @@ def run_pass(
     deleted = 0
     attempt = 0
     run_id: int | None = None
+    ours: set[int] = set()  # in-flight records of ours left by a lost session
+    store: PgStore | None = None
     while True:
         try:
             with connect(
@@ -87,23 +89,8 @@ def run_pass(
                 else:
                     with mapped_errors("resuming a run"):
                         adopt_run(conn, run_id)
-                store = PgStore(
-                    conn,
-                    queries,
-                    model=model.name,
-                    retry=config.retry,
-                    stale_by=options.stale_by,
-                    ignore_retry_delay=options.ignore_retry_delay,
-                    prefix_chars=backend.max_chars,
-                )
-                if crashed := store.recover_crashed():
-                    event(
-                        log,
-                        logging.WARNING,
-                        "crashed_batch_charged",
-                        model=model.name,
-                        documents=crashed,
-                    )
+                store = _open_store(conn, queries, config, model, options, backend, ours)
+                ours = set()
 
                 def progress(stats: RunStats, before: RunStats = total) -> None:
                     if on_batch is not None:
@@ -125,13 +112,13 @@ def run_pass(
                     finish_run(conn, run_id, total, status=status, deleted=deleted)
             return PassResult(total, deleted)
         except (DatabaseUnavailable, BackendUnavailable) as exc:
+            if store is not None:
+                ours |= store.open_tokens
             attempt += 1
             if attempt >= config.retry.transient_attempts or stop.is_set():
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise
-            delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
-            if isinstance(exc, BackendUnavailable) and exc.retry_after_s:
-                delay = max(delay, exc.retry_after_s)  # until the circuit breaker lets a probe in
+            delay = _backoff_s(exc, attempt, config)
             event(
                 log,
                 logging.WARNING,
@@ -145,6 +132,40 @@ def run_pass(
             if stop.wait(delay):
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise
+
+
+def _open_store(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    config: Config,
+    model: ModelConfig,
+    options: PassOptions,
+    backend: Backend,
+    ours: set[int],
+) -> PgStore:
+    """The pass's store on a (new) session: our own in-flight records from a lost session are
+    dropped uncharged, then the batches of processes that died are charged."""
+    store = PgStore(
+        conn,
+        queries,
+        model=model.name,
+        retry=config.retry,
+        stale_by=options.stale_by,
+        ignore_retry_delay=options.ignore_retry_delay,
+        prefix_chars=backend.max_chars,
+    )
+    if ours:
+        store.forget(ours)
+    if crashed := store.recover_crashed():
+        event(log, logging.WARNING, "crashed_batch_charged", model=model.name, documents=crashed)
+    return store
+
+
+def _backoff_s(exc: Exception, attempt: int, config: Config) -> float:
+    delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+    if isinstance(exc, BackendUnavailable) and exc.retry_after_s:
+        delay = max(delay, exc.retry_after_s)  # until the circuit breaker lets a probe in
+    return delay
 
 
 def _done(stats: RunStats) -> int:

@@ -181,6 +181,9 @@ def drain(
         claimed_in_sweep += len(claimed.documents)
         groups = isolate_suspects(claimed.documents)
         for index, group in enumerate(groups):
+            if stop.is_set():  # stop claiming: let the suspects still waiting go
+                store.release([d for later in groups[index:] for d in later])
+                break
             set_log_fields(batch=stats.batches + 1)
             error = embed_and_write(store, backend, group, dimensions, stats)
             if on_batch is not None:

@@ -254,7 +254,7 @@ class SourceQueries:
 
     def recover_crashed(self) -> sql.Composed:
         """Take the in-flight batches whose session is gone, and return their documents that
-        still need a vector, with their current hash, to be charged one attempt."""
+        still need a vector, with their current hash and whether they died alone."""
         return self._fmt(
             """
             WITH dead AS (
@@ -263,8 +263,13 @@ class SourceQueries:
                     SELECT 1 FROM pg_stat_activity AS a
                     WHERE a.pid = i.backend_pid AND a.backend_start = i.backend_start)
                 RETURNING i.document_ids
-            ), ids AS (SELECT DISTINCT unnest(document_ids) AS id FROM dead)
-            SELECT {id}, decode(md5({text}::text), 'hex')
+            ), ids AS (
+                SELECT id, bool_or(solo) AS solo FROM (
+                    SELECT unnest(document_ids) AS id, cardinality(document_ids) = 1 AS solo
+                    FROM dead) AS each_id
+                GROUP BY id
+            )
+            SELECT {id}, decode(md5({text}::text), 'hex'), ids.solo
             FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
             LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
             WHERE {text} IS NOT NULL

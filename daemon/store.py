@@ -35,6 +35,7 @@ class PgStore:
         self.stale_by: StaleBy = stale_by
         self.ignore_retry_delay = ignore_retry_delay
         self.prefix_chars = prefix_chars
+        self.open_tokens: set[int] = set()  # in-flight records not yet closed
         with mapped_errors("preparing the writer"):
             self.writer = Writer(conn, queries, model)
 
@@ -61,11 +62,19 @@ class PgStore:
 
     def begin(self, documents: Sequence[Document]) -> int:
         with mapped_errors("recording a batch in flight"):
-            return self.writer.begin(documents)
+            token = self.writer.begin(documents)
+        self.open_tokens.add(token)
+        return token
 
     def end(self, token: int) -> None:
         with mapped_errors("closing a batch in flight"):
             self.writer.end(token)
+        self.open_tokens.discard(token)
+
+    def forget(self, tokens: set[int]) -> None:
+        """Our own in-flight records from a session we lost: no crash, nobody to charge."""
+        with mapped_errors("forgetting batches of a lost session"):
+            self.writer.forget(sorted(tokens))
 
     def recover_crashed(self) -> int:
         with mapped_errors("charging batches of dead processes"):

@@ -52,8 +52,13 @@ class Writer:
         self.charge(rejected, retry)
         release(self.conn, self.queries, self.model, [r.document for r in rejected])
 
-    def charge(self, rejected: Sequence[Rejected], retry: RetryConfig) -> None:
-        """One attempt more for each document (no claims involved: see recover_crashed)."""
+    def charge(
+        self, rejected: Sequence[Rejected], retry: RetryConfig, *, may_review: bool = True
+    ) -> None:
+        """One attempt more for each document (no claims involved: see recover_crashed).
+        With may_review=False the attempt counts but cannot put the document in review."""
+        if not rejected:
+            return
         with self.conn.transaction():
             self.conn.execute(
                 self.queries.record_failures(),
@@ -63,7 +68,7 @@ class Writer:
                     "classes": [r.error_class for r in rejected],
                     "messages": [mask_secrets(r.message) for r in rejected],
                     "hashes": [r.document.content_hash for r in rejected],
-                    "max_attempts": retry.max_attempts,
+                    "max_attempts": retry.max_attempts if may_review else 1 << 30,
                     "backoff_s": retry.backoff_s,
                     "backoff_max_s": retry.backoff_max_s,
                 },
@@ -81,18 +86,28 @@ class Writer:
         self.conn.execute("DELETE FROM embedkeeper.inflight WHERE id = %s", (token,))
 
     def recover_crashed(self, retry: RetryConfig) -> int:
-        """Charge the documents of batches whose process died mid-batch; returns how many."""
+        """Charge the documents of batches whose process died mid-batch one attempt each; returns
+        how many. A death in a batch of many cannot put a document in review (its neighbours
+        may be innocent); only a death with the document alone in its batch can."""
         rows = self.conn.execute(self.queries.recover_crashed(), {"model": self.model}).fetchall()
         message = "the process embedding this document's batch died (crash, kill or lost lease)"
-        self.charge(
-            [
+        for solo in (True, False):
+            dead = [
                 Rejected(
                     Document(id=r[0], text="", cut=False, content_hash=bytes(r[1])),
                     "Crashed",
                     message,
                 )
                 for r in rows
-            ],
-            retry,
-        )
+                if r[2] == solo
+            ]
+            self.charge(dead, retry, may_review=solo)
         return len(rows)
+
+    def forget(self, tokens: Sequence[int]) -> None:
+        """In-flight records of this very process whose session was lost: it is alive, so this
+        was no crash, and nobody is charged."""
+        if tokens:
+            self.conn.execute(
+                "DELETE FROM embedkeeper.inflight WHERE id = ANY(%s)", (list(tokens),)
+            )

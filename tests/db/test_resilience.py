@@ -44,6 +44,9 @@ def test_a_connection_cut_mid_batch_is_retried_and_loses_nothing(conn, db_url, m
     assert result.exit_code == 0
     # the batch in flight when the connection died is embedded again, and only that batch
     assert len(backend.embedded) == 100 + len(backend.calls[0])
+    # the lost session's batch came back whole: a live process's lost batch is no crash
+    assert backend.calls[1] == backend.calls[0]
+    assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
     check_invariants(conn)
 
 
@@ -64,7 +67,10 @@ def test_a_network_cut_mid_batch_reconnects_and_loses_nothing(conn, db_url, make
     assert cut.is_set()
     assert result.exit_code == 0
     assert sorted(vectors(conn)) == ids
-    assert len(backend.embedded) == 100 + len(backend.calls[0])  # only the cut batch again
+    assert len(backend.embedded) == 100 + len(backend.calls[0])
+    # the lost session's batch came back whole: a live process's lost batch is no crash
+    assert backend.calls[1] == backend.calls[0]
+    assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
     check_invariants(conn)
 
 
