@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import instances, recovery
+from bench import instances, model_bound, recovery
 
-BENCHMARKS = {"instances": instances.main, "recovery": recovery.main}
+BENCHMARKS = {
+    "model": model_bound.main,
+    "instances": instances.main,
+    "recovery": recovery.main,
+}
 
 
 def main(argv: list[str]) -> int:
