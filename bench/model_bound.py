@@ -34,7 +34,6 @@ table = "public.docs"
 name = "minilm"
 dimensions = 384
 batch_size = {BATCH_SIZE}
-claim_size = 256
 device = "cpu"
 """
 

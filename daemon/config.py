@@ -282,7 +282,10 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
     if backend in DEFAULT_URLS:
         values.setdefault("url", DEFAULT_URLS[backend])
     if "claim_size" not in values:
-        values["claim_size"] = max(4 * values.get("batch_size", 32), 64)
+        # A local model gets length-sorted slices of a large claim (less padding); a server
+        # gets requests of batch_size, a few claimed at a time.
+        factor = 32 if backend == "sentence-transformers" else 4
+        values["claim_size"] = max(factor * values.get("batch_size", 32), 64)
     return ModelConfig(**values)
 
 

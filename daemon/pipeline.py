@@ -120,14 +120,21 @@ class Outcome:
     error: BaseException | None = None
 
 
-def embed_claimed(backend: Backend, documents: Sequence[Document], dimensions: int) -> Outcome:
+def embed_claimed(
+    backend: Backend, documents: Sequence[Document], dimensions: int, stop: Event | None = None
+) -> Outcome:
     """Split a claimed batch into the backend's request size and embed the parts, up to
     `backend.concurrency` at a time (an embedding server works on several requests at once).
     A part that fails does not cost the parts that succeeded: they are still written."""
     size = max(1, backend.request_size)
+    if len(documents) > size:
+        # Parts of similar length: a model pads each batch to its longest text.
+        documents = sorted(documents, key=lambda d: len(d.text))
     parts = [documents[i : i + size] for i in range(0, len(documents), size)]
 
-    def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]]:
+    def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]] | None:
+        if stop is not None and stop.is_set():
+            return None  # stopping: the parts not started yet are released, uncharged
         return embed_isolating_poison(backend, part, dimensions)
 
     outcome = Outcome()
@@ -139,11 +146,15 @@ def embed_claimed(backend: Backend, documents: Sequence[Document], dimensions: i
         ]
         for part, future in futures:
             try:
-                done, bad = future.result()
+                result = future.result()
             except BaseException as exc:
                 outcome.unfinished += part
                 outcome.error = outcome.error or exc
                 continue
+            if result is None:
+                outcome.unfinished += part
+                continue
+            done, bad = result
             outcome.embedded += done
             outcome.rejected += bad
     return outcome
@@ -185,7 +196,7 @@ def drain(
                 store.release([d for later in groups[index:] for d in later])
                 break
             set_log_fields(batch=stats.batches + 1)
-            error = embed_and_write(store, backend, group, dimensions, stats)
+            error = embed_and_write(store, backend, group, dimensions, stats, stop)
             if on_batch is not None:
                 on_batch(stats)
             if error is not None:
@@ -202,12 +213,17 @@ def isolate_suspects(documents: Sequence[Document]) -> list[list[Document]]:
 
 
 def embed_and_write(
-    store: Store, backend: Backend, documents: Sequence[Document], dimensions: int, stats: RunStats
+    store: Store,
+    backend: Backend,
+    documents: Sequence[Document],
+    dimensions: int,
+    stats: RunStats,
+    stop: Event | None = None,
 ) -> BaseException | None:
     """One batch, recorded as in flight while the backend has it; returns the error that cut
     it short, after writing whatever it did get."""
     token = store.begin(documents)
-    outcome = embed_claimed(backend, documents, dimensions)
+    outcome = embed_claimed(backend, documents, dimensions, stop)
     written = store.save(outcome.embedded)
     store.fail(outcome.rejected)
     store.release(outcome.unfinished)

@@ -135,7 +135,7 @@ def test_file_is_read_with_its_models(tmp_path):
     )
     config = load_config(path, env={})
     model = config.model("m")
-    assert (model.batch_size, model.claim_size, model.prefix) == (8, 64, "search_document: ")
+    assert (model.batch_size, model.claim_size, model.prefix) == (8, 256, "search_document: ")
     assert (config.retry.max_attempts, config.retry.backoff_s) == (5, 120.0)
     with pytest.raises(ConfigError, match='no model named "x"'):
         config.model("x")
