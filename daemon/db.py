@@ -128,6 +128,12 @@ def mapped_errors(doing: str) -> Iterator[None]:
     """Turn a driver error into ours: a lost connection is transient, the rest are fatal."""
     try:
         yield
+    except psycopg.errors.OutOfMemory as exc:  # 53200: the shared lock table is full
+        raise DatabaseError(
+            f"database out of shared memory while {doing}: {_first_line(exc)}; each instance "
+            "holds up to claim_size advisory locks: lower [[models]] claim_size or raise the "
+            "server's max_locks_per_transaction"
+        ) from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(
             f"database connection lost while {doing}: {_first_line(exc)}"

@@ -1,0 +1,26 @@
+"""Driver errors become ours: a lost connection is transient; a full lock table names the fix."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from daemon.db import mapped_errors
+from daemon.errors import DatabaseError, DatabaseUnavailable
+
+
+def test_a_full_lock_table_is_fatal_and_names_the_fix():
+    with (
+        pytest.raises(DatabaseError, match="lower \\[\\[models\\]\\] claim_size") as error,
+        mapped_errors("claiming documents"),
+    ):
+        raise psycopg.errors.OutOfMemory("out of shared memory")
+    assert not isinstance(error.value, DatabaseUnavailable)
+
+
+def test_a_lost_connection_is_transient():
+    with (
+        pytest.raises(DatabaseUnavailable, match="connection lost while writing"),
+        mapped_errors("writing vectors"),
+    ):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
