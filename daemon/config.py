@@ -166,7 +166,7 @@ DEMO_SOURCE = SourceConfig(
     text_column="body",
     updated_at_column="updated_at",
 )
-DEFAULT_MODEL = ModelConfig(name="minilm", dimensions=384)
+DEFAULT_MODEL = ModelConfig(name="minilm", dimensions=384, claim_size=32 * 32)
 
 
 SECTIONS: dict[str, dict[str, Parser]] = {
