@@ -13,12 +13,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
+
+from bench._database import bench_database
 
 DOCS = int(os.environ.get("BENCH_DOCS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -37,44 +38,21 @@ claim_size = 500
 
 
 def main() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
-
-    home = Path(tempfile.mkdtemp(prefix="embedkeeper-bench-"))
-    server = get_server(home / "data", cleanup_mode="delete")
-    config = home / "embedkeeper.toml"
-    config.write_text(CONFIG)
-    try:
-        _prepare_template(server.get_uri())
+    with bench_database(CONFIG, _fill) as database:
         figures: dict[int, list[float]] = {n: [] for n in SETTINGS}
         for round_no in range(ROUNDS):
             for instances in SETTINGS:
-                name = f"r{round_no}_{instances}"
-                with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-                    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "bench_template"')
-                figures[instances].append(_run(server.get_uri(name), config, instances))
+                url = database.copy(f"r{round_no}_{instances}")
+                figures[instances].append(_run(url, database.config, instances))
         _report(figures)
-    finally:
-        server.cleanup()
 
 
-def _prepare_template(url: str) -> None:
-    from daemon.config import SourceConfig
-    from daemon.migrate import migrate
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute('CREATE DATABASE "bench_template"')
-    template = url.replace("/postgres?", "/bench_template?")
-    with psycopg.connect(template, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
-        conn.execute(
-            "INSERT INTO docs SELECT g, 'bench document ' || g || ' ' || repeat('x', g %% 400)"
-            " FROM generate_series(1, %s) g",
-            (DOCS,),
-        )
-    migrate(template, SourceConfig(schema="public", table="docs", text_column="body"))
+def _fill(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO docs SELECT g, 'bench document ' || g || ' ' || repeat('x', g %% 400)"
+        " FROM generate_series(1, %s) g",
+        (DOCS,),
+    )
 
 
 def _run(url: str, config: Path, instances: int) -> float:

@@ -15,13 +15,13 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from bench._database import BenchDatabase, bench_database
 
 PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
 BATCH_SIZE = 32
@@ -47,41 +47,20 @@ def corpus() -> list[str]:
 
 def main() -> None:
     texts = corpus()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
 
-    home = Path(tempfile.mkdtemp(prefix="embedkeeper-model-bench-"))
-    server = get_server(home / "data", cleanup_mode="delete")
-    config = home / "embedkeeper.toml"
-    config.write_text(CONFIG)
-    try:
-        _template(server.get_uri(), texts)
+    def fill(conn: psycopg.Connection[Any]) -> None:
+        with conn.cursor().copy("COPY docs (id, body) FROM STDIN") as copy:
+            for i, text in enumerate(texts, start=1):
+                copy.write_row((i, text))
+
+    with bench_database(CONFIG, fill) as database:
         model = _bare_model()
         bare: list[float] = []
         ours: list[float] = []
         for pair in range(PAIRS):
             bare.append(_bare(model, texts))
-            ours.append(_backfill(server, config, f"pair{pair}", len(texts)))
+            ours.append(_backfill(database, f"pair{pair}", len(texts)))
         _report(len(texts), bare, ours)
-    finally:
-        server.cleanup()
-
-
-def _template(url: str, texts: list[str]) -> None:
-    from daemon.config import SourceConfig
-    from daemon.migrate import migrate
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute('CREATE DATABASE "model_template"')
-    template = url.replace("/postgres?", "/model_template?")
-    with psycopg.connect(template, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
-        with conn.cursor().copy("COPY docs (id, body) FROM STDIN") as copy:
-            for i, text in enumerate(texts, start=1):
-                copy.write_row((i, text))
-    migrate(template, SourceConfig(schema="public", table="docs", text_column="body"))
 
 
 def _bare_model() -> Any:
@@ -100,18 +79,16 @@ def _bare(model: Any, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def _backfill(server: object, config: Path, name: str, count: int) -> float:
-    uri = server.get_uri  # type: ignore[attr-defined]
-    with psycopg.connect(uri(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "model_template"')
-    env = {**os.environ, "EMBEDKEEPER_DATABASE_URL": uri(name)}
-    command = [str(EMBEDKEEPER), "backfill", "--config", str(config)]
+def _backfill(database: BenchDatabase, name: str, count: int) -> float:
+    url = database.copy(name)
+    env = {**os.environ, "EMBEDKEEPER_DATABASE_URL": url}
+    command = [str(EMBEDKEEPER), "backfill", "--config", str(database.config)]
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True)
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     # The no-op run still loads nothing: measure start-up as a run that has one document to do.
-    with psycopg.connect(uri(name), autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DELETE FROM embedkeeper.embeddings WHERE document_id = 1")
     subprocess.run(command, env=env, check=True, capture_output=True)
     startup = time.perf_counter() - start

@@ -16,14 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
+from bench._database import BenchDatabase, bench_database
 from tests.tcp_proxy import TcpProxy
 
 DOCS = int(os.environ.get("BENCH_RECOVERY_DOCS", "100000"))
@@ -45,28 +45,18 @@ transient_backoff_max = "2s"
 
 
 def main() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
-
-    home = Path(tempfile.mkdtemp(prefix="embedkeeper-recovery-"))
-    server = get_server(home / "data", cleanup_mode="delete")
-    config = home / "embedkeeper.toml"
-    config.write_text(CONFIG)
-    info = server.get_postmaster_info()
-    proxy = TcpProxy(f"{info.socket_dir}/.s.PGSQL.{info.port}")
-    proxy.up()
-    try:
-        _template(server.get_uri())
-        figures = {
-            "kill -9 mid-backfill, rerun at once": _kill(server, config),
-            "SIGTERM mid-backfill": _sigterm(server, config),
-            "network cut mid-backfill": _cut(server, config, proxy),
-            "database down at start, then up": _down_at_start(server, config, proxy, home),
-        }
-    finally:
-        proxy.stop()
-        server.cleanup()
+    with bench_database(CONFIG, _fill) as database:
+        proxy = TcpProxy(database.unix_socket)
+        proxy.up()
+        try:
+            figures = {
+                "kill -9 mid-backfill, rerun at once": _kill(database),
+                "SIGTERM mid-backfill": _sigterm(database),
+                "network cut mid-backfill": _cut(database, proxy),
+                "database down at start, then up": _down_at_start(database, proxy),
+            }
+        finally:
+            proxy.stop()
     print(f"\nrecovery, null backend, {DOCS} documents")
     for name, result in figures.items():
         print(f"  {name:38} " + ", ".join(f"{k}={v}" for k, v in result.items()))
@@ -74,27 +64,10 @@ def main() -> None:
     (RESULTS / "recovery.json").write_text(json.dumps({"docs": DOCS, "faults": figures}, indent=2))
 
 
-def _template(url: str) -> None:
-    from daemon.config import SourceConfig
-    from daemon.migrate import migrate
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute('CREATE DATABASE "recovery_template"')
-    template = url.replace("/postgres?", "/recovery_template?")
-    with psycopg.connect(template, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
-        conn.execute(
-            "INSERT INTO docs SELECT g, 'document ' || g FROM generate_series(1, %s) g", (DOCS,)
-        )
-    migrate(template, SourceConfig(schema="public", table="docs", text_column="body"))
-
-
-def _fresh(server: object, name: str) -> str:
-    uri: Callable[..., str] = server.get_uri  # type: ignore[attr-defined]
-    with psycopg.connect(uri(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "recovery_template"')
-    return uri(name)
+def _fill(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO docs SELECT g, 'document ' || g FROM generate_series(1, %s) g", (DOCS,)
+    )
 
 
 def _start(url: str, config: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -121,8 +94,8 @@ def _until(predicate: Callable[[], bool], timeout_s: float = 120) -> float:
     return time.perf_counter() - start
 
 
-def _kill(server: object, config: Path) -> dict[str, float | int]:
-    url = _fresh(server, "kill")
+def _kill(database: BenchDatabase) -> dict[str, float | int]:
+    url, config = database.copy("kill"), database.config
     child = _start(url, config, "backfill")
     _until(lambda: _count(url) >= DOCS // 3)
     child.send_signal(signal.SIGKILL)
@@ -141,8 +114,8 @@ def _kill(server: object, config: Path) -> dict[str, float | int]:
     }
 
 
-def _sigterm(server: object, config: Path) -> dict[str, float | int]:
-    url = _fresh(server, "term")
+def _sigterm(database: BenchDatabase) -> dict[str, float | int]:
+    url, config = database.copy("term"), database.config
     child = _start(url, config, "backfill")
     _until(lambda: _count(url) >= DOCS // 3)
     start = time.perf_counter()
@@ -151,8 +124,8 @@ def _sigterm(server: object, config: Path) -> dict[str, float | int]:
     return {"exit_s": round(time.perf_counter() - start, 2), "exit_code": code}
 
 
-def _cut(server: object, config: Path, proxy: TcpProxy) -> dict[str, float | int]:
-    url = _fresh(server, "cut")
+def _cut(database: BenchDatabase, proxy: TcpProxy) -> dict[str, float | int]:
+    url, config = database.copy("cut"), database.config
     child = _start(url, config, "backfill", EMBEDKEEPER_DATABASE_URL=proxy.url("cut"))
     _until(lambda: _count(url) >= DOCS // 3)
     proxy.cut()
@@ -164,12 +137,10 @@ def _cut(server: object, config: Path, proxy: TcpProxy) -> dict[str, float | int
     return {"writing_again_s": round(resumed, 2), "exit_code": code}
 
 
-def _down_at_start(
-    server: object, config: Path, proxy: TcpProxy, home: Path
-) -> dict[str, float | int]:
-    url = _fresh(server, "down")
+def _down_at_start(database: BenchDatabase, proxy: TcpProxy) -> dict[str, float | int]:
+    url, config = database.copy("down"), database.config
     proxy.down()
-    path = str(home / "notify.sock")
+    path = str(database.home / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         sock.settimeout(60)

@@ -1,0 +1,73 @@
+"""What every benchmark needs: an embedded PostgreSQL in a temporary directory, a config file,
+and a migrated template database holding public.docs, of which each measured run gets a fresh copy
+(CREATE DATABASE ... TEMPLATE), so runs start from the same table."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+TEMPLATE = "bench_template"
+
+
+class BenchDatabase:
+    def __init__(self, server: Any, home: Path, config: Path) -> None:
+        self.server = server
+        self.home = home
+        self.config = config
+
+    def url(self, database: str = "postgres") -> str:
+        uri: str = self.server.get_uri(database)
+        return uri
+
+    @property
+    def unix_socket(self) -> str:
+        info = self.server.get_postmaster_info()
+        return f"{info.socket_dir}/.s.PGSQL.{info.port}"
+
+    def copy(self, name: str) -> str:
+        """A fresh copy of the template; returns its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE)
+                )
+            )
+        return self.url(name)
+
+
+@contextmanager
+def bench_database(
+    config_text: str, fill: Callable[[psycopg.Connection[Any]], None]
+) -> Iterator[BenchDatabase]:
+    """`fill` loads public.docs (id bigint, body text) into the template before it is migrated."""
+    from daemon.config import SourceConfig
+    from daemon.migrate import migrate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
+
+    home = Path(tempfile.mkdtemp(prefix="embedkeeper-bench-"))
+    server = get_server(home / "data", cleanup_mode="delete")
+    config = home / "embedkeeper.toml"
+    config.write_text(config_text)
+    database = BenchDatabase(server, home, config)
+    try:
+        with psycopg.connect(database.url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        with psycopg.connect(database.url(TEMPLATE), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
+            fill(conn)
+        migrate(database.url(TEMPLATE), SourceConfig(schema="public", table="docs"))
+        yield database
+    finally:
+        server.cleanup()
