@@ -246,8 +246,7 @@ class SourceQueries:
         return self._fmt(
             """
             INSERT INTO embedkeeper.inflight (model, document_ids, backend_pid, backend_start)
-            SELECT %(model)s, %(ids)s::text[], pid, backend_start FROM pg_stat_activity
-            WHERE pid = pg_backend_pid()
+            VALUES (%(model)s, %(ids)s::text[], %(pid)s, %(started)s)
             RETURNING id
             """
         )

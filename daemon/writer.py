@@ -25,6 +25,12 @@ class Writer:
         self.queries = queries
         self.model = model
         conn.execute(queries.create_staging())
+        # This session's identity, read once: in-flight records carry it (see recover_crashed).
+        row = conn.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()
+        assert row is not None
+        self._session = {"pid": row[0], "started": row[1]}
         self._copy_types = [queries.id_type, "vector", "bytea", "timestamptz", "int4", "bool"]
 
     def save(self, embedded: Sequence[Embedded]) -> int:
@@ -77,7 +83,7 @@ class Writer:
     def begin(self, documents: Sequence[Document]) -> int:
         row = self.conn.execute(
             self.queries.begin_inflight(),
-            {"model": self.model, "ids": [str(d.id) for d in documents]},
+            {"model": self.model, "ids": [str(d.id) for d in documents], **self._session},
         ).fetchone()
         assert row is not None
         return int(row[0])
