@@ -115,6 +115,20 @@ inflight = Table(
     Index("inflight_model_idx", "model"),
 )
 
+# What the last complete pass of a model saw, for the next pass to start from: the newest
+# `updated_at` it covered (discovery then reads only rows changed since, by index), and the source
+# table's modification counters when it last pruned (unchanged counters: nothing was deleted).
+# `source_signature` ties both to the [source] settings they were taken under.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("source_signature", Text, nullable=False),
+    Column("watermark", DateTime(timezone=True), nullable=True),
+    Column("table_fingerprint", Text, nullable=True),
+    now_column("updated_at"),
+)
+
 runs = Table(
     "runs",
     metadata,
