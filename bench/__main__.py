@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import instances, model_bound, recovery
+from bench import database_path, instances, model_bound, recovery
 
 BENCHMARKS = {
     "model": model_bound.main,
     "instances": instances.main,
     "recovery": recovery.main,
+    "database": database_path.main,
 }
 
 

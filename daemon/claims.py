@@ -14,14 +14,15 @@ statement's snapshot may predate a peer's commit that landed just before its unl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from daemon.documents import Document, DocumentId
+from daemon.documents import Document
 from daemon.pipeline import Claimed
-from daemon.queries import SourceQueries, StaleBy
+from daemon.queries import Scope, SourceQueries, StaleBy
 
 
 def lock_space(model: str) -> str:
@@ -29,22 +30,37 @@ def lock_space(model: str) -> str:
     return f"embedkeeper:{model}"
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claimed: Claimed
+    # updated_at of the pending documents a peer held: a pass must not advance its watermark
+    # past them, since the peer may release them unfinished.
+    held_by_peers: list[datetime | None]
+
+
 def claim_batch(
     conn: psycopg.Connection[Any],
     queries: SourceQueries,
     *,
     model: str,
-    after: DocumentId | None,
+    after: Any,
     limit: int,
     stale_by: StaleBy,
     ignore_retry_delay: bool,
     prefix_chars: int,
-) -> Claimed:
+    scope: Scope = "all",
+    since: datetime | None = None,
+) -> ClaimResult:
+    """One claim in `scope`; `after` is the last key returned before (for "changed", the pair
+    (updated_at, id)), and the result's last_key is the next call's `after`."""
+    after_ts, after_id = after if scope == "changed" and after is not None else (None, after)
     rows = conn.execute(
-        queries.claim(stale_by, after=after is not None),
+        queries.claim(stale_by, after=after is not None, scope=scope),
         {
             "model": model,
-            "after": after,
+            "after": after_id,
+            "after_ts": after_ts,
+            "since": since,
             "limit": limit,
             "lock_space": lock_space(model),
             "ignore_delay": ignore_retry_delay,
@@ -52,8 +68,9 @@ def claim_batch(
         },
     ).fetchall()
     if not rows:
-        return Claimed([], None)
-    last_key = max(row[0] for row in rows)
+        return ClaimResult(Claimed([], None), [])
+    # Rows come in walk order, so the last row is where the next claim starts.
+    last_key = (rows[-1][4], rows[-1][0]) if scope == "changed" else rows[-1][0]
     locked = [
         Document(
             id=r[0], text=r[1], cut=r[2], content_hash=bytes(r[3]), updated_at=r[4], suspect=r[6]
@@ -61,7 +78,8 @@ def claim_batch(
         for r in rows
         if r[5]
     ]
-    return Claimed(_still_pending(conn, queries, model, locked), last_key)
+    held = [r[4] for r in rows if not r[5]]
+    return ClaimResult(Claimed(_still_pending(conn, queries, model, locked), last_key), held)
 
 
 def _still_pending(

@@ -69,8 +69,10 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from daemon.service import run_daemon
+    from daemon.service import run_daemon, run_once
 
+    if args.once:
+        return run_once(config)
     return run_daemon(config, metrics_port=args.metrics_port)
 
 
@@ -165,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "the daemon: a pass on the [schedule], until SIGTERM")
     p.add_argument(
         "--metrics-port", type=_positive, help="serve /metrics and /healthz on this port"
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one scheduled pass per model (and the sweep if due), then exit (for cron)",
     )
     p = add("coverage", cmd_coverage, "how much of the source has current vectors")
     p.add_argument("--json", action="store_true", help="a JSON list, one object per model")

@@ -67,6 +67,9 @@ class SourceConfig:
     text_expression: str | None = None  # trusted SQL over the source's columns, instead
     updated_at_column: str | None = None
     where: str | None = None
+    # How far behind the newest updated_at already covered a scheduled pass looks again: for
+    # transactions that commit after a later one, and clocks that differ between writers.
+    watermark_lag_s: float = 300.0
 
     @property
     def display_name(self) -> str:
@@ -183,6 +186,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "updated_at_column": column_value,
         "text_expression": nonempty_str,
         "where": nonempty_str,
+        "watermark_lag": parse_duration,
     },
     "models": {
         "name": nonempty_str,
@@ -256,6 +260,8 @@ def _source(raw: object) -> SourceConfig:
     if len(parts) > 2:
         raise ConfigError("config: [source] table must be table or schema.table")
     schema, table = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    if "watermark_lag" in values:
+        values["watermark_lag_s"] = values.pop("watermark_lag")
     return SourceConfig(schema=schema, table=table, **values)
 
 

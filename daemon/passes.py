@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from threading import Event
 from typing import Any
 
 import psycopg
 
+from daemon import sync_state
 from daemon.backends import Backend
 from daemon.config import Config, ModelConfig
 from daemon.db import connect, mapped_errors
@@ -24,7 +26,8 @@ from daemon.pipeline import RunStats, drain
 from daemon.queries import SourceQueries, StaleBy
 from daemon.retry import transient_delay_s
 from daemon.runs import adopt_run, finish_run, start_run
-from daemon.store import PgStore
+from daemon.store import PgStore, Phase
+from daemon.sync_state import SyncState
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ class PassOptions:
     stale_by: StaleBy
     ignore_retry_delay: bool  # a backfill retries failed documents at once, up to max_attempts
     limit: int | None = None
+    # A scheduled pass: walk only what changed since the watermark (plus due retries), and prune
+    # only if the table saw deletes. A backfill or sweep walks and prunes everything.
+    changes_only: bool = False
 
 
 @dataclass(slots=True)
@@ -43,20 +49,78 @@ class PassResult:
     deleted: int
 
 
-def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int:
+def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
     """Delete the vectors and failures of documents that are gone: at every pass, at the latest.
 
     Housekeeping that one instance does for all: a transaction-scoped advisory lock lets only one
-    instance prune a model at a time; the others skip it (the one pruning covers them)."""
+    instance prune a model at a time; the others skip it (None: the one pruning covers them)."""
     with mapped_errors("pruning vectors of deleted documents"), conn.transaction():
         got = conn.execute(
             "SELECT pg_try_advisory_xact_lock(hashtext('embedkeeper:prune'), hashtext(%s))",
             (model,),
         ).fetchone()
         if not (got and got[0]):
-            return 0
+            return None
         row = conn.execute(queries.prune(), {"model": model}).fetchone()
     return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PassPlan:
+    """Decided at a pass's start: where it looks, and the watermark it may set if it drains."""
+
+    phases: list[Phase]
+    seen: SyncState
+    newest: datetime | None
+    deleted: int
+
+
+def plan_pass(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, options: PassOptions
+) -> PassPlan:
+    """Read the model's sync state, prune what needs pruning, and choose the walk."""
+    source = queries.source
+    with mapped_errors("reading the sync state"):
+        seen = sync_state.load(conn, model)
+        newest = conn.execute(queries.newest_update()).fetchone()
+        fingerprint = sync_state.table_fingerprint(conn, source)
+    since = seen.since(source) if options.changes_only else None
+    unchanged = (
+        fingerprint is not None
+        and fingerprint == seen.fingerprint
+        and seen.signature == sync_state.source_signature(source)
+    )
+    if since is not None and unchanged:
+        with mapped_errors("pruning vectors of changed documents"):
+            row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
+            deleted = int(next(iter(row))[0])
+    else:
+        pruned = prune(conn, queries, model)
+        deleted = pruned or 0
+        if pruned is not None:
+            with mapped_errors("recording the sync state"):
+                sync_state.save_fingerprint(conn, model, source, fingerprint)
+                seen = sync_state.load(conn, model)  # what the watermark's compare-and-set sees
+    phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
+    return PassPlan(phases, seen, newest[0] if newest else None, deleted)
+
+
+def finish_plan(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    plan: PassPlan,
+    held_by_peers: list[datetime | None],
+    options: PassOptions,
+) -> None:
+    """A pass that drained everything it walked sets the watermark to the newest updated_at it
+    had seen at its start, but not past a document a peer held (it may release it unfinished)."""
+    floor = [u for u in held_by_peers if u is not None]
+    watermark = min([plan.newest, *floor]) if plan.newest is not None else None
+    with mapped_errors("recording the sync state"):
+        sync_state.advance_watermark(conn, model, queries.source, plan.seen, watermark)
+        if options.stale_by == "hash" and plan.phases == [("all", None)]:
+            sync_state.record_sweep(conn, model)
 
 
 def run_pass(
@@ -76,6 +140,8 @@ def run_pass(
     run_id: int | None = None
     ours: set[int] = set()  # in-flight records of ours left by a lost session
     store: PgStore | None = None
+    plan: PassPlan | None = None
+    held_by_peers: list[datetime | None] = []
     while True:
         try:
             with connect(
@@ -85,11 +151,13 @@ def run_pass(
                     with mapped_errors("starting a run"):
                         run_id = start_run(conn, model.name, options.trigger)
                     set_log_fields(run=run_id)
-                    deleted = prune(conn, queries, model.name)
+                    plan = plan_pass(conn, queries, model.name, options)
+                    deleted = plan.deleted
                 else:
                     with mapped_errors("resuming a run"):
                         adopt_run(conn, run_id)
-                store = _open_store(conn, queries, config, model, options, backend, ours)
+                assert plan is not None
+                store = _open_store(conn, queries, config, model, options, backend, ours, plan)
                 ours = set()
 
                 def progress(stats: RunStats, before: RunStats = total) -> None:
@@ -107,6 +175,9 @@ def run_pass(
                     limit=remaining,
                 )
                 total = _merged(total, stats)
+                held_by_peers += store.held_by_peers
+                if stats.drained and not stop.is_set():
+                    finish_plan(conn, queries, model.name, plan, held_by_peers, options)
                 status = "interrupted" if stop.is_set() else "ok"
                 with mapped_errors("finishing the run"):
                     finish_run(conn, run_id, total, status=status, deleted=deleted)
@@ -114,6 +185,8 @@ def run_pass(
         except (DatabaseUnavailable, BackendUnavailable) as exc:
             if store is not None:
                 ours |= store.open_tokens
+                held_by_peers += store.held_by_peers
+                store.held_by_peers = []
             attempt += 1
             if attempt >= config.retry.transient_attempts or stop.is_set():
                 _record_failed_run(url, config, run_id, total, deleted, exc)
@@ -142,6 +215,7 @@ def _open_store(
     options: PassOptions,
     backend: Backend,
     ours: set[int],
+    plan: PassPlan,
 ) -> PgStore:
     """The pass's store on a (new) session: our own in-flight records from a lost session are
     dropped uncharged, then the batches of processes that died are charged."""
@@ -153,6 +227,7 @@ def _open_store(
         stale_by=options.stale_by,
         ignore_retry_delay=options.ignore_retry_delay,
         prefix_chars=backend.max_chars,
+        phases=plan.phases,
     )
     if ours:
         store.forget(ours)
@@ -179,6 +254,7 @@ def _merged(a: RunStats, b: RunStats) -> RunStats:
         skipped=a.skipped + b.skipped,
         tokens=a.tokens + b.tokens,
         batches=a.batches + b.batches,
+        drained=b.drained,
         started=a.started,
     )
 

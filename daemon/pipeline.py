@@ -21,7 +21,7 @@ from typing import Protocol
 
 from daemon.backends import Backend
 from daemon.batching import clean_message, halves, vector_problem
-from daemon.documents import Document, DocumentId, Embedded, Rejected
+from daemon.documents import Document, Embedded, Rejected
 from daemon.errors import BackendUnavailable, InputRejected
 from daemon.logs import set_log_fields
 
@@ -31,11 +31,11 @@ class Claimed:
     """A claim's result: the documents we hold, and the last key the query looked at."""
 
     documents: list[Document]
-    last_key: DocumentId | None
+    last_key: object | None  # the store's cursor: where its next claim starts
 
 
 class Store(Protocol):
-    def claim(self, after: DocumentId | None, limit: int) -> Claimed: ...
+    def claim(self, after: object | None, limit: int) -> Claimed: ...
 
     def save(self, embedded: Sequence[Embedded]) -> int:
         """Write the vectors, clear their failures, release them; returns how many were written."""
@@ -61,6 +61,7 @@ class RunStats:
     skipped: int = 0  # claimed but not written: a peer did it, or the text changed meanwhile
     tokens: int = 0
     batches: int = 0
+    drained: bool = False  # a whole sweep claimed nothing: everything looked at was done
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -173,7 +174,7 @@ def drain(
     """Embed until a whole sweep of the key space claims nothing, `limit` documents are done,
     or `stop` is set."""
     stats = RunStats()
-    cursor: DocumentId | None = None
+    cursor: object | None = None
     claimed_in_sweep = 0
     while not stop.is_set():
         done = stats.ok + stats.failed + stats.skipped
@@ -183,6 +184,7 @@ def drain(
         claimed = store.claim(cursor, budget)
         if claimed.last_key is None:  # this sweep reached the end of the key space
             if claimed_in_sweep == 0:
+                stats.drained = True
                 break
             cursor, claimed_in_sweep = None, 0
             continue

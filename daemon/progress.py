@@ -1,4 +1,5 @@
-"""Backfill progress: a bar with docs/s and ETA on a terminal, a log line every 10 s otherwise."""
+"""Backfill progress: a bar with docs/s and ETA on a terminal; otherwise a log line every 10 s and
+at every tenth of the way (so a log shows whether the rate holds from start to end)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Progress:
         self.total = total
         self.interval_s = interval_s
         self.last_log = time.monotonic()
+        self.last_tenth = 0
         self.bar: Any = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -32,10 +34,11 @@ class Progress:
             self.bar.set_postfix(failed=stats.failed, refresh=False)
             return
         now = time.monotonic()
-        if now - self.last_log >= self.interval_s:
-            self.last_log = now
+        tenth = 10 * done // self.total if self.total else 0
+        if now - self.last_log >= self.interval_s or tenth > self.last_tenth:
+            self.last_log, self.last_tenth = now, tenth
             left = max(self.total - done, 0)
-            eta = left / stats.docs_per_s if stats.docs_per_s > 0 else float("inf")
+            eta = round(left / stats.docs_per_s) if stats.docs_per_s > 0 else "unknown"
             event(
                 log,
                 logging.INFO,
@@ -45,7 +48,7 @@ class Progress:
                 total=self.total,
                 failed=stats.failed,
                 docs_per_s=round(stats.docs_per_s, 1),
-                eta_s=round(eta),
+                eta_s=eta,
             )
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from psycopg import sql
 from daemon.config import SourceConfig
 
 StaleBy = Literal["none", "updated_at", "hash"]
+Scope = Literal["all", "changed", "retries"]
 E = sql.SQL("embedkeeper.embeddings")
 TEXT_ALIAS = "embedkeeper_text"
 
@@ -30,6 +31,7 @@ def _trusted(fragment: str) -> sql.Composable:
 
 
 F = sql.SQL("embedkeeper.failures")
+TRUE = sql.SQL("TRUE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +102,21 @@ class SourceQueries:
             **extra,
         )
 
-    def claim(self, stale_by: StaleBy, *, after: bool) -> sql.Composed:
+    def claim(self, stale_by: StaleBy, *, after: bool, scope: Scope = "all") -> sql.Composed:
         """Pending documents after the cursor, each with a try of its session-level advisory lock.
 
-        The LIMIT sits in the inner query and the lock in the outer select list, so the lock is
-        tried exactly once on each returned row; `locked` is false where a peer holds it. The
-        caller moves its cursor past every row, locked or not."""
+        `scope` is where the pass looks: "all" walks the key index; "changed" walks the
+        updated_at index from `since` (keyset on (updated_at, id)); "retries" walks the model's
+        failures. The LIMIT sits in the inner query and the lock in the outer select list, so the
+        lock is tried exactly once on each returned row; `locked` is false where a peer holds it.
+        The caller moves its cursor past every row, locked or not."""
         stale = {
             "none": sql.SQL("FALSE"),
             "updated_at": sql.SQL("{u} > e.source_updated_at").format(u=self.updated_at),
             "hash": sql.SQL("e.content_hash <> {h}").format(h=self.hash_of(self.text)),
         }[stale_by]
+        walk = {"all": self._walk_all, "changed": self._walk_changed, "retries": self._walk_retries}
+        source, where, order = walk[scope](after)
         return self._fmt(
             """
             SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
@@ -120,32 +126,86 @@ class SourceQueries:
             FROM (
                 SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
                        f.error_class AS failure_class
-                FROM {table} AS s
-                LEFT JOIN {embeddings} AS e
-                       ON e.model = %(model)s AND e.document_id = {id} AND {e_after}
-                LEFT JOIN {failures} AS f
-                       ON f.model = %(model)s AND f.document_id = {id} AND {f_after}
-                WHERE {after} AND NOT {blank}
+                FROM {source}
+                WHERE {where} AND NOT {blank}
                   AND (e.document_id IS NULL OR {stale})
                   AND (f.document_id IS NULL
                        OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
                        OR (f.status = 'retry' AND (%(ignore_delay)s OR f.next_retry_at <= now())))
-                ORDER BY {id}
+                ORDER BY {order}
                 LIMIT %(limit)s
             ) AS c
-            ORDER BY c.id
+            ORDER BY {outer_order}
             """,
             stale=stale,
-            # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
-            # The cursor is repeated on the joined tables: PostgreSQL does not carry an
-            # inequality across a join, and without it a merge join reads them from the start.
-            after=self._after(self.id, after),
-            e_after=self._after(sql.Identifier("e", "document_id"), after),
-            f_after=self._after(sql.Identifier("f", "document_id"), after),
+            source=source,
+            where=where,
+            order=order,
+            outer_order=sql.SQL("c.updated_at, c.id" if scope == "changed" else "c.id"),
         )
 
+    def _joined(
+        self,
+        after: sql.Composable = TRUE,
+        f_after: sql.Composable | None = None,
+        failures_first: bool = False,
+    ) -> sql.Composable:
+        e_join = sql.SQL(
+            "LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id} AND {a}"
+        ).format(embeddings=E, id=self.id, a=after)
+        if failures_first:
+            return sql.SQL("{f} AS f JOIN {table} AS s ON {id} = f.document_id {e}").format(
+                f=F, table=self.documents, id=self.id, e=self._probe(E, "e")
+            )
+        return sql.SQL(
+            "{table} AS s {e} LEFT JOIN {f} AS f"
+            " ON f.model = %(model)s AND f.document_id = {id} AND {fa}"
+        ).format(table=self.documents, e=e_join, f=F, id=self.id, fa=f_after or after)
+
+    def _probed(self) -> sql.Composable:
+        return sql.SQL("{table} AS s {e} {f}").format(
+            table=self.documents, e=self._probe(E, "e"), f=self._probe(F, "f")
+        )
+
+    def _probe(self, table: sql.Composable, alias: str) -> sql.Composable:
+        """A primary-key lookup per source row. `LIMIT 1` (the key is unique) keeps PostgreSQL
+        from flattening it into a join it may plan as a scan of the whole table: right after a
+        large backfill, before autovacuum has analyzed, it believes the table is small."""
+        return sql.SQL(
+            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE x.model = %(model)s"
+            " AND x.document_id = {id} LIMIT 1) AS {a} ON TRUE"
+        ).format(t=table, id=self.id, a=sql.Identifier(alias))
+
+    def _walk_all(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
+        # The cursor is repeated on the joined tables: PostgreSQL does not carry an inequality
+        # across a join, and without it a merge join reads them from the start.
+        source = self._joined(
+            self._after(sql.Identifier("e", "document_id"), after),
+            self._after(sql.Identifier("f", "document_id"), after),
+        )
+        return source, self._after(self.id, after), self.id
+
+    def _walk_changed(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        """Rows whose updated_at is past `since`, by the updated_at index; the first condition
+        on the cursor is the one an index on updated_at alone can use."""
+        u = self.updated_at
+        where = sql.SQL("{u} > %(since)s").format(u=u)
+        if after:
+            where = sql.SQL(
+                "{w} AND {u} >= %(after_ts)s AND ({u}, {id}) > (%(after_ts)s, %(after)s)"
+            ).format(w=where, u=u, id=self.id)
+        return self._probed(), where, sql.SQL("{u}, {id}").format(u=u, id=self.id)
+
+    def _walk_retries(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        """The model's failed documents that are due (a short walk of the failures' key)."""
+        where = sql.SQL("f.model = %(model)s AND f.status = 'retry' AND {a}").format(
+            a=self._after(sql.Identifier("f", "document_id"), after)
+        )
+        return self._joined(failures_first=True), where, sql.Identifier("f", "document_id")
+
     def _after(self, column: sql.Composable, after: bool) -> sql.Composable:
-        return sql.SQL("{} > %(after)s").format(column) if after else sql.SQL("TRUE")
+        return sql.SQL("{} > %(after)s").format(column) if after else TRUE
 
     def existing_vectors(self) -> sql.Composed:
         """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
@@ -189,13 +249,19 @@ class SourceQueries:
         """Write the staged vectors whose document still has the text that was embedded.
 
         The join on the source is the fence: a document edited or deleted while its batch was
-        being embedded gets no vector from this batch (it is pending again, or gone)."""
+        being embedded gets no vector from this batch (it is pending again, or gone). The key
+        range of the batch bounds the source's side, or a merge join would read the source's
+        key index from its start at every batch (a cost that grows with the table)."""
         return self._fmt(
             """
             WITH fresh AS (
                 SELECT st.* FROM pg_temp.embedkeeper_staging AS st
                 JOIN {table} AS s ON {id} = st.document_id
-                WHERE {text} IS NOT NULL
+                WHERE {id} >= (SELECT document_id FROM pg_temp.embedkeeper_staging
+                               ORDER BY 1 LIMIT 1)
+                  AND {id} <= (SELECT document_id FROM pg_temp.embedkeeper_staging
+                               ORDER BY 1 DESC LIMIT 1)
+                  AND {text} IS NOT NULL
                   AND decode(md5({text}::text), 'hex') = st.content_hash
             ), written AS (
                 INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
@@ -292,6 +358,33 @@ class SourceQueries:
             )
             SELECT count(*) FROM gone_vectors
             """
+        )
+
+    def newest_update(self) -> sql.Composed:
+        """The newest updated_at in the whole table (a backward step of its index)."""
+        return self._fmt("SELECT max({updated_at}) FROM {raw} AS s", raw=self.table)
+
+    def prune_changed(self) -> sql.Composed:
+        """Vectors and failures of documents changed since `since` that are now blank or out
+        of the `where` filter: what a scheduled pass prunes when nothing was deleted."""
+        return self._fmt(
+            """
+            WITH changed AS (
+                SELECT {id} AS id FROM {raw} AS s WHERE {updated_at} > %(since)s
+            ), gone AS (
+                SELECT c.id FROM changed AS c WHERE NOT EXISTS (
+                    SELECT 1 FROM {table} AS s WHERE {id} = c.id AND NOT {blank})
+            ), gone_vectors AS (
+                DELETE FROM {embeddings} AS e
+                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
+                RETURNING 1
+            ), gone_failures AS (
+                DELETE FROM {failures} AS f
+                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
+            )
+            SELECT count(*) FROM gone_vectors
+            """,
+            raw=self.table,
         )
 
     def coverage(self) -> sql.Composed:

@@ -107,6 +107,23 @@ def _side_jobs(
     return every, stop_metrics
 
 
+def run_once(config: Config) -> int:
+    """One tick, as the schedule would run it, then exit: 0, or 1 if a pass failed."""
+    from daemon.backfill import stop_on_signals
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    app = open_app(config)
+    try:
+        for model in config.models:
+            app.backend(model)
+        worker = Worker(app, stop)
+        worker.tick()
+    finally:
+        app.close()
+    return 1 if worker.passes_failed or stop.is_set() else 0
+
+
 def run_daemon(
     config: Config, backend_factory: BackendFactory | None = None, metrics_port: int | None = None
 ) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -10,10 +11,12 @@ import psycopg
 from daemon.claims import claim_batch, release
 from daemon.config import RetryConfig
 from daemon.db import mapped_errors
-from daemon.documents import Document, DocumentId, Embedded, Rejected
+from daemon.documents import Document, Embedded, Rejected
 from daemon.pipeline import Claimed
-from daemon.queries import SourceQueries, StaleBy
+from daemon.queries import Scope, SourceQueries, StaleBy
 from daemon.writer import Writer
+
+Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
 
 
 class PgStore:
@@ -27,6 +30,7 @@ class PgStore:
         stale_by: StaleBy,
         ignore_retry_delay: bool,
         prefix_chars: int,
+        phases: Sequence[Phase] = (("all", None),),
     ) -> None:
         self.conn = conn
         self.queries = queries
@@ -35,22 +39,35 @@ class PgStore:
         self.stale_by: StaleBy = stale_by
         self.ignore_retry_delay = ignore_retry_delay
         self.prefix_chars = prefix_chars
+        self.phases = list(phases)
         self.open_tokens: set[int] = set()  # in-flight records not yet closed
+        self.held_by_peers: list[datetime | None] = []
         with mapped_errors("preparing the writer"):
             self.writer = Writer(conn, queries, model)
 
-    def claim(self, after: DocumentId | None, limit: int) -> Claimed:
-        with mapped_errors("claiming documents"):
-            return claim_batch(
-                self.conn,
-                self.queries,
-                model=self.model,
-                after=after,
-                limit=limit,
-                stale_by=self.stale_by,
-                ignore_retry_delay=self.ignore_retry_delay,
-                prefix_chars=self.prefix_chars,
-            )
+    def claim(self, after: object | None, limit: int) -> Claimed:
+        """Claim in the pass's phases in turn; the cursor is (phase, key within the phase)."""
+        phase, key = after if isinstance(after, tuple) else (0, None)
+        while phase < len(self.phases):
+            scope, since = self.phases[phase]
+            with mapped_errors("claiming documents"):
+                result = claim_batch(
+                    self.conn,
+                    self.queries,
+                    model=self.model,
+                    after=key,
+                    limit=limit,
+                    stale_by=self.stale_by,
+                    ignore_retry_delay=self.ignore_retry_delay,
+                    prefix_chars=self.prefix_chars,
+                    scope=scope,
+                    since=since,
+                )
+            self.held_by_peers += result.held_by_peers
+            if result.claimed.last_key is not None:
+                return Claimed(result.claimed.documents, (phase, result.claimed.last_key))
+            phase, key = phase + 1, None
+        return Claimed([], None)
 
     def save(self, embedded: Sequence[Embedded]) -> int:
         with mapped_errors("writing vectors"):

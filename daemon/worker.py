@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+from daemon import sync_state
 from daemon.coverage import measure
 from daemon.db import connect
 from daemon.errors import EmbedkeeperError
@@ -29,9 +30,9 @@ class Worker:
         self.metrics = metrics
         self.busy = False
         self.heartbeat = time.monotonic()
-        self.last_sweep: dict[str, float] = {}
         self.model = ""
         self.last_counts = (0, 0)  # ok, failed of the pass so far, to turn totals into deltas
+        self.passes_failed = 0
 
     def tick(self) -> None:
         self.busy, self.heartbeat = True, time.monotonic()
@@ -47,11 +48,8 @@ class Worker:
         config = self.app.config
         model = config.model(name)
         regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
-        due = (
-            time.monotonic() - self.last_sweep.get(name, -1e18) >= config.schedule.sweep_interval_s
-        )
-        plans = [PassOptions("schedule", regular, ignore_retry_delay=False)]
-        if due:
+        plans = [PassOptions("schedule", regular, ignore_retry_delay=False, changes_only=True)]
+        if self._sweep_due(name):
             plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
         for options in plans:
             if self.stop.is_set():
@@ -69,6 +67,7 @@ class Worker:
                     on_batch=self._beat,
                 )
             except EmbedkeeperError as exc:
+                self.passes_failed += 1
                 if self.metrics is not None:
                     self.metrics.record_pass(name, type(exc).__name__)
                 event(
@@ -83,8 +82,6 @@ class Worker:
                 return
             if self.metrics is not None:
                 self.metrics.record_pass(name, None)
-            if options.trigger == "sweep":
-                self.last_sweep[name] = time.monotonic()
             s = result.stats
             event(
                 log,
@@ -99,6 +96,20 @@ class Worker:
                 docs_per_s=round(s.docs_per_s, 1),
                 elapsed_s=round(s.elapsed_s, 2),
             )
+
+    def _sweep_due(self, name: str) -> bool:
+        """The last sweep (or backfill) of any instance counts: N instances do not sweep N
+        times, and a restart does not sweep again."""
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                swept_at = sync_state.load(conn, name).swept_at
+                if swept_at is None:
+                    return True
+                row = conn.execute("SELECT extract(epoch FROM now() - %s)", (swept_at,))
+                age_s = float(next(iter(row))[0])
+        except EmbedkeeperError:
+            return False  # the pass that follows reports the database's state
+        return age_s >= self.app.config.schedule.sweep_interval_s
 
     def _beat(self, stats: RunStats) -> None:
         now = time.monotonic()

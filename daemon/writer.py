@@ -24,18 +24,17 @@ class Writer:
         self.conn = conn
         self.queries = queries
         self.model = model
-        conn.execute(queries.create_staging())
-        # This session's identity, read once: in-flight records carry it (see recover_crashed).
-        row = conn.execute(
-            "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
-        ).fetchone()
-        assert row is not None
-        self._session = {"pid": row[0], "started": row[1]}
+        # Both made on first use, so a pass that finds nothing does not pay for them.
+        self._staging = False
+        self._session: dict[str, Any] = {}
         self._copy_types = [queries.id_type, "vector", "bytea", "timestamptz", "int4", "bool"]
 
     def save(self, embedded: Sequence[Embedded]) -> int:
         if not embedded:
             return 0
+        if not self._staging:
+            self.conn.execute(self.queries.create_staging())
+            self._staging = True
         with self.conn.transaction():
             with self.conn.cursor().copy(
                 "COPY pg_temp.embedkeeper_staging FROM STDIN (FORMAT BINARY)"
@@ -81,6 +80,13 @@ class Writer:
             )
 
     def begin(self, documents: Sequence[Document]) -> int:
+        if not self._session:
+            # This session's identity, read once: in-flight records carry it (recover_crashed).
+            me = self.conn.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).fetchone()
+            assert me is not None
+            self._session = {"pid": me[0], "started": me[1]}
         row = self.conn.execute(
             self.queries.begin_inflight(),
             {"model": self.model, "ids": [str(d.id) for d in documents], **self._session},

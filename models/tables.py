@@ -126,6 +126,7 @@ sync_state = Table(
     Column("source_signature", Text, nullable=False),
     Column("watermark", DateTime(timezone=True), nullable=True),
     Column("table_fingerprint", Text, nullable=True),
+    Column("swept_at", DateTime(timezone=True), nullable=True),  # the last content-hash sweep
     now_column("updated_at"),
 )
 
@@ -150,4 +151,5 @@ runs = Table(
     Column("backend_pid", Integer, nullable=True),  # the pass's session; gone = run abandoned
     Column("error", Text, nullable=True),
     Index("runs_model_started_idx", "model", "started_at"),
+    Index("runs_running_idx", "id", postgresql_where=text("status = 'running'")),
 )

@@ -28,7 +28,7 @@ def claim(conn, app, after=None, limit=10):
         stale_by="none",
         ignore_retry_delay=False,
         prefix_chars=100,
-    )
+    ).claimed
 
 
 def advisory_locks(conn) -> int:

@@ -1,0 +1,314 @@
+"""The database path at 1,000,000 documents, with the null backend so nothing but embedkeeper and
+PostgreSQL is measured (issue 7, points 2 and 3):
+
+- sync: `embedkeeper backfill` of every document on a fresh copy: docs/s overall and per 10% of
+  progress (the cost per batch must stay flat), and the process's peak RSS;
+- no-op: `embedkeeper run --once` on the synced table: the pass's own time (from
+  embedkeeper.runs) and the EXPLAIN of its statements (no sequential scan of the source or the
+  embeddings);
+- change: 1% of documents edited (text and updated_at), 0.5% new, 0.2% deleted, then one
+  `run --once`: its time, and from the database that coverage is back to 100% and the deleted
+  documents' vectors are gone;
+- sweep: without `updated_at_column`, 1% of texts edited, then the content-hash sweep
+  (`backfill`): its docs/s over the whole table and that it re-embedded exactly the edited ones.
+
+BENCH_DOCS (default 1,000,000) and BENCH_RUNS (default 3; a bound is the median of the runs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench._database import BenchDatabase, bench_database
+
+DOCS = int(os.environ.get("BENCH_DOCS", "1000000"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RESULTS = Path(__file__).resolve().parent / "results"
+EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
+MODEL = """
+[[models]]
+name = "null"
+backend = "null"
+dimensions = 384
+claim_size = 1024
+"""
+CONFIG = f"""
+[source]
+table = "public.docs"
+updated_at_column = "updated_at"
+{MODEL}
+[logging]
+format = "json"
+"""
+CONFIG_NO_UPDATED_AT = f"""
+[source]
+table = "public.docs"
+{MODEL}
+[logging]
+format = "json"
+"""
+
+
+def _fill(conn: psycopg.Connection[Any]) -> None:
+    """Texts of 100 to 400 characters, last changed over the past year (none in the last day)."""
+    conn.execute("ALTER TABLE docs ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()")
+    conn.execute(
+        """
+        INSERT INTO docs (id, body, updated_at)
+        SELECT g, 'document ' || g || ': ' || repeat(md5(g::text) || ' ', 3 + g %% 10),
+               now() - interval '1 day' - (g %% 31536000) * interval '1 second'
+        FROM generate_series(1, %s) AS g
+        """,
+        (DOCS,),
+    )
+    conn.execute("CREATE INDEX docs_updated_at_idx ON docs (updated_at)")
+    conn.execute("VACUUM ANALYZE docs")
+
+
+def main() -> None:
+    with bench_database(CONFIG, _fill) as database:
+        figures: dict[str, Any] = {"docs": DOCS, "runs": RUNS}
+        syncs = [_sync(database, f"sync{run}") for run in range(RUNS)]
+        figures["sync"] = syncs
+        _print_sync(syncs)
+        url = database.url(f"sync{RUNS - 1}")
+        figures["noop"] = _noop(database, url)
+        figures["change"] = _change(
+            database, url, statistics.median(s["pass_docs_per_s"] for s in syncs)
+        )
+        figures["sweep"] = _sweep(database, url)
+        figures["explain"] = _explain(url)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "database_path.json").write_text(json.dumps(figures, indent=2, default=str))
+
+
+def _run_once(database: BenchDatabase, url: str, config: Path | None = None) -> dict[str, Any]:
+    """`embedkeeper run --once`; the pass's time is its row in embedkeeper.runs."""
+    start = time.perf_counter()
+    process = _embedkeeper(database, url, "run", "--once", config=config)
+    _, err = process.communicate()
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"run --once failed: {err.decode()[-2000:]}")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT trigger, docs_ok, docs_deleted,"
+            " 1000 * extract(epoch FROM finished_at - started_at)"
+            " FROM embedkeeper.runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        assert row[0] == "schedule", row
+    return {"ok": row[1], "deleted": row[2], "pass_ms": float(row[3]), "process_s": elapsed}
+
+
+def _noop(database: BenchDatabase, url: str) -> dict[str, Any]:
+    runs = [_run_once(database, url) for _ in range(max(RUNS, 3))]
+    assert all(r["ok"] == 0 for r in runs), runs
+    median = statistics.median(r["pass_ms"] for r in runs)
+    print(f"  no-op pass: {median:.1f} ms (median of {[round(r['pass_ms'], 1) for r in runs]})")
+    return {"runs": runs, "median_ms": median}
+
+
+def _coverage(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """
+            SELECT (SELECT count(*) FROM docs),
+                   (SELECT count(*) FROM embedkeeper.embeddings),
+                   (SELECT count(*) FROM docs d JOIN embedkeeper.embeddings e
+                      ON e.document_id = d.id AND e.content_hash = decode(md5(d.body), 'hex')),
+                   (SELECT count(*) FROM embedkeeper.embeddings e
+                      WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.id = e.document_id))
+            """
+        ).fetchone()
+        assert row is not None
+    return {"docs": row[0], "vectors": row[1], "current": row[2], "orphans": row[3]}
+
+
+def _change(database: BenchDatabase, url: str, sync_rate: float) -> dict[str, Any]:
+    """1% edited, 0.5% new, 0.2% deleted, then one scheduled pass."""
+    edited, new, deleted = DOCS // 100, DOCS // 200, DOCS // 500
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE docs SET body = body || ' (edited)', updated_at = now() WHERE id % 100 = 7"
+        )
+        conn.execute(
+            "INSERT INTO docs (id, body, updated_at) SELECT %s + g, 'new document ' || g, now()"
+            " FROM generate_series(1, %s) AS g",
+            (DOCS, new),
+        )
+        conn.execute("DELETE FROM docs WHERE id % 500 = 3")
+    result = _run_once(database, url)
+    coverage = _coverage(url)
+    budget_ms = 1000 * (edited + new) / sync_rate
+    print(
+        f"  change set ({edited} edited, {new} new, {deleted} deleted): one pass"
+        f" {result['pass_ms']:.0f} ms (budget {budget_ms:.0f} ms = {edited + new} docs at"
+        f" {sync_rate:.0f} docs/s), embedded {result['ok']}, deleted {result['deleted']};"
+        f" after: {coverage}"
+    )
+    return {
+        **result,
+        "budget_ms": budget_ms,
+        "coverage": coverage,
+        "expected": {"embedded": edited + new, "deleted": deleted},
+    }
+
+
+def _sweep(database: BenchDatabase, url: str) -> dict[str, Any]:
+    """Without updated_at_column: 1% of texts edited, then the content-hash sweep (backfill)."""
+    config = database.home / "no_updated_at.toml"
+    config.write_text(CONFIG_NO_UPDATED_AT)
+    with psycopg.connect(url, autocommit=True) as conn:
+        edited = conn.execute(
+            "UPDATE docs SET body = body || ' (swept)' WHERE id % 100 = 11"
+        ).rowcount
+        total = conn.execute("SELECT count(*) FROM docs").fetchone()
+        assert total is not None
+    start = time.perf_counter()
+    process = _embedkeeper(database, url, "backfill", config=config)
+    _, err = process.communicate()
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"sweep failed: {err.decode()[-2000:]}")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT docs_ok, extract(epoch FROM finished_at - started_at) FROM embedkeeper.runs"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None
+    rate = total[0] / float(row[1])
+    print(
+        f"  hash sweep: {total[0]} documents in {float(row[1]):.2f} s = {rate:.0f} docs/s"
+        f" (process {elapsed:.1f} s); re-embedded {row[0]} of {edited} edited"
+    )
+    return {
+        "docs": total[0],
+        "pass_s": float(row[1]),
+        "docs_per_s": rate,
+        "reembedded": row[0],
+        "edited": edited,
+        "process_s": elapsed,
+    }
+
+
+def _explain(url: str) -> dict[str, Any]:
+    """The plans of a no-op scheduled pass's statements over the source and the embeddings."""
+    from daemon.queries import SourceQueries
+    from daemon.sync_state import load
+
+    config = load_config_for_bench()
+    queries = SourceQueries(config.source, "bigint")
+    plans: dict[str, Any] = {}
+    with psycopg.connect(url) as conn:
+        since = load(conn, "null").since(config.source)
+        params = {
+            "model": "null",
+            "since": since,
+            "after": None,
+            "after_ts": None,
+            "limit": 1024,
+            "lock_space": "x",
+            "ignore_delay": False,
+            "prefix_chars": 1024,
+        }
+        statements = {
+            "newest updated_at": queries.newest_update(),
+            "prune changed": queries.prune_changed(),
+            "claim changed": queries.claim("updated_at", after=False, scope="changed"),
+            "claim retries": queries.claim("updated_at", after=False, scope="retries"),
+        }
+        for name, statement in statements.items():
+            with conn.transaction(force_rollback=True):
+                plan = [
+                    r[0]
+                    for r in conn.execute(
+                        b"EXPLAIN (ANALYZE, COSTS OFF, BUFFERS) " + statement.as_bytes(conn),
+                        params,
+                    )
+                ]
+            seq = [line.strip() for line in plan if "Seq Scan" in line]
+            plans[name] = {"plan": plan, "seq_scans": seq}
+            print(f"  EXPLAIN {name}: {seq or 'no sequential scan'}")
+            if os.environ.get("BENCH_PLANS"):
+                print("\n".join("      " + line for line in plan))
+    return plans
+
+
+def load_config_for_bench() -> Any:
+    from daemon.config import load_config
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(CONFIG)
+    return load_config(Path(f.name))
+
+
+def _embedkeeper(database: BenchDatabase, url: str, *args: str, config: Path | None = None) -> Any:
+    env = {**os.environ, "EMBEDKEEPER_DATABASE_URL": url}
+    command = [str(EMBEDKEEPER), *args, "--config", str(config or database.config)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _sync(database: BenchDatabase, name: str) -> dict[str, Any]:
+    """One backfill of every document; progress events give docs/s per 10% of the way."""
+    url = database.copy(name)
+    start = time.perf_counter()
+    process = _embedkeeper(database, url, "backfill")
+    marks: list[tuple[float, int]] = [(start, 0)]
+    assert process.stderr is not None
+    for line in process.stderr:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == "progress":
+            marks.append((time.perf_counter(), int(record["done"])))
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"backfill failed ({status}): {process.stdout and process.stdout.read()}")
+    if marks[-1][1] < DOCS:
+        marks.append((time.perf_counter(), DOCS))
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT docs_ok, extract(epoch FROM finished_at - started_at) FROM embedkeeper.runs"
+            " WHERE trigger = 'backfill' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None
+    per_tenth = [
+        round((b[1] - a[1]) / max(b[0] - a[0], 1e-9)) for a, b in itertools.pairwise(marks)
+    ]
+    return {
+        "docs_ok": row[0],
+        "pass_s": float(row[1]),
+        "pass_docs_per_s": row[0] / float(row[1]),
+        "process_s": elapsed,
+        "process_docs_per_s": DOCS / elapsed,
+        "docs_per_s_per_step": per_tenth,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def _print_sync(syncs: list[dict[str, Any]]) -> None:
+    print(f"\ndatabase path, null backend, {DOCS} documents, {len(syncs)} runs")
+    for s in syncs:
+        print(
+            f"  sync: pass {s['pass_docs_per_s']:8.0f} docs/s,"
+            f" process {s['process_docs_per_s']:8.0f} docs/s,"
+            f" peak RSS {s['peak_rss_mb']:.0f} MB; per step {s['docs_per_s_per_step']}"
+        )
+    print(
+        f"  median pass {statistics.median(s['pass_docs_per_s'] for s in syncs):.0f} docs/s,"
+        f" peak RSS {statistics.median(s['peak_rss_mb'] for s in syncs):.0f} MB"
+    )

@@ -1,0 +1,157 @@
+"""Scheduled passes whose cost follows the change: the updated_at watermark, the retry queue, the
+prune that runs only when the table saw deletes, and the sweep that is the net under both."""
+
+from __future__ import annotations
+
+from daemon import sync_state
+from daemon.claims import lock_space
+from daemon.db import connect
+from daemon.passes import PassOptions
+from tests.conftest import insert_docs, one_pass, source_config, vectors
+from tests.fakes import ScriptedBackend
+
+BACKFILL = PassOptions("backfill", "hash", ignore_retry_delay=True)
+SCHEDULED = PassOptions("schedule", "updated_at", ignore_retry_delay=False, changes_only=True)
+SWEEP = PassOptions("sweep", "hash", ignore_retry_delay=False)
+
+
+def app_on_updated_at(make_app, db_url, backend, **source):
+    config = source_config(db_url, updated_at_column="updated_at", **source)
+    return make_app(config, backend)
+
+
+def old_docs(conn, count):
+    """Documents last changed a day ago, as most of a real table is."""
+    insert_docs(conn, [f"document {i}" for i in range(1, count + 1)])
+    conn.execute("UPDATE docs SET updated_at = now() - interval '1 day'")
+
+
+def flush_stats(conn):
+    """PostgreSQL publishes a session's table counters up to a second late; tests don't wait:
+    this makes the session publish what it has done before it answers."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def test_a_scheduled_pass_walks_from_the_watermark_and_the_sweep_catches_the_rest(
+    conn, db_url, make_app
+):
+    old_docs(conn, 20)
+    backend = ScriptedBackend()
+    app = app_on_updated_at(make_app, db_url, backend)
+    assert one_pass(app, BACKFILL).stats.ok == 20
+    newest = conn.execute("SELECT max(updated_at) FROM docs").fetchone()[0]
+    assert sync_state.load(conn, "minilm").watermark == newest
+
+    conn.execute("UPDATE docs SET body = 'edited', updated_at = now() WHERE id = 3")
+    insert_docs(conn, ["brand new"], start=21)
+    # Inserted with an updated_at far behind the watermark: invisible to the change walk.
+    insert_docs(conn, ["back-dated"], start=22)
+    conn.execute("UPDATE docs SET updated_at = now() - interval '2 days' WHERE id = 22")
+    backend.embedded.clear()
+
+    assert one_pass(app, SCHEDULED).stats.ok == 2
+    assert sorted(backend.embedded) == [3, 21]
+    assert one_pass(app, SCHEDULED).stats.ok == 0
+    assert one_pass(app, SWEEP).stats.ok == 1
+    assert sorted(vectors(conn)) == list(range(1, 23))
+
+
+def test_the_watermark_stays_below_a_document_a_peer_held(conn, db_url, make_app):
+    old_docs(conn, 5)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend(), watermark_lag="1s")
+    one_pass(app, BACKFILL)
+    conn.execute(
+        "UPDATE docs SET body = 'edit 2', updated_at = now() - interval '1 hour' WHERE id = 2"
+    )
+    conn.execute("UPDATE docs SET body = 'edit 4', updated_at = now() WHERE id = 4")
+    with connect(db_url) as peer:
+        peer.execute(
+            "SELECT pg_advisory_lock(hashtext(%s), hashtext('2'))", (lock_space("minilm"),)
+        )
+        held = one_pass(app, SCHEDULED)
+        assert held.stats.ok == 1  # doc 4; doc 2 is the peer's
+    # The peer let go without writing: the next pass must still see doc 2.
+    doc2 = conn.execute("SELECT updated_at FROM docs WHERE id = 2").fetchone()[0]
+    assert sync_state.load(conn, "minilm").watermark <= doc2
+    assert one_pass(app, SCHEDULED).stats.ok == 1
+    hashes = conn.execute(
+        "SELECT count(*) FROM docs d JOIN embedkeeper.embeddings e ON e.document_id = d.id"
+        " WHERE e.content_hash = decode(md5(d.body), 'hex')"
+    ).fetchone()
+    assert hashes == (5,)
+
+
+def test_deletes_are_pruned_by_the_next_scheduled_pass_and_otherwise_it_skips_the_prune(
+    conn, db_url, make_app
+):
+    old_docs(conn, 4)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    one_pass(app, BACKFILL)
+    # A stray vector with no document, left by nothing embedkeeper did: only a full prune sees it.
+    conn.execute(
+        "INSERT INTO embedkeeper.embeddings (model, document_id, embedding, content_hash,"
+        " token_count, truncated) SELECT model, 99, embedding, content_hash, 0, false"
+        " FROM embedkeeper.embeddings WHERE document_id = 1"
+    )
+
+    skipped = one_pass(app, SCHEDULED)
+    assert skipped.deleted == 0
+    assert 99 in vectors(conn)
+
+    conn.execute("DELETE FROM docs WHERE id = 2")
+    flush_stats(conn)
+    pruned = one_pass(app, SCHEDULED)
+    assert pruned.deleted == 2  # the deleted document's vector, and the stray one
+    assert sorted(vectors(conn)) == [1, 3, 4]
+
+
+def test_a_document_edited_to_blank_loses_its_vector_with_no_delete(conn, db_url, make_app):
+    old_docs(conn, 3)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    one_pass(app, BACKFILL)
+    conn.execute("UPDATE docs SET body = '  ', updated_at = now() WHERE id = 1")
+
+    result = one_pass(app, SCHEDULED)
+
+    assert result.deleted == 1
+    assert sorted(vectors(conn)) == [2, 3]
+
+
+def test_a_failed_document_is_retried_from_the_failures_when_due(conn, db_url, make_app):
+    old_docs(conn, 3)
+    conn.execute("UPDATE docs SET body = 'poison pill' WHERE id = 2")
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend(poison="poison"))
+    one_pass(app, SCHEDULED)  # no watermark yet: a full walk, doc 2 fails once
+    assert sorted(vectors(conn)) == [1, 3]
+    conn.execute("UPDATE embedkeeper.failures SET next_retry_at = now() - interval '1s'")
+
+    healthy = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    result = one_pass(healthy, SCHEDULED)
+
+    assert result.stats.ok == 1
+    assert sorted(vectors(conn)) == [1, 2, 3]
+    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+
+
+def test_other_source_settings_start_over_with_a_full_walk(conn, db_url, make_app):
+    old_docs(conn, 3)
+    one_pass(app_on_updated_at(make_app, db_url, ScriptedBackend()), BACKFILL)
+    insert_docs(conn, ["back-dated"], start=4)
+    conn.execute("UPDATE docs SET updated_at = now() - interval '2 days' WHERE id = 4")
+
+    filtered = app_on_updated_at(make_app, db_url, ScriptedBackend(), where="id > 0")
+    result = one_pass(filtered, SCHEDULED)
+
+    assert result.stats.ok == 1
+    assert sorted(vectors(conn)) == [1, 2, 3, 4]
+
+
+def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url, make_app):
+    old_docs(conn, 10)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    limited = PassOptions("backfill", "hash", ignore_retry_delay=True, limit=4)
+
+    one_pass(app, limited)
+
+    assert sync_state.load(conn, "minilm").watermark is None
+    assert one_pass(app, SCHEDULED).stats.ok == 6  # still a full walk
