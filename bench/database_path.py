@@ -41,7 +41,6 @@ MODEL = """
 name = "null"
 backend = "null"
 dimensions = 384
-claim_size = 1024
 """
 CONFIG = f"""
 [source]

@@ -290,7 +290,7 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
     if "claim_size" not in values:
         # A local model gets length-sorted slices of a large claim (less padding); a server
         # gets requests of batch_size, a few claimed at a time.
-        factor = 32 if backend == "sentence-transformers" else 4
+        factor = 32 if backend in ("sentence-transformers", "null") else 4
         values["claim_size"] = max(factor * values.get("batch_size", 32), 64)
     return ModelConfig(**values)
 

@@ -67,14 +67,23 @@ def database_url(config: Config) -> str:
 
 
 def connect(
-    url: str, *, timeout_s: float = 10.0, register: bool = True, lease_s: float | None = None
+    url: str,
+    *,
+    timeout_s: float = 10.0,
+    register: bool = True,
+    lease_s: float | None = None,
+    async_commit: bool = False,
 ) -> psycopg.Connection[Any]:
     """An autocommit connection with pgvector's types registered.
 
     With `lease_s`, the server ends the session once it has been idle that long (between
     statements, or inside a transaction): a worker that hangs or is stopped loses its claims, which
     live in this session, and its late write fails on the dead connection instead of landing.
-    TCP keepalives make the server notice a vanished client within about a minute."""
+    TCP keepalives make the server notice a vanished client within about a minute.
+
+    With `async_commit`, a commit does not wait for its WAL to reach disk (synchronous_commit
+    off): a pass's writes lose nothing by it, since a vector lost to a server crash leaves its
+    document pending, to be embedded again. It saves a disk flush per batch."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
@@ -87,6 +96,8 @@ def connect(
         options += (
             f" -c idle_session_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms}"
         )
+    if async_commit:
+        options += " -c synchronous_commit=off"
     try:
         conn = psycopg.connect(
             url,

@@ -90,10 +90,12 @@ def plan_pass(
         and fingerprint == seen.fingerprint
         and seen.signature == sync_state.source_signature(source)
     )
-    if since is not None and unchanged:
-        with mapped_errors("pruning vectors of changed documents"):
-            row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
-            deleted = int(next(iter(row))[0])
+    if unchanged and options.changes_only:
+        deleted = 0
+        if since is not None:  # rows changed since may have gone blank or out of scope
+            with mapped_errors("pruning vectors of changed documents"):
+                row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
+                deleted = int(next(iter(row))[0])
     else:
         pruned = prune(conn, queries, model)
         deleted = pruned or 0
@@ -145,7 +147,10 @@ def run_pass(
     while True:
         try:
             with connect(
-                url, timeout_s=config.connect_timeout_s, lease_s=config.claim_lease_s
+                url,
+                timeout_s=config.connect_timeout_s,
+                lease_s=config.claim_lease_s,
+                async_commit=True,
             ) as conn:
                 if run_id is None:
                     with mapped_errors("starting a run"):

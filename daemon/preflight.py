@@ -84,7 +84,35 @@ def inspect_source(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
                 f'updated_at column "{source.updated_at_column}" of {name} is {updated_type}; '
                 "set [source] updated_at_column to a timestamp column, or remove it"
             )
+        with mapped_errors("looking for an index on updated_at_column"):
+            _warn_unless_indexed(conn, source)
     return SourceInfo(KEY_FAMILIES[key_type], {c: t for c, (t, _) in types.items()})
+
+
+def _warn_unless_indexed(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
+    """A scheduled pass walks the updated_at column's index; without one it reads the table."""
+    row = conn.execute(
+        """
+        SELECT c.relkind IN ('r', 'p') AND NOT EXISTS (
+                   SELECT 1 FROM pg_index AS i
+                   JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = c.oid AND a.attname = %(column)s)
+        FROM pg_class AS c
+        WHERE c.oid = to_regclass(CASE WHEN %(schema)s::text IS NULL THEN quote_ident(%(table)s)
+                           ELSE quote_ident(%(schema)s) || '.' || quote_ident(%(table)s) END)
+        """,
+        {"schema": source.schema, "table": source.table, "column": source.updated_at_column},
+    ).fetchone()
+    if row and row[0]:
+        column = quote_for_display(source.updated_at_column or "")
+        event(
+            log,
+            logging.WARNING,
+            "updated_at_not_indexed",
+            table=source.display_name,
+            column=source.updated_at_column,
+            hint=f"CREATE INDEX ON {source.display_name} ({column})",
+        )
 
 
 def _column(types: dict[str, tuple[str, str]], table: str, col: str, key: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import psycopg
 
 from daemon.claims import release
 from daemon.config import RetryConfig
+from daemon.copy_block import copy_block
 from daemon.documents import Document, Embedded, Rejected
 from daemon.logs import mask_secrets
 from daemon.queries import SourceQueries
@@ -39,12 +40,23 @@ class Writer:
             with self.conn.cursor().copy(
                 "COPY pg_temp.embedkeeper_staging FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(self._copy_types)
-                for e in embedded:
-                    d = e.document
-                    copy.write_row(
-                        (d.id, e.vector, d.content_hash, d.updated_at, e.token_count, e.truncated)
-                    )
+                block = copy_block(embedded, self.queries.id_type)
+                if block is not None:
+                    copy.write(block)
+                else:
+                    copy.set_types(self._copy_types)
+                    for e in embedded:
+                        d = e.document
+                        copy.write_row(
+                            (
+                                d.id,
+                                e.vector,
+                                d.content_hash,
+                                d.updated_at,
+                                e.token_count,
+                                e.truncated,
+                            )
+                        )
             written = self.conn.execute(
                 self.queries.upsert_from_staging(), {"model": self.model}
             ).fetchall()

@@ -123,3 +123,47 @@ def test_daemon_notifies_systemd_follows_changes_and_stops_on_sigterm(cli, conn,
     assert {status for _, status, _ in runs} == {"ok", "interrupted"}  # SIGTERM cut the last pass
     assert scalar(conn, "SELECT sum(docs_deleted) FROM embedkeeper.runs") == 1
     assert scalar(conn, "SELECT sum(docs_ok) FROM embedkeeper.runs") == len(stored) + 2
+
+
+def test_run_once_does_one_scheduled_pass_and_exits(cli, conn):
+    insert_docs(conn, [f"document {i}" for i in range(1, 31)])
+    conn.execute("UPDATE docs SET updated_at = now() - interval '1 day'")
+    cli.configure(
+        source={"updated_at_column": "updated_at"},
+        model={"backend": "null", "name": "null", "dimensions": 384},
+    )
+
+    first = cli("run", "--once")
+    assert first.returncode == 0, first.stderr
+    assert len(vectors(conn, "null")) == 30
+    conn.execute("UPDATE docs SET body = 'edited', updated_at = now() WHERE id = 7")
+    second = cli("run", "--once")
+
+    assert second.returncode == 0, second.stderr
+    runs = conn.execute(
+        "SELECT trigger, docs_ok, status FROM embedkeeper.runs ORDER BY id"
+    ).fetchall()
+    # The first tick sweeps too (no sweep on record); the second finds the one edit.
+    assert runs == [("schedule", 30, "ok"), ("sweep", 0, "ok"), ("schedule", 1, "ok")]
+    stored = conn.execute(
+        "SELECT e.content_hash = decode(md5(d.body), 'hex') FROM embedkeeper.embeddings e"
+        " JOIN docs d ON d.id = e.document_id WHERE d.id = 7"
+    ).fetchone()
+    assert stored == (True,)
+
+
+def test_run_once_exits_1_when_its_pass_fails(cli, conn):
+    insert_docs(conn, ["document"])
+    cli.configure(
+        model={
+            "backend": "ollama",
+            "name": "remote",
+            "dimensions": 384,
+            "url": "http://127.0.0.1:9",
+        }
+    )
+
+    result = cli("run", "--once")
+
+    assert result.returncode == 1
+    assert vectors(conn, "remote") == {}
