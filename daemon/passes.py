@@ -49,7 +49,9 @@ class PassResult:
     deleted: int
 
 
-def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
+def prune(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, *, deleted_only: bool = False
+) -> int | None:
     """Delete the vectors and failures of documents that are gone: at every pass, at the latest.
 
     Housekeeping that one instance does for all: a transaction-scoped advisory lock lets only one
@@ -61,7 +63,7 @@ def prune(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> 
         ).fetchone()
         if not (got and got[0]):
             return None
-        row = conn.execute(queries.prune(), {"model": model}).fetchone()
+        row = conn.execute(queries.prune(deleted_only=deleted_only), {"model": model}).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -85,26 +87,43 @@ def plan_pass(
         newest = conn.execute(queries.newest_update()).fetchone()
         fingerprint = sync_state.table_fingerprint(conn, source)
     since = seen.since(source) if options.changes_only else None
-    unchanged = (
+    known = (
         fingerprint is not None
-        and fingerprint == seen.fingerprint
+        and seen.fingerprint is not None
         and seen.signature == sync_state.source_signature(source)
     )
-    if unchanged and options.changes_only:
-        deleted = 0
+    deleted = 0
+    if not (known and options.changes_only):
+        deleted, seen = _prune(conn, queries, model, fingerprint, seen, deleted_only=False)
+    else:
+        if fingerprint != seen.fingerprint:  # rows were deleted (or the table truncated)
+            deleted, seen = _prune(conn, queries, model, fingerprint, seen, deleted_only=True)
         if since is not None:  # rows changed since may have gone blank or out of scope
             with mapped_errors("pruning vectors of changed documents"):
                 row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
-                deleted = int(next(iter(row))[0])
-    else:
-        pruned = prune(conn, queries, model)
-        deleted = pruned or 0
-        if pruned is not None:
-            with mapped_errors("recording the sync state"):
-                sync_state.save_fingerprint(conn, model, source, fingerprint)
-                seen = sync_state.load(conn, model)  # what the watermark's compare-and-set sees
+                deleted += int(next(iter(row))[0])
     phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
     return PassPlan(phases, seen, newest[0] if newest else None, deleted)
+
+
+def _prune(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    fingerprint: str | None,
+    seen: SyncState,
+    *,
+    deleted_only: bool,
+) -> tuple[int, SyncState]:
+    """Prune, then record the fingerprint read before it (a delete that lands meanwhile moves
+    the counters again, so the next pass prunes once more); returns what the compare-and-set of
+    the watermark must now expect."""
+    pruned = prune(conn, queries, model, deleted_only=deleted_only)
+    if pruned is None:  # a peer is pruning: it covers us, and its record is its own
+        return 0, seen
+    with mapped_errors("recording the sync state"):
+        sync_state.save_fingerprint(conn, model, queries.source, fingerprint)
+        return pruned, sync_state.load(conn, model)
 
 
 def finish_plan(

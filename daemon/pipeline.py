@@ -32,6 +32,7 @@ class Claimed:
 
     documents: list[Document]
     last_key: object | None  # the store's cursor: where its next claim starts
+    held: int = 0  # pending documents a peer held, passed over
 
 
 class Store(Protocol):
@@ -171,22 +172,30 @@ def drain(
     on_batch: Callable[[RunStats], None] | None = None,
     limit: int | None = None,
 ) -> RunStats:
-    """Embed until a whole sweep of the key space claims nothing, `limit` documents are done,
-    or `stop` is set."""
+    """Embed until a sweep of the key space leaves nothing behind, `limit` documents are done,
+    or `stop` is set.
+
+    A sweep that claimed documents is followed by another, for what it left: documents that
+    failed (a backfill retries them at once), that a peer held, or that changed while they were
+    embedded. A sweep with none of those ends the pass: what changed behind its cursor is the
+    next pass's work, as it would be had it changed a moment after the pass."""
     stats = RunStats()
     cursor: object | None = None
     claimed_in_sweep = 0
+    left_at_sweep_start = left_behind = 0
     while not stop.is_set():
         done = stats.ok + stats.failed + stats.skipped
         budget = claim_size if limit is None else min(claim_size, limit - done)
         if budget <= 0:
             break
         claimed = store.claim(cursor, budget)
+        left_behind += claimed.held
         if claimed.last_key is None:  # this sweep reached the end of the key space
-            if claimed_in_sweep == 0:
+            left = left_behind + stats.failed + stats.skipped
+            if claimed_in_sweep == 0 or left == left_at_sweep_start:
                 stats.drained = True
                 break
-            cursor, claimed_in_sweep = None, 0
+            cursor, claimed_in_sweep, left_at_sweep_start = None, 0, left
             continue
         cursor = claimed.last_key
         if not claimed.documents:

@@ -65,7 +65,11 @@ class PgStore:
                 )
             self.held_by_peers += result.held_by_peers
             if result.claimed.last_key is not None:
-                return Claimed(result.claimed.documents, (phase, result.claimed.last_key))
+                return Claimed(
+                    result.claimed.documents,
+                    (phase, result.claimed.last_key),
+                    held=len(result.held_by_peers),
+                )
             phase, key = phase + 1, None
         return Claimed([], None)
 

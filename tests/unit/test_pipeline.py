@@ -1,11 +1,12 @@
-"""The pure parts of the loop: length-sorted parts, stopping between parts, suspects alone."""
+"""The pure parts of the loop: length-sorted parts, stopping between parts, suspects alone, and
+when a pass's sweeps end."""
 
 from __future__ import annotations
 
 import threading
 
 from daemon.documents import Document
-from daemon.pipeline import embed_claimed, isolate_suspects
+from daemon.pipeline import Claimed, drain, embed_claimed, isolate_suspects
 from tests.fakes import ScriptedBackend
 
 
@@ -37,3 +38,77 @@ def test_a_stop_between_parts_releases_the_rest_uncharged():
 def test_suspects_go_alone():
     groups = isolate_suspects([doc(1, "a"), doc(2, "b", suspect=True), doc(3, "c")])
     assert [[d.id for d in g] for g in groups] == [[1, 3], [2]]
+
+
+class KeySpace:
+    """A Store over ids 1..n in memory: `held` ids are a peer's for the first sweep; `poison`
+    texts are rejected by the backend. It counts the sweeps (claims from the start)."""
+
+    def __init__(
+        self, n: int, held: frozenset[int] = frozenset(), poison_ids: frozenset[int] = frozenset()
+    ):
+        self.pending = {
+            i: doc(i, "poison" if i in poison_ids else f"text {i}") for i in range(1, n + 1)
+        }
+        self.held = set(held)
+        self.failures: dict[int, int] = {}
+        self.sweeps = 0
+
+    def claim(self, after, limit):
+        if after is None:
+            self.sweeps += 1
+            if self.sweeps > 1:
+                self.held.clear()  # the peer let go after the first sweep
+        start = after or 0
+        ids = sorted(i for i in self.pending if i > start and self.failures.get(i, 0) < 2)[:limit]
+        if not ids:
+            return Claimed([], None)
+        mine = [self.pending[i] for i in ids if i not in self.held]
+        return Claimed(mine, ids[-1], held=len(ids) - len(mine))
+
+    def save(self, embedded):
+        for e in embedded:
+            self.pending.pop(e.document.id)
+        return len(embedded)
+
+    def fail(self, rejected):
+        for r in rejected:
+            self.failures[r.document.id] = self.failures.get(r.document.id, 0) + 1
+
+    def release(self, documents):
+        pass
+
+    def begin(self, documents):
+        return 0
+
+    def end(self, token):
+        pass
+
+
+def drained(store: KeySpace):
+    return drain(
+        store,
+        ScriptedBackend(poison="poison"),
+        claim_size=4,
+        dimensions=384,
+        stop=threading.Event(),
+    )
+
+
+def test_a_sweep_that_leaves_nothing_behind_ends_the_pass():
+    store = KeySpace(10)
+    stats = drained(store)
+    assert (stats.ok, stats.drained, store.sweeps) == (10, True, 1)
+
+
+def test_a_document_a_peer_held_brings_another_sweep():
+    store = KeySpace(10, held=frozenset({3}))
+    stats = drained(store)
+    assert (stats.ok, stats.drained, store.sweeps) == (10, True, 2)
+
+
+def test_failures_bring_sweeps_until_they_stop_changing():
+    store = KeySpace(6, poison_ids=frozenset({2}))
+    stats = drained(store)
+    # sweep 1 fails doc 2, sweep 2 fails it again (its last attempt), sweep 3 claims nothing
+    assert (stats.ok, stats.failed, stats.drained, store.sweeps) == (5, 2, True, 3)
