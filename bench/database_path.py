@@ -71,7 +71,7 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
         """,
         (DOCS,),
     )
-    conn.execute("CREATE INDEX docs_updated_at_idx ON docs (updated_at)")
+    conn.execute("CREATE INDEX docs_updated_at_idx ON docs (updated_at, id)")
     conn.execute("VACUUM ANALYZE docs")
 
 

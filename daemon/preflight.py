@@ -104,14 +104,16 @@ def _warn_unless_indexed(conn: psycopg.Connection[Any], source: SourceConfig) ->
         {"schema": source.schema, "table": source.table, "column": source.updated_at_column},
     ).fetchone()
     if row and row[0]:
-        column = quote_for_display(source.updated_at_column or "")
+        columns = ", ".join(
+            quote_for_display(c) for c in (source.updated_at_column or "", source.id_column)
+        )
         event(
             log,
             logging.WARNING,
             "updated_at_not_indexed",
             table=source.display_name,
             column=source.updated_at_column,
-            hint=f"CREATE INDEX ON {source.display_name} ({column})",
+            hint=f"CREATE INDEX ON {source.display_name} ({columns})",
         )
 
 

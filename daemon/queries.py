@@ -249,20 +249,19 @@ class SourceQueries:
         """Write the staged vectors whose document still has the text that was embedded.
 
         The join on the source is the fence: a document edited or deleted while its batch was
-        being embedded gets no vector from this batch (it is pending again, or gone). The key
-        range of the batch bounds the source's side, or a merge join would read the source's
-        key index from its start at every batch (a cost that grows with the table)."""
+        being embedded gets no vector from this batch (it is pending again, or gone). It is one
+        primary-key probe per staged row (LATERAL ... LIMIT 1 keeps it so): a batch from the
+        change walk has keys spread over the whole table, where a merge join would read the
+        source's key index across that whole range at every batch."""
         return self._fmt(
             """
             WITH fresh AS (
                 SELECT st.* FROM pg_temp.embedkeeper_staging AS st
-                JOIN {table} AS s ON {id} = st.document_id
-                WHERE {id} >= (SELECT document_id FROM pg_temp.embedkeeper_staging
-                               ORDER BY 1 LIMIT 1)
-                  AND {id} <= (SELECT document_id FROM pg_temp.embedkeeper_staging
-                               ORDER BY 1 DESC LIMIT 1)
-                  AND {text} IS NOT NULL
-                  AND decode(md5({text}::text), 'hex') = st.content_hash
+                CROSS JOIN LATERAL (
+                    SELECT {text}::text AS body FROM {table} AS s
+                    WHERE {id} = st.document_id LIMIT 1) AS cur
+                WHERE cur.body IS NOT NULL
+                  AND decode(md5(cur.body), 'hex') = st.content_hash
             ), written AS (
                 INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
                     source_updated_at, token_count, truncated, embedded_at)

@@ -155,3 +155,18 @@ def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url,
 
     assert sync_state.load(conn, "minilm").watermark is None
     assert one_pass(app, SCHEDULED).stats.ok == 6  # still a full walk
+
+
+def test_a_missing_index_on_updated_at_is_a_warning_that_names_the_fix(conn, caplog):
+    from daemon.preflight import inspect_source
+
+    source = source_config(updated_at_column="updated_at").source
+    inspect_source(conn, source)
+    warned = [r.getMessage() for r in caplog.records if "updated_at_not_indexed" in r.getMessage()]
+    assert len(warned) == 1
+    assert 'hint="CREATE INDEX ON public.docs (updated_at, id)"' in warned[0]
+
+    caplog.clear()
+    conn.execute("CREATE INDEX ON docs (updated_at, id)")
+    inspect_source(conn, source)
+    assert not [r for r in caplog.records if "updated_at_not_indexed" in r.getMessage()]
