@@ -32,7 +32,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,13 @@ from psycopg import sql
 
 from daemon.config import ModelConfig
 from daemon.db import connect, mapped_errors
-from daemon.errors import DatabaseError, EmbedkeeperError, NotIndexOwner, UsageError
+from daemon.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    EmbedkeeperError,
+    NotIndexOwner,
+    UsageError,
+)
 from daemon.logs import event
 
 log = logging.getLogger(__name__)
@@ -200,8 +207,16 @@ def create_index(
             raise EmbedkeeperError(_busy(model.name))
         if existing.get(name) == "invalid":  # what a failed CREATE INDEX CONCURRENTLY leaves
             conn.execute(sql.SQL("DROP INDEX embedkeeper.{}").format(sql.Identifier(name)))
-        _build(conn, model.name, [statement], settings)
-    event(log, logging.INFO, "index_created", model=model.name, index=name, dimensions=dims)
+        build_s = _build(conn, model.name, [statement], settings)
+    event(
+        log,
+        logging.INFO,
+        "index_created",
+        model=model.name,
+        index=name,
+        dimensions=dims,
+        build_s=round(build_s, 2),
+    )
     return name, True
 
 
@@ -240,8 +255,16 @@ def restore_indexes(
         ).fetchall()
         live = {i.name for i in list_indexes(conn, model) if i.state == "live"}
         todo = [(name, definition) for name, definition in rows if name not in live]
-        _build(conn, model, [_recorded(name, definition) for name, definition in todo], settings)
-    event(log, logging.INFO, "index_rebuilt", model=model, indexes=",".join(n for n, _ in todo))
+        statements = [_recorded(name, definition) for name, definition in todo]
+        build_s = _build(conn, model, statements, settings)
+    event(
+        log,
+        logging.INFO,
+        "index_rebuilt",
+        model=model,
+        indexes=",".join(n for n, _ in todo),
+        build_s=round(build_s, 2),
+    )
     return True
 
 
@@ -249,10 +272,13 @@ def restore_quietly(
     conn: psycopg.Connection[Any], model: str, settings: BuildSettings | None = None
 ) -> None:
     """restore_indexes() for a command that goes on without the index if it cannot rebuild it
-    (a role that does not own the table): it says so and what to run."""
+    (a role that does not own the table, a record that is not an index definition): it says so
+    and what to run. A lost connection still goes up."""
     try:
         restore_indexes(conn, model, settings)
-    except NotIndexOwner as exc:
+    except DatabaseUnavailable:
+        raise
+    except DatabaseError as exc:
         event(
             log,
             logging.WARNING,
@@ -298,9 +324,9 @@ def indexes_deferred(
         try:
             yield dropped
         except Exception:
-            _rebuild_quietly(conn, model, settings)
+            _rebuild_quietly(url, conn, model, settings, timeout_s)
             raise
-        _release_and_rebuild(conn, model, settings)
+        _release_and_rebuild(url, conn, model, settings, timeout_s)
     finally:
         conn.close()
 
@@ -327,19 +353,26 @@ def _record_and_drop(conn: psycopg.Connection[Any], model: str) -> list[str]:
 
 
 def _release_and_rebuild(
-    conn: psycopg.Connection[Any], model: str, settings: BuildSettings
+    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
 ) -> None:
-    with mapped_errors("unlocking the model's index"):
-        conn.execute(
-            "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
-        )
+    try:
+        with mapped_errors("unlocking the model's index"):
+            conn.execute(
+                "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
+            )
+    except DatabaseUnavailable:  # the session, and its lock, are gone: rebuild on a new one
+        with connect(url, timeout_s=timeout_s) as fresh:
+            restore_indexes(fresh, model, settings)
+        return
     restore_indexes(conn, model, settings)
 
 
-def _rebuild_quietly(conn: psycopg.Connection[Any], model: str, settings: BuildSettings) -> None:
+def _rebuild_quietly(
+    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
+) -> None:
     """On the way out of a failed backfill: rebuild if we can; if not, the record stays."""
     try:
-        _release_and_rebuild(conn, model, settings)
+        _release_and_rebuild(url, conn, model, settings, timeout_s)
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "index_rebuild_failed", model=model, detail=str(exc))
 
@@ -364,20 +397,31 @@ def _recorded(name: str, definition: str) -> sql.SQL:
 def _build(
     conn: psycopg.Connection[Any],
     model: str,
-    statements: list[sql.SQL | sql.Composed],
+    statements: Sequence[sql.SQL | sql.Composed],
     settings: BuildSettings | None,
-) -> None:
-    """Run the builds in the caller's transaction with the build settings (SET LOCAL)."""
+) -> float:
+    """Run the builds in the caller's transaction with the build settings (SET LOCAL); returns
+    the seconds they took."""
     if not statements:
-        return
+        return 0.0
+    start = time.perf_counter()
     settings = settings or BuildSettings()
     memory_mb = settings.memory_mb or _memory_needed(conn, model, settings.max_memory_mb)
     conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (f"{memory_mb}MB",))
     conn.execute(
         "SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(settings.workers),)
     )
-    for statement in statements:
-        conn.execute(statement)
+    conn.add_notice_handler(_on_notice)  # pgvector: "hnsw graph no longer fits into ..."
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.remove_notice_handler(_on_notice)
+    return time.perf_counter() - start
+
+
+def _on_notice(diag: psycopg.errors.Diagnostic) -> None:
+    event(log, logging.WARNING, "index_build_notice", detail=diag.message_primary or "")
 
 
 def _memory_needed(conn: psycopg.Connection[Any], model: str, cap_mb: int) -> int:

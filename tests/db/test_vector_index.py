@@ -219,3 +219,45 @@ def test_stop_is_honoured_and_the_index_still_comes_back(conn, db_url, make_app)
     assert result.interrupted
     assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
     assert records(conn) == []
+
+
+def test_the_daemon_rebuilds_an_index_a_dead_backfill_left_dropped(conn, db_url, make_app):
+    from daemon.worker import Worker
+
+    app = embedded_app(conn, db_url, make_app)
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    _record_and_drop(conn, "minilm")
+
+    Worker(app, threading.Event()).restore_indexes()
+
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_a_deferral_whose_lock_session_dies_still_rebuilds_at_the_end(conn, db_url, make_app):
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    insert_docs(conn, [f"text {i}" for i in range(50)])
+
+    def kill_lock_session(documents):
+        with connect(db_url) as other:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND mode = 'ShareLock'"
+            )
+
+    app = make_app(source_config(db_url), ScriptedBackend(during=kill_lock_session))
+    result = backfill(app, app.config.models, defer_index=True, index_settings=SMALL)
+
+    assert result.results["minilm"].stats.ok == 50
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_a_graph_larger_than_maintenance_work_mem_is_logged(conn, db_url, make_app, caplog):
+    embedded_app(conn, db_url, make_app, count=1000)
+
+    with caplog.at_level("WARNING"):
+        create_index(conn, MINILM, HnswParams(), BuildSettings(memory_mb=1, workers=0))
+
+    assert "index_build_notice" in caplog.text
+    assert "maintenance_work_mem" in caplog.text
