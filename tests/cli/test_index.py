@@ -43,3 +43,20 @@ def test_a_wrong_opclass_or_hnsw_parameter_exits_2(cli):
         "embedkeeper: error: --ef-construction 40 is out of range; "
         "pgvector takes 2 * m (64) to 1000"
     )
+
+
+def test_backfill_defer_index_ends_with_the_index_valid(cli, conn):
+    conn.execute("INSERT INTO docs (id, body) SELECT g, 'doc ' || g FROM generate_series(1, 50) g")
+    cli.configure(models=[{"name": "null", "backend": "null", "dimensions": 384}])
+    assert cli("index", "create", "--model", "null").returncode == 0
+
+    result = cli("backfill", "--defer-index")
+
+    assert result.returncode == 0, result.stderr
+    assert "index_deferred model=null indexes=embeddings_null_hnsw" in result.stderr
+    assert "index_rebuilt model=null indexes=embeddings_null_hnsw" in result.stderr
+    assert conn.execute(
+        "SELECT indisvalid FROM pg_index"
+        " WHERE indexrelid = 'embedkeeper.embeddings_null_hnsw'::regclass"
+    ).fetchone() == (True,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (50,)
