@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -37,6 +38,15 @@ def index_state(conn: psycopg.Connection, name: str) -> tuple[bool, bool] | None
         (name,),
     ).fetchone()
     return None if row is None else (row[0], row[1])
+
+
+def wait_until_no_advisory_locks(conn: psycopg.Connection) -> None:
+    """A closed session's locks go when its backend has exited, a moment after the close."""
+    deadline = time.monotonic() + 10
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    while conn.execute(query).fetchone() != (0,):
+        assert time.monotonic() < deadline, "a closed session still holds advisory locks"
+        time.sleep(0.02)
 
 
 def records(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -137,7 +147,7 @@ def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral
         with pytest.raises(EmbedkeeperError, match="--defer-index is running"):
             create_index(conn, MINILM, HnswParams(), SMALL)
         assert index_state(conn, "embeddings_minilm_hnsw") is None
-    # the peer's session is gone (it died): the next create rebuilds the recorded index
+    wait_until_no_advisory_locks(conn)  # the peer's session is gone (it died)
     assert create_index(conn, MINILM, HnswParams(), SMALL) == ("embeddings_minilm_hnsw", False)
     assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
     assert records(conn) == []
@@ -241,7 +251,7 @@ def test_a_deferral_whose_lock_session_dies_still_rebuilds_at_the_end(conn, db_u
     def kill_lock_session(documents):
         with connect(db_url) as other:
             other.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND mode = 'ShareLock'"
             )
 
