@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import database_path, instances, model_bound, recovery
+from bench import database_path, hnsw, instances, model_bound, recovery
 
 BENCHMARKS = {
     "model": model_bound.main,
     "instances": instances.main,
     "recovery": recovery.main,
     "database": database_path.main,
+    "hnsw": hnsw.main,
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daemon import __version__
 from daemon.config import Config, load_config
-from daemon.errors import EmbedkeeperError, SchemaMissing, SourceNotFound
+from daemon.errors import EmbedkeeperError, SchemaMissing, SourceNotFound, UsageError
 from daemon.logs import event, mask_url, setup_logging
 
 log = logging.getLogger("embedkeeper")
@@ -49,7 +49,7 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     try:
-        result = backfill(app, models, limit=args.limit, stop=stop)
+        result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
     finally:
         app.close()
     for name, outcome in result.results.items():
@@ -111,6 +111,42 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
+    from daemon.db import connect
+    from daemon.startup import open_app
+    from daemon.vector_index import (
+        BuildSettings,
+        HnswParams,
+        create_index,
+        drop_indexes,
+        format_indexes,
+        list_indexes,
+        restore_indexes,
+    )
+
+    if args.action in ("create", "drop") and not args.model:
+        raise UsageError(f"index {args.action} needs --model NAME")
+    models = _models(config, args.model)  # an unknown name is an error
+    settings = BuildSettings(memory_mb=args.maintenance_work_mem, workers=args.workers)
+    params = HnswParams(args.opclass, args.m, args.ef_construction)
+    params.check()
+    app = open_app(config)
+    with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        if args.action == "create":
+            name, built = create_index(conn, models[0], params, settings)
+            print(f"{'created' if built else 'exists:'} embedkeeper.{name}")
+        elif args.action == "drop":
+            names = drop_indexes(conn, args.model)
+            print("dropped " + (", ".join(names) if names else "nothing: no vector index"))
+        elif args.action == "restore":
+            for model in models:
+                done = restore_indexes(conn, model.name, settings)
+                print(f"{model.name}: " + ("restored" if done else "left to the running backfill"))
+        else:
+            print(format_indexes(list_indexes(conn, args.model)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from daemon.db import connect, database_url
     from daemon.demo import load_demo_corpus
@@ -121,7 +157,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         count = load_demo_corpus(conn)
     event(log, logging.INFO, "demo_corpus", documents=count, database=mask_url(url))
     migrate(url, config.source, timeout_s=config.connect_timeout_s)
-    return cmd_backfill(argparse.Namespace(model=None, limit=None), config)
+    return cmd_backfill(argparse.Namespace(model=None, limit=None, defer_index=False), config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("backfill", cmd_backfill, "embed every pending document, then exit")
     p.add_argument("--model", help="only this [[models]] name")
     p.add_argument("--limit", type=_positive, help="stop after N documents")
+    p.add_argument(
+        "--defer-index",
+        action="store_true",
+        help="drop each model's vector indexes for the backfill and rebuild them after it",
+    )
     p = add("run", cmd_run, "the daemon: a pass on the [schedule], until SIGTERM")
     p.add_argument(
         "--metrics-port", type=_positive, help="serve /metrics and /healthz on this port"
@@ -181,8 +222,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")
     p.add_argument("--model", help="only this [[models]] name")
     p.add_argument("--all", action="store_true", help="list: also those retrying or ignored")
+    _add_index_parser(
+        add("index", cmd_index, "a model's HNSW index: create, status, drop, restore")
+    )
     add("demo", cmd_demo, "load Python's docs into the embedded PostgreSQL and backfill them")
     return parser
+
+
+def _add_index_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("create", "status", "drop", "restore"))
+    p.add_argument("--model", help="the [[models]] name (create and drop need one)")
+    p.add_argument("--opclass", choices=("cosine", "l2", "ip"), default="cosine")
+    p.add_argument("--m", type=_positive, default=16, help="hnsw m (default 16)")
+    p.add_argument(
+        "--ef-construction", type=_positive, default=64, help="hnsw ef_construction (default 64)"
+    )
+    p.add_argument(
+        "--maintenance-work-mem",
+        type=_megabytes,
+        help="memory for the build, e.g. 2GB (default: the graph's estimated size, 64MB to 4GB)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="max_parallel_maintenance_workers for the build (default 2)",
+    )
+
+
+def _megabytes(text: str) -> int:
+    units = {"MB": 1, "GB": 1024, "TB": 1024 * 1024}
+    for unit, factor in units.items():
+        if text.upper().endswith(unit) and text[: -len(unit)].strip().isdigit():
+            return int(text[: -len(unit)]) * factor
+    raise argparse.ArgumentTypeError("a size such as 512MB or 2GB")
 
 
 def _positive(text: str) -> int:

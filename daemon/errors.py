@@ -8,6 +8,7 @@
     |   +-- SchemaMissing       embedkeeper's schema is absent or behind: run `embedkeeper migrate`
     |   +-- SourceNotFound      the configured table or column does not exist, or has a bad type
     |   +-- DimensionMismatch   the model's vectors do not fit what is configured or stored
+    |   +-- NotIndexOwner       building or dropping an index needs the owner of the table
     +-- ModelError              the model cannot be loaded or used
     +-- BackendError
         +-- BackendUnavailable  transient: back off and retry, charge no document
@@ -57,6 +58,10 @@ class SourceNotFound(DatabaseError):
 
 class DimensionMismatch(DatabaseError):
     """The model's dimensions do not match; check [[models]] dimensions."""
+
+
+class NotIndexOwner(DatabaseError):
+    """Indexes on embedkeeper.embeddings need its owner; run this as the role that migrated."""
 
 
 class ModelError(EmbedkeeperError):

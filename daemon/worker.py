@@ -17,6 +17,7 @@ from daemon.passes import PassOptions, run_pass
 from daemon.pipeline import RunStats
 from daemon.queries import StaleBy
 from daemon.startup import App
+from daemon.vector_index import restore_quietly
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Worker:
         self.passes_failed = 0
 
     def tick(self) -> None:
+        self.restore_indexes()
         self.busy, self.heartbeat = True, time.monotonic()
         try:
             for model in self.app.config.models:
@@ -119,6 +121,22 @@ class Worker:
                 self.model, now - self.heartbeat, stats.ok - ok, stats.failed - failed
             )
         self.last_counts, self.heartbeat = (stats.ok, stats.failed), now
+
+    def restore_indexes(self) -> None:
+        """Rebuild vector indexes that a `backfill --defer-index` dropped and never rebuilt (it
+        died). Outside `busy`: a rebuild can take longer than the watchdog allows a batch."""
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                for model in self.app.config.models:
+                    restore_quietly(conn, model.name)
+        except EmbedkeeperError as exc:
+            event(
+                log,
+                logging.WARNING,
+                "index_restore_failed",
+                error=type(exc).__name__,
+                detail=str(exc),
+            )
 
     def refresh_coverage(self) -> None:
         """Coverage gauges, on their own cadence: the query reads the whole source."""

@@ -130,6 +130,18 @@ sync_state = Table(
     now_column("updated_at"),
 )
 
+# A model's vector index that `backfill --defer-index` dropped and has not rebuilt yet: its
+# pg_get_indexdef, written in the transaction that drops it and deleted in the one that rebuilds
+# it, so at every commit either the index or this row exists (daemon/vector_index.py).
+deferred_indexes = Table(
+    "deferred_indexes",
+    metadata,
+    Column("index_name", Text, primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("definition", Text, nullable=False),
+    now_column("dropped_at"),
+)
+
 runs = Table(
     "runs",
     metadata,

@@ -70,3 +70,26 @@ def test_a_role_that_cannot_read_the_source_gets_a_clear_error(worker_url, conn,
     conn.execute("CREATE TABLE public.secret (id bigint PRIMARY KEY, body text)")
     with pytest.raises(SourceNotFound, match="GRANT SELECT"):
         make_app(source_config(worker_url, table="public.secret"))
+
+
+def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn, make_app, caplog):
+    from daemon.errors import NotIndexOwner
+    from daemon.vector_index import BuildSettings, HnswParams, _record_and_drop, create_index
+    from tests.db.test_vector_index import MINILM, records
+
+    insert_docs(conn, ["one", "two"], start=1)
+    conn.execute("INSERT INTO public.documents SELECT id, body FROM public.docs")
+    create_index(conn, MINILM, HnswParams(), BuildSettings(memory_mb=64, workers=0))
+    config = source_config(worker_url, table="public.documents")
+    app = make_app(config, ScriptedBackend())
+
+    with pytest.raises(NotIndexOwner, match="needs its owner"):
+        backfill(app, config.models, defer_index=True)
+    assert records(conn) == []  # nothing dropped, nothing recorded
+
+    _record_and_drop(conn, "minilm")  # a deferring backfill of the owner died
+    with caplog.at_level(logging.INFO):
+        result = backfill(app, config.models)
+    assert result.results["minilm"].stats.ok == 2  # the worker goes on without the index
+    assert "index_not_restored model=minilm" in caplog.text
+    assert records(conn) == [("embeddings_minilm_hnsw", "minilm")]

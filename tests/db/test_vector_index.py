@@ -1,0 +1,273 @@
+"""A model's HNSW index: created, listed, dropped; dropped for a backfill and always rebuilt."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from daemon.backfill import backfill
+from daemon.config import ModelConfig
+from daemon.coverage import measure
+from daemon.db import connect
+from daemon.errors import DatabaseError, EmbedkeeperError, UsageError
+from daemon.vector_index import (
+    BuildSettings,
+    HnswParams,
+    _record_and_drop,
+    create_index,
+    drop_indexes,
+    index_name,
+    list_indexes,
+    restore_indexes,
+)
+from tests.conftest import insert_docs, one_pass, source_config
+from tests.fakes import ScriptedBackend, unit_vector
+
+MINILM = ModelConfig(name="minilm", dimensions=384)
+SMALL = BuildSettings(memory_mb=64, workers=0)
+
+
+def index_state(conn: psycopg.Connection, name: str) -> tuple[bool, bool] | None:
+    """(valid, ready) of embedkeeper.<name>, or None if it does not exist."""
+    row = conn.execute(
+        "SELECT indisvalid, indisready FROM pg_index"
+        " WHERE indexrelid = to_regclass('embedkeeper.' || quote_ident(%s))",
+        (name,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def wait_until_no_advisory_locks(conn: psycopg.Connection) -> None:
+    """A closed session's locks go when its backend has exited, a moment after the close."""
+    deadline = time.monotonic() + 10
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    while conn.execute(query).fetchone() != (0,):
+        assert time.monotonic() < deadline, "a closed session still holds advisory locks"
+        time.sleep(0.02)
+
+
+def records(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT index_name, model FROM embedkeeper.deferred_indexes ORDER BY 1"
+    ).fetchall()
+
+
+def embedded_app(conn, db_url, make_app, count: int = 60):
+    insert_docs(conn, [f"document number {i}" for i in range(count)])
+    app = make_app(source_config(db_url), ScriptedBackend())
+    one_pass(app)
+    return app
+
+
+def test_index_create_makes_an_index_the_planner_uses_and_drop_removes_it(conn, db_url, make_app):
+    embedded_app(conn, db_url, make_app)
+
+    name, built = create_index(conn, MINILM, HnswParams(), SMALL)
+
+    assert (name, built) == ("embeddings_minilm_hnsw", True)
+    assert index_state(conn, name) == (True, True)
+    [listed] = list_indexes(conn, "minilm")
+    assert (listed.name, listed.model, listed.state) == (name, "minilm", "live")
+    assert "USING hnsw (((embedding)::vector(384)) vector_cosine_ops)" in listed.definition
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN (COSTS OFF) SELECT document_id FROM embedkeeper.embeddings"
+                " WHERE model = 'minilm' ORDER BY embedding::vector(384) <=> %s::vector(384)"
+                " LIMIT 10",
+                (unit_vector("query"),),
+            )
+        )
+    assert f"Index Scan using {name} on embeddings" in plan
+    assert create_index(conn, MINILM, HnswParams(), SMALL) == (name, False)  # idempotent
+
+    assert drop_indexes(conn, "minilm") == [name]
+    assert index_state(conn, name) is None
+    assert list_indexes(conn, "minilm") == []
+
+
+def test_a_deferred_backfill_drops_the_index_while_it_writes_and_ends_with_it_valid(
+    conn, db_url, make_app
+):
+    create_index(conn, MINILM, HnswParams(opclass="l2"), SMALL)  # on an empty table
+    insert_docs(conn, [f"text {i}" for i in range(300)])
+    seen: list[tuple[object, object]] = []
+
+    def look(documents):
+        with connect(db_url) as other:
+            seen.append((index_state(other, "embeddings_minilm_hnsw"), records(other)))
+
+    app = make_app(source_config(db_url), ScriptedBackend(during=look))
+    config = app.config
+
+    result = backfill(app, config.models, defer_index=True, index_settings=SMALL)
+
+    assert seen[0] == (None, [("embeddings_minilm_hnsw", "minilm")])  # dropped, recorded
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+    assert result.results["minilm"].stats.ok == 300
+    assert measure(conn, app.queries, "minilm").coverage_percent == 100.0
+    [index] = list_indexes(conn, "minilm")
+    assert "vector_l2_ops" in index.definition  # rebuilt as it was, not as the default
+
+
+def test_an_index_dropped_by_a_backfill_that_died_is_rebuilt_by_the_next_backfill(
+    conn, db_url, make_app
+):
+    app = embedded_app(conn, db_url, make_app)
+    create_index(conn, MINILM, HnswParams(m=8, ef_construction=32), SMALL)
+    _record_and_drop(conn, "minilm")  # as a deferring backfill does, then it dies
+    assert index_state(conn, "embeddings_minilm_hnsw") is None
+    assert [i.state for i in list_indexes(conn, "minilm")] == ["deferred"]
+
+    backfill(app, app.config.models)  # nothing to embed; it still restores
+
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+    [index] = list_indexes(conn, "minilm")
+    assert "WITH (m='8', ef_construction='32')" in index.definition
+
+
+def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral(
+    conn, db_url, make_app
+):
+    embedded_app(conn, db_url, make_app)
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    _record_and_drop(conn, "minilm")
+    with connect(db_url) as peer:  # a deferring backfill that is still running
+        peer.execute(
+            "SELECT pg_advisory_lock_shared(hashtext('embedkeeper:index'), hashtext('minilm'))"
+        )
+        assert restore_indexes(conn, "minilm", SMALL) is False
+        with pytest.raises(EmbedkeeperError, match="--defer-index is running"):
+            create_index(conn, MINILM, HnswParams(), SMALL)
+        assert index_state(conn, "embeddings_minilm_hnsw") is None
+    wait_until_no_advisory_locks(conn)  # the peer's session is gone (it died)
+    assert create_index(conn, MINILM, HnswParams(), SMALL) == ("embeddings_minilm_hnsw", False)
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_two_deferring_backfills_leave_the_rebuild_to_the_last_one_out(conn, db_url, make_app):
+    embedded_app(conn, db_url, make_app)
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    from daemon.vector_index import indexes_deferred
+
+    with indexes_deferred(db_url, "minilm", SMALL) as first:
+        with indexes_deferred(db_url, "minilm", SMALL) as second:
+            assert (first, second) == (["embeddings_minilm_hnsw"], [])
+        assert index_state(conn, "embeddings_minilm_hnsw") is None  # the first still writes
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_a_record_that_is_not_a_vector_index_definition_is_never_run(conn, db_url, make_app):
+    embedded_app(conn, db_url, make_app)
+    conn.execute("CREATE TABLE public.victim (x int)")
+    conn.execute(
+        "INSERT INTO embedkeeper.deferred_indexes (index_name, model, definition) VALUES"
+        " ('evil', 'minilm', 'DROP TABLE public.victim')"
+    )
+    with pytest.raises(DatabaseError, match=r"not a vector index on embedkeeper\.embeddings"):
+        restore_indexes(conn, "minilm", SMALL)
+    assert conn.execute("SELECT to_regclass('public.victim') IS NOT NULL").fetchone() == (True,)
+    assert records(conn) == [("evil", "minilm")]  # kept for the operator to look at
+
+
+def test_odd_model_names_get_safe_distinct_index_names(conn, db_url, make_app):
+    odd = "It's Mini\"LM; DROP TABLE x"
+    name = index_name(odd)
+    assert name.startswith("embeddings_itsminilmdroptablex_")
+    assert name.endswith("_hnsw")
+    assert len(name) <= 63
+    assert name != index_name("itsminilmdroptablex")
+    assert len(index_name("m" * 200)) == 63
+    insert_docs(conn, ["one", "two"])
+    config = source_config(db_url, models=[{"name": odd, "dimensions": 384}])
+    one_pass(make_app(config, ScriptedBackend()))
+
+    create_index(conn, config.models[0], HnswParams(), SMALL)
+
+    [index] = list_indexes(conn, odd)
+    assert (index.name, index.state) == (name, "live")
+    _record_and_drop(conn, odd)
+    assert restore_indexes(conn, odd, SMALL) is True
+    assert index_state(conn, name) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (HnswParams(opclass="dot"), 'unknown opclass "dot"; use one of cosine, l2, ip'),
+        (HnswParams(m=1), "--m 1 is out of range; pgvector takes 2 to 100"),
+        (HnswParams(m=16, ef_construction=20), "--ef-construction 20 is out of range"),
+    ],
+)
+def test_bad_hnsw_parameters_are_usage_errors(params, message):
+    with pytest.raises(UsageError, match=message):
+        params.check()
+
+
+def test_a_model_without_known_dimensions_is_a_clear_error(conn):
+    with pytest.raises(EmbedkeeperError, match='model "new" has no dimensions yet'):
+        create_index(conn, ModelConfig(name="new"), HnswParams(), SMALL)
+
+
+def test_stop_is_honoured_and_the_index_still_comes_back(conn, db_url, make_app):
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    insert_docs(conn, [f"text {i}" for i in range(100)])
+    stop = threading.Event()
+    app = make_app(source_config(db_url), ScriptedBackend(during=lambda docs: stop.set()))
+
+    result = backfill(app, app.config.models, stop=stop, defer_index=True, index_settings=SMALL)
+
+    assert result.interrupted
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_the_daemon_rebuilds_an_index_a_dead_backfill_left_dropped(conn, db_url, make_app):
+    from daemon.worker import Worker
+
+    app = embedded_app(conn, db_url, make_app)
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    _record_and_drop(conn, "minilm")
+
+    Worker(app, threading.Event()).restore_indexes()
+
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_a_deferral_whose_lock_session_dies_still_rebuilds_at_the_end(conn, db_url, make_app):
+    create_index(conn, MINILM, HnswParams(), SMALL)
+    insert_docs(conn, [f"text {i}" for i in range(50)])
+
+    def kill_lock_session(documents):
+        with connect(db_url) as other:
+            other.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND mode = 'ShareLock'"
+            )
+
+    app = make_app(source_config(db_url), ScriptedBackend(during=kill_lock_session))
+    result = backfill(app, app.config.models, defer_index=True, index_settings=SMALL)
+
+    assert result.results["minilm"].stats.ok == 50
+    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert records(conn) == []
+
+
+def test_a_graph_larger_than_maintenance_work_mem_is_logged(conn, db_url, make_app, caplog):
+    embedded_app(conn, db_url, make_app, count=1000)
+
+    with caplog.at_level("WARNING"):
+        create_index(conn, MINILM, HnswParams(), BuildSettings(memory_mb=1, workers=0))
+
+    assert "index_build_notice" in caplog.text
+    assert "maintenance_work_mem" in caplog.text
