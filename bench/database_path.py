@@ -96,14 +96,16 @@ def main() -> None:
     (RESULTS / "database_path.json").write_text(json.dumps(figures, indent=2, default=str))
 
 
-def _run_once(database: BenchDatabase, url: str, config: Path | None = None) -> dict[str, Any]:
-    """`embedkeeper run --once`; the pass's time is its row in embedkeeper.runs."""
+def _last_run(
+    database: BenchDatabase, url: str, *args: str, config: Path | None = None
+) -> tuple[float, tuple[Any, ...]]:
+    """Run a command; its wall time, and its last run's (trigger, docs_ok, docs_deleted, ms)."""
     start = time.perf_counter()
-    process = _embedkeeper(database, url, "run", "--once", config=config)
+    process = _embedkeeper(database, url, *args, config=config)
     _, err = process.communicate()
     elapsed = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"run --once failed: {err.decode()[-2000:]}")
+        raise SystemExit(f"{' '.join(args)} failed: {err.decode()[-2000:]}")
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT trigger, docs_ok, docs_deleted,"
@@ -111,7 +113,13 @@ def _run_once(database: BenchDatabase, url: str, config: Path | None = None) -> 
             " FROM embedkeeper.runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
         assert row is not None
-        assert row[0] == "schedule", row
+    return elapsed, row
+
+
+def _run_once(database: BenchDatabase, url: str) -> dict[str, Any]:
+    """`embedkeeper run --once`; the pass's time is its row in embedkeeper.runs."""
+    elapsed, row = _last_run(database, url, "run", "--once")
+    assert row[0] == "schedule", row
     return {"ok": row[1], "deleted": row[2], "pass_ms": float(row[3]), "process_s": elapsed}
 
 
@@ -179,19 +187,9 @@ def _sweep(database: BenchDatabase, url: str) -> dict[str, Any]:
         ).rowcount
         total = conn.execute("SELECT count(*) FROM docs").fetchone()
         assert total is not None
-    start = time.perf_counter()
-    process = _embedkeeper(database, url, "backfill", config=config)
-    _, err = process.communicate()
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"sweep failed: {err.decode()[-2000:]}")
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT docs_ok, extract(epoch FROM finished_at - started_at) FROM embedkeeper.runs"
-            " ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        assert row is not None
-    rate = total[0] / float(row[1])
+    elapsed, run = _last_run(database, url, "backfill", config=config)
+    row = (run[1], float(run[3]) / 1000)
+    rate = total[0] / row[1]
     print(
         f"  hash sweep: {total[0]} documents in {float(row[1]):.2f} s = {rate:.0f} docs/s"
         f" (process {elapsed:.1f} s); re-embedded {row[0]} of {edited} edited"

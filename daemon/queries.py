@@ -387,8 +387,12 @@ class SourceQueries:
             WITH changed AS (
                 SELECT {id} AS id FROM {raw} AS s WHERE {updated_at} > %(since)s
             ), gone AS (
-                SELECT c.id FROM changed AS c WHERE NOT EXISTS (
-                    SELECT 1 FROM {table} AS s WHERE {id} = c.id AND NOT {blank})
+                -- a key probe per changed row (LIMIT 1 keeps it one), never a scan of the source
+                SELECT c.id FROM changed AS c
+                LEFT JOIN LATERAL (
+                    SELECT 1 AS hit FROM {table} AS s WHERE {id} = c.id AND NOT {blank} LIMIT 1
+                ) AS d ON TRUE
+                WHERE d.hit IS NULL
             ), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
                 WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
