@@ -5,21 +5,25 @@ from __future__ import annotations
 from models.tables import (
     DOCUMENT_ID_TYPES,
     SCHEMA,
+    deferred_indexes,
     embeddings,
     failures,
     inflight,
     metadata,
     registered_models,
     runs,
+    sync_state,
 )
 
 __all__ = [
     "DOCUMENT_ID_TYPES",
     "SCHEMA",
+    "deferred_indexes",
     "embeddings",
     "failures",
     "inflight",
     "metadata",
     "registered_models",
     "runs",
+    "sync_state",
 ]
