@@ -113,13 +113,10 @@ def picked(url: str, system: str, top: int, model: str = "") -> Picked:
 
 def vectors(url: str, system: str, model: str = "") -> dict[int, np.ndarray[Any, Any]]:
     """The vectors of current texts only, by document id."""
-    from pgvector.psycopg import register_vector
-
-    query = sql.SQL("SELECT id, embedding FROM ({}) AS v WHERE v.fresh").format(
+    query = sql.SQL("SELECT id, embedding::real[] FROM ({}) AS v WHERE v.fresh").format(
         sql.SQL(STORES[system])
     )
     with psycopg.connect(url) as conn:
-        register_vector(conn)
         rows = conn.execute(query, {"model": model}).fetchall()
     return {int(key): np.asarray(vector, dtype=np.float64) for key, vector in rows}
 

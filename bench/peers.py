@@ -74,8 +74,10 @@ def main() -> None:
         out[name] = parts[name]()
     report(out)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "peers.json").write_text(json.dumps(out, indent=2, default=str))
-    print(f"written {RESULTS / 'peers.json'}")
+    # A run of some parts only does not overwrite the figures of a run of all of them.
+    name = "peers.json" if set(PARTS) == set(parts) else f"peers-{'-'.join(PARTS)}.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2, default=str))
+    print(f"written {RESULTS / name}")
 
 
 def _legs(rounds: dict[str, list[run.Leg]]) -> dict[str, Any]:
