@@ -1,5 +1,5 @@
 """Launching one leg of bench/peers.py: each leg is a process of its own, so that its peak RSS is
-its own (os.wait4 gives one child's rusage), and a leg's result is the JSON on its last line of
+its own (its VmHWM, polled), and a leg's result is the JSON on its last line of
 stdout. The LangChain legs run under another interpreter (.venv-langchain, see
 bench/requirements-langchain.txt)."""
 
@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,19 @@ class Leg:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+def _watch_peak_rss(pid: int, done: threading.Event, peak_kb: list[int]) -> None:
+    """Poll the child's VmHWM. Not ru_maxrss: Linux carries the forking parent's high-water mark
+    across exec into the child's ru_maxrss, so a child of a big parent would read as big."""
+    status = Path(f"/proc/{pid}/status")
+    while not done.wait(0.05):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb[0] = max(peak_kb[0], int(line.split()[1]))
+        except (OSError, ValueError):
+            return
+
+
 def spawn(argv: list[str], env: dict[str, str] | None = None) -> Leg:
     """Run argv to its end; its wall time, peak RSS and the JSON of its last stdout line."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -38,8 +52,13 @@ def spawn(argv: list[str], env: dict[str, str] | None = None) -> Leg:
         child = subprocess.Popen(
             argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=err
         )
-        _, status, usage = os.wait4(child.pid, 0)
+        done, peak_kb = threading.Event(), [0]
+        watcher = threading.Thread(target=_watch_peak_rss, args=(child.pid, done, peak_kb))
+        watcher.start()
+        _, status, _ = os.wait4(child.pid, 0)
         wall_s = time.perf_counter() - start
+        done.set()
+        watcher.join()
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -50,7 +69,7 @@ def spawn(argv: list[str], env: dict[str, str] | None = None) -> Leg:
     result: dict[str, Any] = {}
     if lines and lines[-1].startswith("{"):
         result = json.loads(lines[-1])
-    return Leg(wall_s, usage.ru_maxrss / 1024, result)
+    return Leg(wall_s, peak_kb[0] / 1024, result)
 
 
 def seed_loop(spec: dict[str, Any]) -> Leg:
