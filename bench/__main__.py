@@ -12,7 +12,7 @@ BENCHMARKS = {
     "recovery": recovery.main,
     "database": database_path.main,
     "hnsw": hnsw.main,
-    \"peers\": peers.main,
+    "peers": peers.main,
 }
 
 

@@ -2,8 +2,9 @@
 without the interpreter's start-up, imports, config, preflight or model load (the backends are
 loaded before the clock starts, as the peers load theirs).
 
-`backfill` is the only one-shot pass the CLI has (`run` is the scheduled daemon): it measures
-coverage, prunes, runs a content-hash sweep pass per model with work, and measures coverage again.
+Two passes: `backfill` (coverage, prune, a content-hash sweep pass per model with work, coverage
+again) and, with "command": "once", what `run --once` does: one tick of the daemon, the
+change-driven scheduled pass per model (and the sweep, if one is due).
 
 Run as `python -m bench._peers_embedkeeper SPEC_JSON`; the last line of stdout is the JSON result.
 """
@@ -31,6 +32,8 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         app.backend(model)
     setup_s = time.perf_counter() - start
     try:
+        if spec.get("command") == "once":
+            return {"setup_s": setup_s, **_tick(app)}
         start = time.perf_counter()
         result = backfill(app, config.models)
         sync_s = time.perf_counter() - start
@@ -43,6 +46,18 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         "deleted": sum(r.deleted for r in result.results.values()),
         "coverage": [c.as_json() for c in result.coverage],
     }
+
+
+def _tick(app: Any) -> dict[str, Any]:
+    """`run --once`: one tick of the daemon, a scheduled (change-driven) pass per model."""
+    import threading
+
+    from daemon.worker import Worker
+
+    worker = Worker(app, threading.Event())
+    start = time.perf_counter()
+    worker.tick()
+    return {"sync_s": time.perf_counter() - start, "passes_failed": worker.passes_failed}
 
 
 if __name__ == "__main__":

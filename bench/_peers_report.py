@@ -71,29 +71,24 @@ def _null(part: dict[str, Any], pairs: int) -> None:
         f"  initial sync: embedkeeper {init['embedkeeper']['sync_s']:.1f} s, "
         f"langchain {init['langchain']['sync_s']:.1f} s"
     )
-    print(f"  {'':28} {'embedkeeper':>12} {'langchain':>10}  {'langchain/ek':>12}")
+    print(f"  {'':24} {'system':24} {'seconds':>8}  {'langchain/it':>12}  peak RSS")
     for label, key, values in (
         ("pass that finds nothing", "noop", noop),
         ("catch-up", "catch_up", catch),
     ):
-        ratio = _ratio(values["embedkeeper"], values["langchain"], faster_is_more=False)
-        print(
-            f"  {label:28} {_median(values['embedkeeper']):11.3f}s"
-            f" {_median(values['langchain']):9.3f}s"
-            f"  {ratio:12.1f}  ({_verdict(ratio, TARGETS[key])})"
-        )
-    print(
-        f"  `embedkeeper backfill` CLI wall time of the no-op, start-up included: "
-        f"{_median(part['embedkeeper_cli_noop_s']):.2f} s"
-    )
-    rss = part["rss_mb"]
-    print(
-        f"  catch-up peak RSS: embedkeeper {_median(rss['embedkeeper']):.0f} MB, "
-        f"langchain {_median(rss['langchain']):.0f} MB"
-    )
+        for system, times in values.items():
+            ratio = _ratio(times, values["langchain"], faster_is_more=False)
+            verdict = "" if system == "langchain" else f"({_verdict(ratio, TARGETS[key])})"
+            rss = _median(part["rss_mb"][system]) if key == "catch_up" else float("nan")
+            print(
+                f"  {label:24} {system:24} {_median(times):8.3f}  {ratio:12.1f}  {rss:5.0f} MB"
+                f"  {verdict}"
+            )
+    for system, times in part["embedkeeper_cli_noop_s"].items():
+        print(f"  CLI wall time of the no-op, start-up included, {system}: {_median(times):.2f} s")
     for system, row in part["picked"].items():
         print(
-            f"  {system:12} edits {row['edits']}, inserts {row['inserts']}, deletes "
+            f"  {system:24} edits {row['edits']}, inserts {row['inserts']}, deletes "
             f"{row['deletes']}, vectors {row['vectors']}/{row['documents']} docs, "
             f"{row['not_current']} without a current vector"
         )

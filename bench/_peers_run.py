@@ -86,15 +86,16 @@ def langchain(spec: dict[str, Any]) -> Leg:
     return spawn([str(LANGCHAIN_PYTHON), script, json.dumps(spec)])
 
 
-def embedkeeper_pass(config: Path, url: str) -> Leg:
-    """`backfill` in-process, start-up and model load excluded (bench/_peers_embedkeeper.py)."""
-    spec = {"config": str(config), "url": url}
+def embedkeeper_pass(config: Path, url: str, command: str = "backfill") -> Leg:
+    """`backfill` or `run --once` in-process, start-up and model load excluded
+    (bench/_peers_embedkeeper.py)."""
+    spec = {"config": str(config), "url": url, "command": command}
     return spawn([sys.executable, "-m", "bench._peers_embedkeeper", json.dumps(spec)])
 
 
-def embedkeeper_cli(config: Path, url: str) -> Leg:
-    """The `embedkeeper backfill` command, whole: process start-up and model load included."""
-    command = [str(EMBEDKEEPER), "backfill", "--config", str(config)]
+def embedkeeper_cli(config: Path, url: str, *args: str) -> Leg:
+    """An `embedkeeper` command (default `backfill`), whole: start-up and model load included."""
+    command = [str(EMBEDKEEPER), *(args or ("backfill",)), "--config", str(config)]
     return spawn(command, {"EMBEDKEEPER_DATABASE_URL": url})
 
 

@@ -149,34 +149,40 @@ def _catch_up(db: BenchDatabase, urls: dict[str, str], path: str) -> dict[str, A
     return out
 
 
+NULL_SYSTEMS = ("embedkeeper run --once", "embedkeeper backfill", "langchain")
+
+
 def null_part() -> dict[str, Any]:
     """Full sync once per system into a template; each round copies it, times the pass that
-    finds nothing, applies the change set and times the catch-up."""
+    finds nothing, applies the change set and times the catch-up. embedkeeper's pass is measured
+    both ways: `run --once` (a scheduled, change-driven pass) and `backfill` (a hash sweep)."""
     with bench_database(NULL, fill_with(synthetic(PEER_DOCS))) as db:
         admin = db.url()
         initial: dict[str, Any] = {}
-        for system in ("embedkeeper", "langchain"):
-            run.copy_database(admin, f"n_{system}", TEMPLATE)
-            leg = _null_leg(db, system, db.url(f"n_{system}"))
-            initial[system] = {"sync_s": leg.result["sync_s"], "rss_mb": leg.rss_mb}
-        noop: dict[str, list[float]] = {"embedkeeper": [], "langchain": []}
-        catch: dict[str, list[float]] = {"embedkeeper": [], "langchain": []}
-        cli_noop: list[float] = []
-        rss: dict[str, list[float]] = {"embedkeeper": [], "langchain": []}
+        for store in ("embedkeeper", "langchain"):
+            run.copy_database(admin, f"n_{store}", TEMPLATE)
+            leg = _null_leg(db, store, db.url(f"n_{store}"))
+            initial[store] = {"sync_s": leg.result["sync_s"], "rss_mb": leg.rss_mb}
+        noop: dict[str, list[float]] = {k: [] for k in NULL_SYSTEMS}
+        catch: dict[str, list[float]] = {k: [] for k in NULL_SYSTEMS}
+        cli_noop: dict[str, list[float]] = {k: [] for k in NULL_SYSTEMS[:2]}
+        rss: dict[str, list[float]] = {k: [] for k in NULL_SYSTEMS}
         picked: dict[str, Any] = {}
         for r in range(PAIRS):
-            for system in noop:
-                run.copy_database(admin, f"n{r}_{system}", f"n_{system}")
-                url = db.url(f"n{r}_{system}")
-                leg = _null_leg(db, system, url)
-                noop[system].append(leg.result["sync_s"])
-                if system == "embedkeeper":
-                    cli_noop.append(run.embedkeeper_cli(db.config, url).wall_s)
+            for i, system in enumerate(NULL_SYSTEMS):
+                store = system.split()[0]
+                run.copy_database(admin, f"n{r}_{i}", f"n_{store}")
+                url = db.url(f"n{r}_{i}")
+                noop[system].append(_null_leg(db, system, url).result["sync_s"])
+                if system in cli_noop:
+                    cli_noop[system].append(
+                        run.embedkeeper_cli(db.config, url, *_args(system)).wall_s
+                    )
                 check.apply_change_set(url, PEER_DOCS)
                 leg = _null_leg(db, system, url)
                 catch[system].append(leg.result["sync_s"])
                 rss[system].append(leg.rss_mb)
-                picked[system] = check.picked(url, system, PEER_DOCS, "null").as_json()
+                picked[system] = check.picked(url, store, PEER_DOCS, "null").as_json()
     return {
         "docs": PEER_DOCS,
         "initial_sync": initial,
@@ -188,9 +194,14 @@ def null_part() -> dict[str, Any]:
     }
 
 
+def _args(system: str) -> tuple[str, ...]:
+    return ("run", "--once") if system.endswith("--once") else ("backfill",)
+
+
 def _null_leg(db: BenchDatabase, system: str, url: str) -> run.Leg:
-    if system == "embedkeeper":
-        return run.embedkeeper_pass(db.config, url)
+    if system.startswith("embedkeeper"):
+        command = "once" if system.endswith("--once") else "backfill"
+        return run.embedkeeper_pass(db.config, url, command)
     return run.langchain({"url": url, "embedding": "fake"})
 
 
