@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import database_path, hnsw, instances, model_bound, recovery
+from bench import database_path, hnsw, instances, model_bound, peers, recovery
 
 BENCHMARKS = {
     "model": model_bound.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "recovery": recovery.main,
     "database": database_path.main,
     "hnsw": hnsw.main,
+    "peers": peers.main,
 }
 
 
