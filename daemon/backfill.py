@@ -23,7 +23,8 @@ from daemon.config import ModelConfig
 from daemon.coverage import Coverage, measure
 from daemon.db import connect
 from daemon.logs import event
-from daemon.passes import PassOptions, PassResult, prune, run_pass
+from daemon.pass_plan import PassOptions, prune
+from daemon.passes import PassResult, run_pass
 from daemon.progress import Progress
 from daemon.startup import App
 from daemon.vector_index import BuildSettings, indexes_deferred, note_live_index, restore_quietly

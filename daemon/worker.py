@@ -13,7 +13,8 @@ from daemon.db import connect
 from daemon.errors import EmbedkeeperError
 from daemon.logs import event
 from daemon.metrics import Metrics
-from daemon.passes import PassOptions, run_pass
+from daemon.pass_plan import PassOptions
+from daemon.passes import run_pass
 from daemon.pipeline import RunStats
 from daemon.queries import StaleBy
 from daemon.startup import App

@@ -203,7 +203,8 @@ def one_pass(app: App, options: Any = None, backend: Any = None) -> Any:
     """One pass of the app's first model (a backfill-style hash sweep unless `options` says)."""
     import threading
 
-    from daemon.passes import PassOptions, run_pass
+    from daemon.pass_plan import PassOptions
+    from daemon.passes import run_pass
 
     model = app.config.models[0]
     return run_pass(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from daemon import sync_state
 from daemon.claims import lock_space
 from daemon.db import connect
-from daemon.passes import PassOptions
+from daemon.pass_plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
 

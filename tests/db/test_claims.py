@@ -12,7 +12,7 @@ from daemon.claims import claim_batch
 from daemon.db import connect
 from daemon.documents import Embedded
 from daemon.errors import DatabaseUnavailable
-from daemon.passes import PassOptions
+from daemon.pass_plan import PassOptions
 from daemon.store import PgStore
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector

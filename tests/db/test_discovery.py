@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from daemon.coverage import measure
-from daemon.passes import PassOptions
+from daemon.pass_plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 
 REGULAR = PassOptions("schedule", "updated_at", ignore_retry_delay=False)

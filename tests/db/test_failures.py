@@ -12,7 +12,8 @@ from daemon.coverage import measure
 from daemon.db import connect
 from daemon.errors import BackendUnavailable
 from daemon.failures import ignore_failures, list_failures, retry_failures
-from daemon.passes import PassOptions, run_pass
+from daemon.pass_plan import PassOptions
+from daemon.passes import run_pass
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 
 from daemon.backfill import backfill
-from daemon.passes import PassOptions, run_pass
+from daemon.pass_plan import PassOptions
+from daemon.passes import run_pass
 from tests.conftest import insert_docs, source_config, vectors
 
 
