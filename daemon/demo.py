@@ -46,6 +46,12 @@ def load_demo_corpus(conn: psycopg.Connection[Any]) -> int:
                 " updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(table)
         )
+        # The index a scheduled pass walks (see [source] updated_at_column in the README).
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS documents_updated_at_id_idx ON {} (updated_at, id)"
+            ).format(table)
+        )
         count = sql.SQL("SELECT count(*) FROM {}").format(table)
         row = conn.execute(count).fetchone()
         if row is not None and row[0] > 0:
