@@ -34,7 +34,7 @@ class PassOptions:
 def prune(
     conn: psycopg.Connection[Any], queries: SourceQueries, model: str, *, deleted_only: bool = False
 ) -> int | None:
-    """Delete the vectors and failures of documents that are gone: at every pass, at the latest.
+    """Delete the vectors and failures of documents that are gone (plan_pass decides when).
 
     Housekeeping that one instance does for all: a transaction-scoped advisory lock lets only one
     instance prune a model at a time; the others skip it (None: the one pruning covers them)."""
