@@ -57,6 +57,10 @@ class PassPlan:
     seen: SyncState
     newest: datetime | None
     deleted: int
+    # Set when the table saw deletes: the pass prunes by key in the background (see
+    # daemon/background_prune.py) and records this fingerprint when done.
+    prune_later: bool = False
+    fingerprint: str | None = None
 
 
 def plan_pass(
@@ -75,17 +79,16 @@ def plan_pass(
         and seen.signature == sync_state.source_signature(source)
     )
     deleted = 0
+    prune_later = known and options.changes_only and fingerprint != seen.fingerprint
     if not (known and options.changes_only):
         deleted, seen = _prune(conn, queries, model, fingerprint, seen, deleted_only=False)
     else:
-        if fingerprint != seen.fingerprint:  # rows were deleted (or the table truncated)
-            deleted, seen = _prune(conn, queries, model, fingerprint, seen, deleted_only=True)
         if since is not None:  # rows changed since may have gone blank or out of scope
             with mapped_errors("pruning vectors of changed documents"):
                 row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
                 deleted += int(next(iter(row))[0])
     phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
-    return PassPlan(phases, seen, newest[0] if newest else None, deleted)
+    return PassPlan(phases, seen, newest[0] if newest else None, deleted, prune_later, fingerprint)
 
 
 def _prune(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from threading import Event
 from typing import Any
 
 import psycopg
 
+from daemon import sync_state
 from daemon.backends import Backend
+from daemon.background_prune import BackgroundPrune
 from daemon.config import Config, ModelConfig
 from daemon.db import connect, mapped_errors
 from daemon.errors import BackendUnavailable, DatabaseUnavailable
@@ -55,6 +57,7 @@ def run_pass(
     ours: set[int] = set()  # in-flight records of ours left by a lost session
     store: PgStore | None = None
     plan: PassPlan | None = None
+    background: BackgroundPrune | None = None
     held_by_peers: list[datetime | None] = []
     while True:
         try:
@@ -65,10 +68,7 @@ def run_pass(
                 async_commit=True,
             ) as conn:
                 if run_id is None:
-                    with mapped_errors("starting a run"):
-                        run_id = start_run(conn, model.name, options.trigger)
-                    set_log_fields(run=run_id)
-                    plan = plan_pass(conn, queries, model.name, options)
+                    run_id, plan, background = _start(url, conn, config, queries, model, options)
                     deleted = plan.deleted
                 else:
                     with mapped_errors("resuming a run"):
@@ -93,6 +93,8 @@ def run_pass(
                 )
                 total = _merged(total, stats)
                 held_by_peers += store.held_by_peers
+                more, plan = _settle(background, conn, plan, model.name)
+                background, deleted = None, deleted + more
                 if stats.drained and not stop.is_set():
                     finish_plan(conn, queries, model.name, plan, held_by_peers, options)
                 status = "interrupted" if stop.is_set() else "ok"
@@ -100,6 +102,8 @@ def run_pass(
                     finish_run(conn, run_id, total, status=status, deleted=deleted)
             return PassResult(total, deleted)
         except (DatabaseUnavailable, BackendUnavailable) as exc:
+            more, _ = _wait(background)
+            background, deleted = None, deleted + more
             if store is not None:
                 ours |= store.open_tokens
                 held_by_peers += store.held_by_peers
@@ -122,6 +126,46 @@ def run_pass(
             if stop.wait(delay):
                 _record_failed_run(url, config, run_id, total, deleted, exc)
                 raise
+
+
+def _start(
+    url: str,
+    conn: psycopg.Connection[Any],
+    config: Config,
+    queries: SourceQueries,
+    model: ModelConfig,
+    options: PassOptions,
+) -> tuple[int, PassPlan, BackgroundPrune | None]:
+    """The run's row, the plan, and the prune after deletes started beside the pass."""
+    with mapped_errors("starting a run"):
+        run_id = start_run(conn, model.name, options.trigger)
+    set_log_fields(run=run_id)
+    plan = plan_pass(conn, queries, model.name, options)
+    background = (
+        BackgroundPrune(url, config.connect_timeout_s, queries, model.name, plan.fingerprint)
+        if plan.prune_later
+        else None
+    )
+    return run_id, plan, background
+
+
+def _settle(
+    background: BackgroundPrune | None,
+    conn: psycopg.Connection[Any],
+    plan: PassPlan,
+    model: str,
+) -> tuple[int, PassPlan]:
+    """Wait for the background prune: the documents it deleted, and the plan with the sync state
+    re-read if it recorded its fingerprint (the watermark's compare-and-set then expects it)."""
+    deleted, saved = _wait(background)
+    if saved:
+        with mapped_errors("reading the sync state"):
+            plan = replace(plan, seen=sync_state.load(conn, model))
+    return deleted, plan
+
+
+def _wait(background: BackgroundPrune | None) -> tuple[int, bool]:
+    return (0, False) if background is None else background.join()
 
 
 def _open_store(
