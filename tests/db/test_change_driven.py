@@ -170,3 +170,27 @@ def test_a_missing_index_on_updated_at_is_a_warning_that_names_the_fix(conn, cap
     conn.execute("CREATE INDEX ON docs (updated_at, id)")
     inspect_source(conn, source)
     assert not [r for r in caplog.records if "updated_at_not_indexed" in r.getMessage()]
+
+
+def test_a_failed_background_prune_loses_nothing(conn, db_url, make_app, monkeypatch, caplog):
+    import daemon.background_prune
+    from daemon.errors import DatabaseError
+
+    old_docs(conn, 3)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    one_pass(app, BACKFILL)
+    conn.execute("DELETE FROM docs WHERE id = 2")
+    flush_stats(conn)
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("database error while pruning: injected")
+
+    monkeypatch.setattr(daemon.background_prune, "prune", broken)
+    failed = one_pass(app, SCHEDULED)
+    assert failed.deleted == 0
+    assert sorted(vectors(conn)) == [1, 2, 3]
+    assert any("prune_failed" in r.getMessage() for r in caplog.records)
+
+    monkeypatch.undo()
+    assert one_pass(app, SCHEDULED).deleted == 1  # the fingerprint was not recorded: again
+    assert sorted(vectors(conn)) == [1, 3]
