@@ -15,6 +15,15 @@ import psycopg
 from psycopg import sql
 
 TEMPLATE = "bench_template"
+# The config every null-backend benchmark starts from: public.docs and the null model.
+NULL_CONFIG = """
+[source]
+table = "public.docs"
+[[models]]
+name = "null"
+backend = "null"
+dimensions = 384
+"""
 
 
 class BenchDatabase:

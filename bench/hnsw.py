@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench._database import BenchDatabase, bench_database
+from bench._database import NULL_CONFIG, BenchDatabase, bench_database
 from daemon.config import ModelConfig, load_config
 from daemon.documents import Document, Embedded
 
@@ -37,15 +37,7 @@ DOCS = int(os.environ.get("BENCH_HNSW_DOCS", "30000"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
 VECTORS = os.environ.get("BENCH_HNSW_VECTORS", "distinct")
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIG = """
-[source]
-table = "public.docs"
-[[models]]
-name = "null"
-backend = "null"
-dimensions = 384
-claim_size = 1000
-"""
+CONFIG = NULL_CONFIG + "claim_size = 1000\n"
 
 
 class DistinctVectors:

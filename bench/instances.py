@@ -19,22 +19,14 @@ from typing import Any
 
 import psycopg
 
-from bench._database import bench_database
+from bench._database import NULL_CONFIG, bench_database
 
 DOCS = int(os.environ.get("BENCH_DOCS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SETTINGS = (1, 2, 4)
 RESULTS = Path(__file__).resolve().parent / "results"
 EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
-CONFIG = """
-[source]
-table = "public.docs"
-[[models]]
-name = "null"
-backend = "null"
-dimensions = 384
-claim_size = 500
-"""
+CONFIG = NULL_CONFIG + "claim_size = 500\n"
 
 
 def main() -> None:

@@ -116,10 +116,8 @@ def model_part() -> dict[str, Any]:
 def _model_leg(
     db: BenchDatabase, system: str, url: str, path: str, count: int
 ) -> tuple[run.Leg, float]:
-    if system == "seed loop":
-        leg = run.seed_loop({"url": url, "embed": "local", "model_path": path})
-    elif system == "langchain":
-        leg = run.langchain({"url": url, "embedding": "minilm", "model_path": path})
+    if system != "embedkeeper":
+        leg = _peer_leg(system, url, path)
     else:
         leg = run.embedkeeper_cli(db.config, url)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -127,6 +125,13 @@ def _model_leg(
         startup = run.embedkeeper_cli(db.config, url)
         leg.result = {"sync_s": leg.wall_s - startup.wall_s, "startup_s": startup.wall_s}
     return leg, count / max(leg.result["sync_s"], 1e-9)
+
+
+def _peer_leg(system: str, url: str, path: str) -> run.Leg:
+    """One sync by the seed loop or LangChain with MiniLM, from `path`."""
+    if system == "seed loop":
+        return run.seed_loop({"url": url, "embed": "local", "model_path": path})
+    return run.langchain({"url": url, "embedding": "minilm", "model_path": path})
 
 
 def _cosines(urls: dict[str, str], model: str = "minilm") -> dict[str, Any]:
@@ -144,10 +149,8 @@ def _catch_up(db: BenchDatabase, urls: dict[str, str], path: str) -> dict[str, A
     out: dict[str, Any] = {}
     for system, url in urls.items():
         changes = check.apply_change_set(url, top)
-        if system == "seed loop":
-            leg = run.seed_loop({"url": url, "embed": "local", "model_path": path})
-        elif system == "langchain":
-            leg = run.langchain({"url": url, "embedding": "minilm", "model_path": path})
+        if system != "embedkeeper":
+            leg = _peer_leg(system, url, path)
         else:
             leg = run.embedkeeper_pass(db.config, url)
         picked = check.picked(url, system, top, "minilm")

@@ -23,25 +23,21 @@ from typing import Any
 
 import psycopg
 
-from bench._database import BenchDatabase, bench_database
+from bench._database import NULL_CONFIG, BenchDatabase, bench_database
 from tests.tcp_proxy import TcpProxy
 
 DOCS = int(os.environ.get("BENCH_RECOVERY_DOCS", "100000"))
 RESULTS = Path(__file__).resolve().parent / "results"
 EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
-CONFIG = """
-[source]
-table = "public.docs"
-[[models]]
-name = "null"
-backend = "null"
-dimensions = 384
-claim_size = 500
+CONFIG = (
+    NULL_CONFIG
+    + """claim_size = 500
 [schedule]
 interval = "1s"
 [retry]
 transient_backoff_max = "2s"
 """
+)
 
 
 def main() -> None:
