@@ -70,7 +70,10 @@ def plan_pass(
     source = queries.source
     with mapped_errors("reading the sync state"):
         seen = sync_state.load(conn, model)
-        newest = conn.execute(queries.newest_update()).fetchone()
+        # Without the column there is nothing to read (and max() of NULLs would scan the table).
+        newest = (
+            conn.execute(queries.newest_update()).fetchone() if source.updated_at_column else None
+        )
         fingerprint = sync_state.table_fingerprint(conn, source)
     since = seen.since(source) if options.changes_only else None
     known = (
