@@ -74,7 +74,7 @@ def run_pass(
                     with mapped_errors("resuming a run"):
                         adopt_run(conn, run_id)
                 assert plan is not None
-                store = _open_store(conn, queries, config, model, options, backend, ours, plan)
+                store = _open_store(url, conn, config, queries, model, options, backend, ours, plan)
                 ours = set()
 
                 def progress(stats: RunStats, before: RunStats = total) -> None:
@@ -82,15 +82,19 @@ def run_pass(
                         on_batch(_merged(before, stats))
 
                 remaining = None if options.limit is None else options.limit - _done(total)
-                stats = drain(
-                    store,
-                    backend,
-                    claim_size=model.claim_size,
-                    dimensions=backend.dimensions,  # checked against the config at start
-                    stop=stop,
-                    on_batch=progress,
-                    limit=remaining,
-                )
+                try:
+                    stats = drain(
+                        store,
+                        backend,
+                        claim_size=model.claim_size,
+                        dimensions=backend.dimensions,  # checked against the config at start
+                        stop=stop,
+                        on_batch=progress,
+                        limit=remaining,
+                        write_behind=True,
+                    )
+                finally:
+                    store.close()
                 total = _merged(total, stats)
                 held_by_peers += store.held_by_peers
                 more, plan = _settle(background, conn, plan, model.name)
@@ -169,9 +173,10 @@ def _wait(background: BackgroundPrune | None) -> tuple[int, bool]:
 
 
 def _open_store(
+    url: str,
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
     config: Config,
+    queries: SourceQueries,
     model: ModelConfig,
     options: PassOptions,
     backend: Backend,
@@ -179,7 +184,17 @@ def _open_store(
     plan: PassPlan,
 ) -> PgStore:
     """The pass's store on a (new) session: our own in-flight records from a lost session are
-    dropped uncharged, then the batches of processes that died are charged."""
+    dropped uncharged, then the batches of processes that died are charged. Vectors are written
+    on a second session, opened on the first write, beside the claiming one."""
+
+    def write_conn() -> psycopg.Connection[Any]:
+        return connect(
+            url,
+            timeout_s=config.connect_timeout_s,
+            lease_s=config.claim_lease_s,
+            async_commit=True,
+        )
+
     store = PgStore(
         conn,
         queries,
@@ -189,6 +204,7 @@ def _open_store(
         ignore_retry_delay=options.ignore_retry_delay,
         prefix_chars=backend.max_chars,
         phases=plan.phases,
+        write_conn=write_conn,
     )
     if ours:
         store.forget(ours)

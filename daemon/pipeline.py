@@ -11,11 +11,13 @@ charged for an outage; the caller decides how long to back off.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from threading import Event
 from typing import Protocol
 
@@ -141,25 +143,41 @@ def embed_claimed(
 
     outcome = Outcome()
     workers = min(backend.concurrency, len(parts))
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+    if workers <= 1:
+        # One at a time: in this thread (starting a pool's thread costs milliseconds a batch
+        # when another thread, such as the background prune, competes for the GIL).
+        for part in parts:
+            _collect(outcome, part, partial(embed_part, part))
+        return outcome
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         # Each part runs in a copy of this context, so its log lines keep the run and batch ids.
         futures = [
             (part, pool.submit(contextvars.copy_context().run, embed_part, part)) for part in parts
         ]
         for part, future in futures:
-            try:
-                result = future.result()
-            except BaseException as exc:
-                outcome.unfinished += part
-                outcome.error = outcome.error or exc
-                continue
-            if result is None:
-                outcome.unfinished += part
-                continue
-            done, bad = result
-            outcome.embedded += done
-            outcome.rejected += bad
+            _collect(outcome, part, future.result)
     return outcome
+
+
+def _collect(
+    outcome: Outcome,
+    part: Sequence[Document],
+    result_of: Callable[[], tuple[list[Embedded], list[Rejected]] | None],
+) -> None:
+    """Add one part's result to the outcome; a part that raised or was not started is
+    unfinished (released uncharged), and the first error is kept."""
+    try:
+        result = result_of()
+    except BaseException as exc:
+        outcome.unfinished += part
+        outcome.error = outcome.error or exc
+        return
+    if result is None:
+        outcome.unfinished += part
+        return
+    done, bad = result
+    outcome.embedded += done
+    outcome.rejected += bad
 
 
 def drain(
@@ -171,6 +189,7 @@ def drain(
     stop: Event,
     on_batch: Callable[[RunStats], None] | None = None,
     limit: int | None = None,
+    write_behind: bool = False,
 ) -> RunStats:
     """Embed until a sweep of the key space leaves nothing behind, `limit` documents are done,
     or `stop` is set.
@@ -180,17 +199,38 @@ def drain(
     embedded. A sweep with none of those ends the pass: what changed behind its cursor is the
     next pass's work, as it would be had it changed a moment after the pass."""
     stats = RunStats()
+    writer = BatchWriter(store, stats, on_batch, behind=write_behind)
+    try:
+        _sweep_until_done(store, backend, writer, claim_size, dimensions, stop, limit)
+    except BaseException:
+        writer.close(quietly=True)  # the batch in writing is committed or fails on its own
+        raise
+    writer.close()
+    return stats
+
+
+def _sweep_until_done(
+    store: Store,
+    backend: Backend,
+    writer: BatchWriter,
+    claim_size: int,
+    dimensions: int,
+    stop: Event,
+    limit: int | None,
+) -> None:
+    stats = writer.stats
     cursor: object | None = None
-    claimed_in_sweep = 0
+    claimed_in_sweep = batches = 0
     left_at_sweep_start = left_behind = 0
     while not stop.is_set():
-        done = stats.ok + stats.failed + stats.skipped
+        done = stats.ok + stats.failed + stats.skipped + writer.in_writing
         budget = claim_size if limit is None else min(claim_size, limit - done)
         if budget <= 0:
             break
         claimed = store.claim(cursor, budget)
         left_behind += claimed.held
         if claimed.last_key is None:  # this sweep reached the end of the key space
+            writer.wait()  # the failures of the batch in writing count in what is left
             left = left_behind + stats.failed + stats.skipped
             if claimed_in_sweep == 0 or left == left_at_sweep_start:
                 stats.drained = True
@@ -206,14 +246,14 @@ def drain(
             if stop.is_set():  # stop claiming: let the suspects still waiting go
                 store.release([d for later in groups[index:] for d in later])
                 break
-            set_log_fields(batch=stats.batches + 1)
-            error = embed_and_write(store, backend, group, dimensions, stats, stop)
-            if on_batch is not None:
-                on_batch(stats)
-            if error is not None:
+            batches += 1
+            set_log_fields(batch=batches)
+            outcome = embed_batch(store, backend, group, dimensions, stop)
+            writer.write(outcome)
+            if outcome.error is not None:
+                writer.wait()  # what the batch did get is written before the error goes up
                 store.release([d for later in groups[index + 1 :] for d in later])
-                raise error
-    return stats
+                raise outcome.error
 
 
 def isolate_suspects(documents: Sequence[Document]) -> list[list[Document]]:
@@ -223,25 +263,90 @@ def isolate_suspects(documents: Sequence[Document]) -> list[list[Document]]:
     return ([regular] if regular else []) + [[d] for d in documents if d.suspect]
 
 
-def embed_and_write(
+def embed_batch(
     store: Store,
     backend: Backend,
     documents: Sequence[Document],
     dimensions: int,
-    stats: RunStats,
     stop: Event | None = None,
-) -> BaseException | None:
-    """One batch, recorded as in flight while the backend has it; returns the error that cut
-    it short, after writing whatever it did get."""
+) -> Outcome:
+    """Embed one batch, recorded as in flight while the backend has it (a death meanwhile is
+    charged to its documents); the parts it could not embed are released at once."""
     token = store.begin(documents)
     outcome = embed_claimed(backend, documents, dimensions, stop)
-    written = store.save(outcome.embedded)
-    store.fail(outcome.rejected)
     store.release(outcome.unfinished)
     store.end(token)
-    stats.ok += written
-    stats.skipped += len(outcome.embedded) - written
-    stats.failed += len(outcome.rejected)
-    stats.tokens += sum(e.token_count for e in outcome.embedded)
-    stats.batches += 1
-    return outcome.error
+    return outcome
+
+
+class BatchWriter:
+    """Writes each batch's vectors and failures, and counts them.
+
+    With `behind`, a batch is written on a thread of its own while the loop claims and embeds
+    the next one (one batch in writing at a time), so the database's work on one batch overlaps
+    the model's on the next. Either way a batch's claims are released only after its commit."""
+
+    def __init__(
+        self,
+        store: Store,
+        stats: RunStats,
+        on_batch: Callable[[RunStats], None] | None,
+        *,
+        behind: bool,
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self.on_batch = on_batch
+        self.in_writing = 0  # documents of the batch being written
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="writer") if behind else None
+        self._writing: Future[None] | None = None
+
+    def write(self, outcome: Outcome) -> None:
+        try:
+            self.wait()
+        except BaseException:
+            self._release_quietly(outcome)
+            raise
+        if self._pool is None:
+            self._write(outcome)
+            return
+        self.in_writing = len(outcome.embedded) + len(outcome.rejected)
+        self._writing = self._pool.submit(contextvars.copy_context().run, self._write, outcome)
+
+    def wait(self) -> None:
+        """Until the batch in writing is committed; raises what stopped it."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            try:
+                writing.result()
+            finally:
+                self.in_writing = 0
+
+    def close(self, *, quietly: bool = False) -> None:
+        try:
+            self.wait()
+        except Exception:
+            if not quietly:
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+    def _write(self, outcome: Outcome) -> None:
+        written = self.store.save(outcome.embedded)
+        self.store.fail(outcome.rejected)
+        stats = self.stats
+        stats.ok += written
+        stats.skipped += len(outcome.embedded) - written
+        stats.failed += len(outcome.rejected)
+        stats.tokens += sum(e.token_count for e in outcome.embedded)
+        stats.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(stats)
+
+    def _release_quietly(self, outcome: Outcome) -> None:
+        """A batch that will not be written: let its claims go (best effort, an error is
+        already on its way up; a lost session has dropped them anyway)."""
+        with contextlib.suppress(Exception):  # the error on its way up is the one that matters
+            documents = [e.document for e in outcome.embedded]
+            self.store.release(documents + [r.document for r in outcome.rejected])

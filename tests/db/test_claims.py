@@ -128,3 +128,30 @@ def test_a_stalled_workers_claims_expire_with_its_lease_and_its_late_write_lands
         store.save(late)
     assert vectors(conn) == {}
     stalled.close()
+
+
+def test_a_claim_leaves_the_documents_of_a_batch_in_writing_to_it(conn, db_url, make_app):
+    """A batch may still be in writing when the next claim runs (a new sweep, or the due
+    retries after the changed rows) and meets its documents again: the advisory lock is
+    re-entrant, so the store must pass over them and give the second lock back."""
+    insert_docs(conn, ["one", "two", "three"])
+    app = make_app(source_config(db_url))
+    with connect(db_url) as session:
+        store = PgStore(
+            session,
+            app.queries,
+            model="minilm",
+            retry=app.config.retry,
+            stale_by="none",
+            ignore_retry_delay=False,
+            prefix_chars=100,
+        )
+        in_writing = store.claim(None, 2).documents
+        again = store.claim(None, 10)  # a sweep from the start before that batch is written
+
+        assert [d.id for d in in_writing] == [1, 2]
+        assert [d.id for d in again.documents] == [3]
+        store.release(in_writing)
+        assert advisory_locks(conn) == 1  # documents 1 and 2 are free: no second hold was left
+        store.release(again.documents)
+        assert advisory_locks(conn) == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from daemon.documents import Document
 from daemon.pipeline import Claimed, drain, embed_claimed, isolate_suspects
 from tests.fakes import ScriptedBackend
@@ -112,3 +114,62 @@ def test_failures_bring_sweeps_until_they_stop_changing():
     stats = drained(store)
     # sweep 1 fails doc 2, sweep 2 fails it again (its last attempt), sweep 3 claims nothing
     assert (stats.ok, stats.failed, stats.drained, store.sweeps) == (5, 2, True, 3)
+
+
+class WrittenElsewhere(KeySpace):
+    """A KeySpace that notes the thread of each write and can fail its `fail_at`-th save."""
+
+    def __init__(self, n: int, fail_at: int = 0, **kwargs) -> None:
+        super().__init__(n, **kwargs)
+        self.fail_at = fail_at
+        self.saves = 0
+        self.writing_threads: set[int] = set()
+        self.released: list[int] = []
+        self.lock = threading.Lock()
+
+    def claim(self, after, limit):
+        with self.lock:
+            return super().claim(after, limit)
+
+    def save(self, embedded):
+        self.writing_threads.add(threading.get_ident())
+        self.saves += 1
+        if self.saves == self.fail_at:
+            raise RuntimeError("the write failed")
+        with self.lock:
+            return super().save(embedded)
+
+    def release(self, documents):
+        self.released += [d.id for d in documents]
+
+
+def drained_behind(store: KeySpace):
+    return drain(
+        store,
+        ScriptedBackend(poison="poison"),
+        claim_size=4,
+        dimensions=384,
+        stop=threading.Event(),
+        write_behind=True,
+    )
+
+
+def test_writing_behind_ends_as_writing_in_line_does():
+    behind, in_line = (
+        WrittenElsewhere(10, poison_ids=frozenset({2})),
+        KeySpace(10, poison_ids=frozenset({2})),
+    )
+    a, b = drained_behind(behind), drained(in_line)
+    assert (a.ok, a.failed, a.batches, a.drained) == (b.ok, b.failed, b.batches, b.drained)
+    assert (a.ok, a.failed) == (9, 2)
+    assert (behind.sweeps, behind.pending.keys()) == (in_line.sweeps, in_line.pending.keys())
+    assert behind.writing_threads
+    assert threading.get_ident() not in behind.writing_threads
+
+
+def test_a_write_that_fails_behind_stops_the_pass_and_lets_the_next_batch_go():
+    store = WrittenElsewhere(10, fail_at=1)
+    with pytest.raises(RuntimeError, match="the write failed"):
+        drained_behind(store)
+    assert set(store.pending) == set(range(1, 11))  # nothing was written
+    assert set(store.released) == {5, 6, 7, 8}  # the batch embedded while the first was written
