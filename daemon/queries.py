@@ -68,18 +68,26 @@ class SourceQueries:
         its column names can only mean the source's (PostgreSQL flattens it; indexes still
         apply). `%` is doubled because the statements also take parameters."""
         where = self.source.where
-        expression = self.source.text_expression
-        if not where and not expression:
+        if not where and not self.source.text_expression:
             return self.table
-        # A text_expression is computed in the same subquery, under a name of our own.
-        computed = (
-            sql.SQL(", ({}) AS {}").format(_trusted(expression), sql.Identifier(TEXT_ALIAS))
-            if expression
-            else sql.SQL("")
-        )
         return sql.SQL("(SELECT *{} FROM {} WHERE ({}))").format(
-            computed, self.table, _trusted(where) if where else sql.SQL("TRUE")
+            self._computed, self.table, _trusted(where) if where else sql.SQL("TRUE")
         )
+
+    @property
+    def unfiltered(self) -> sql.Composable:
+        """The source with its text, without the operator's filter."""
+        if not self.source.text_expression:
+            return self.table
+        return sql.SQL("(SELECT *{} FROM {})").format(self._computed, self.table)
+
+    @property
+    def _computed(self) -> sql.Composable:
+        """A text_expression, computed beside the source's columns under a name of our own."""
+        expression = self.source.text_expression
+        if not expression:
+            return sql.SQL("")
+        return sql.SQL(", ({}) AS {}").format(_trusted(expression), sql.Identifier(TEXT_ALIAS))
 
     @property
     def blank(self) -> sql.Composable:
@@ -381,18 +389,13 @@ class SourceQueries:
 
     def prune_changed(self) -> sql.Composed:
         """Vectors and failures of documents changed since `since` that are now blank or out
-        of the `where` filter: what a scheduled pass prunes when nothing was deleted."""
+        of the `where` filter: what a scheduled pass prunes when nothing was deleted. One walk
+        of the updated_at index, reading each changed row once."""
         return self._fmt(
             """
-            WITH changed AS (
-                SELECT {id} AS id FROM {raw} AS s WHERE {updated_at} > %(since)s
-            ), gone AS (
-                -- a key probe per changed row (LIMIT 1 keeps it one), never a scan of the source
-                SELECT c.id FROM changed AS c
-                LEFT JOIN LATERAL (
-                    SELECT 1 AS hit FROM {table} AS s WHERE {id} = c.id AND NOT {blank} LIMIT 1
-                ) AS d ON TRUE
-                WHERE d.hit IS NULL
+            WITH gone AS (
+                SELECT {id} AS id FROM {unfiltered} AS s
+                WHERE {updated_at} > %(since)s AND NOT ({in_scope} AND NOT {blank})
             ), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
                 WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
@@ -403,7 +406,12 @@ class SourceQueries:
             )
             SELECT count(*) FROM gone_vectors
             """,
-            raw=self.table,
+            unfiltered=self.unfiltered,
+            in_scope=(
+                sql.SQL("coalesce(({}), FALSE)").format(_trusted(self.source.where))
+                if self.source.where
+                else TRUE
+            ),
         )
 
     def coverage(self) -> sql.Composed:

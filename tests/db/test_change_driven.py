@@ -117,6 +117,30 @@ def test_a_document_edited_to_blank_loses_its_vector_with_no_delete(conn, db_url
     assert sorted(vectors(conn)) == [2, 3]
 
 
+def test_documents_edited_out_of_the_filter_or_to_a_blank_expression_lose_their_vectors(
+    conn, db_url, make_app
+):
+    old_docs(conn, 4)
+    app = app_on_updated_at(
+        make_app,
+        db_url,
+        ScriptedBackend(),
+        where="body NOT LIKE 'archived%'",
+        text_column=None,
+        text_expression="nullif(body, 'nothing')",
+    )
+    one_pass(app, BACKFILL)
+    assert sorted(vectors(conn)) == [1, 2, 3, 4]
+    conn.execute("UPDATE docs SET body = 'archived 1', updated_at = now() WHERE id = 1")
+    conn.execute("UPDATE docs SET body = 'nothing', updated_at = now() WHERE id = 2")
+    conn.execute("UPDATE docs SET body = 'still here', updated_at = now() WHERE id = 3")
+
+    result = one_pass(app, SCHEDULED)
+
+    assert (result.deleted, result.stats.ok) == (2, 1)
+    assert sorted(vectors(conn)) == [3, 4]
+
+
 def test_a_failed_document_is_retried_from_the_failures_when_due(conn, db_url, make_app):
     old_docs(conn, 3)
     conn.execute("UPDATE docs SET body = 'poison pill' WHERE id = 2")
