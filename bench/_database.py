@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 TEMPLATE = "bench_template"
 # The config every null-backend benchmark starts from: public.docs and the null model.
@@ -41,15 +42,21 @@ class BenchDatabase:
         info = self.server.get_postmaster_info()
         return f"{info.socket_dir}/.s.PGSQL.{info.port}"
 
-    def copy(self, name: str) -> str:
-        """A fresh copy of the template; returns its URL."""
+    def copy(self, name: str, template: str | None = None) -> str:
+        """A fresh copy of the template, or of the database at URL `template` (by file copy:
+        no WAL for the whole database); returns its URL."""
+        source = conninfo_to_dict(template)["dbname"] if template else TEMPLATE
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(TEMPLATE)
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(name), sql.Identifier(str(source))
                 )
             )
         return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
 @contextmanager
