@@ -142,7 +142,7 @@ def mapped_errors(doing: str) -> Iterator[None]:
     except psycopg.errors.OutOfMemory as exc:  # 53200: the shared lock table is full
         raise DatabaseError(
             f"database out of shared memory while {doing}: {_first_line(exc)}; each instance "
-            "holds up to claim_size advisory locks: lower [[models]] claim_size or raise the "
+            "holds up to 2 x claim_size advisory locks: lower [[models]] claim_size or raise the "
             "server's max_locks_per_transaction"
         ) from exc
     except psycopg.OperationalError as exc:
