@@ -95,9 +95,10 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE embedkeeper.embeddings")
         figures["noop"] = _noop(database, url)
         figures["explain"] = _explain(url)
-        figures["change"] = _change(
-            database, url, statistics.median(s["pass_docs_per_s"] for s in syncs)
-        )
+        rate = statistics.median(s["pass_docs_per_s"] for s in syncs)
+        figures["change"] = _change(database, url, rate)
+        _track_deletes(database, url)
+        figures["change_with_delete_log"] = _change(database, url, rate, "with the delete log")
         figures["sweep"] = _sweep(database, url)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "database_path.json").write_text(json.dumps(figures, indent=2, default=str))
@@ -154,7 +155,16 @@ def _coverage(url: str) -> dict[str, int]:
     return {"docs": row[0], "vectors": row[1], "current": row[2], "orphans": row[3]}
 
 
-def _change(database: BenchDatabase, url: str, sync_rate: float) -> dict[str, Any]:
+def _track_deletes(database: BenchDatabase, url: str) -> None:
+    """`embedkeeper deletes track`, then a delete and a pass: its full prune sets the baseline
+    the log is checked against (as the first pass after a delete does once tracking begins)."""
+    _last_run(database, url, "deletes", "track")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM docs WHERE id = 2")  # in none of the change set's residues
+    _run_once(database, url)
+
+
+def _change(database: BenchDatabase, url: str, sync_rate: float, label: str = "") -> dict[str, Any]:
     """The change set and one scheduled pass, each on a fresh copy of the synced database (at
     least 3 runs); the bound is the median pass."""
     runs = []
@@ -166,7 +176,8 @@ def _change(database: BenchDatabase, url: str, sync_rate: float) -> dict[str, An
     measured_budget = statistics.median(r["budget_ms"] for r in runs)
     required_budget = 1000 * (DOCS // 100 + DOCS // 200) / REQUIRED_RATE
     print(
-        f"  catch-up: median {median:.0f} ms of {[round(r['pass_ms']) for r in runs]};"
+        f"  catch-up{' ' + label if label else ''}: median {median:.0f} ms"
+        f" of {[round(r['pass_ms']) for r in runs]};"
         f" budget {measured_budget:.0f} ms at the sync's measured rate"
         f" ({median / measured_budget:.2f} x),"
         f" {required_budget:.0f} ms at point 2's required {REQUIRED_RATE} docs/s"
@@ -196,11 +207,16 @@ def _change_set(database: BenchDatabase, url: str, run: int, sync_rate: float) -
         conn.execute("CHECKPOINT")  # the copy's own writes, out of the measured pass
     result = _run_once(database, url)
     coverage = _coverage(url)
+    with psycopg.connect(url) as conn:
+        # Deletes pruned from the delete log since the last full prune (None: not tracked).
+        logged = conn.execute("SELECT deletes_logged FROM embedkeeper.sync_state").fetchone()
+    result["pruned_from_log"] = logged[0] if logged else None
     budget_ms = 1000 * (edited + new) / sync_rate
     print(
         f"  change set {run + 1} ({edited} edited, {new} new, {deleted} deleted): one pass"
         f" {result['pass_ms']:.0f} ms (budget {budget_ms:.0f} ms = {edited + new} docs at"
-        f" {sync_rate:.0f} docs/s), embedded {result['ok']}, deleted {result['deleted']};"
+        f" {sync_rate:.0f} docs/s), embedded {result['ok']}, deleted {result['deleted']}"
+        f" ({result['pruned_from_log'] or 0} from the delete log);"
         f" after: {coverage}"
     )
     assert coverage["current"] == coverage["docs"] == coverage["vectors"], coverage

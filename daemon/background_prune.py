@@ -33,9 +33,11 @@ class BackgroundPrune:
         queries: SourceQueries,
         model: str,
         fingerprint: str | None,
+        log_position: int | None = None,
     ) -> None:
         self.url, self.timeout_s = url, timeout_s
         self.queries, self.model, self.fingerprint = queries, model, fingerprint
+        self.log_position = log_position
         self.deleted = 0
         self.saved = False
         self.thread = threading.Thread(
@@ -52,7 +54,7 @@ class BackgroundPrune:
                 self.deleted = pruned
                 with mapped_errors("recording the sync state"):
                     sync_state.save_fingerprint(
-                        conn, self.model, self.queries.source, self.fingerprint
+                        conn, self.model, self.queries.source, self.fingerprint, self.log_position
                     )
                 self.saved = True
         except EmbedkeeperError as exc:

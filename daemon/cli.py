@@ -111,6 +111,32 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_deletes(args: argparse.Namespace, config: Config) -> int:
+    from daemon import delete_log
+    from daemon.db import connect, mapped_errors
+    from daemon.startup import open_app
+
+    app = open_app(config)
+    source = config.source
+    name = delete_log.log_name(source)
+    with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        if args.action == "track":
+            with mapped_errors(f"creating the delete log's trigger on {name}"):
+                delete_log.track(conn, source)
+            print(
+                f"deletes on {name} are now logged (trigger {delete_log.TRIGGER}); the next pass"
+                " after a delete prunes in full once, later ones prune only the logged keys"
+            )
+        elif args.action == "untrack":
+            with mapped_errors(f"dropping the delete log's trigger on {name}"):
+                delete_log.untrack(conn, source)
+            print(f"deletes on {name} are no longer logged; passes prune in full after deletes")
+        else:
+            tracking = delete_log.is_tracking(conn, source)
+            print(f"{name}: deletes {'logged' if tracking else 'not logged'}")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     from daemon.db import connect
     from daemon.startup import open_app
@@ -225,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_parser(
         add("index", cmd_index, "a model's HNSW index: create, status, drop, restore")
     )
+    p = add(
+        "deletes",
+        cmd_deletes,
+        "log the source's deletes with a trigger (opt-in), so passes prune only deleted keys",
+    )
+    p.add_argument("action", choices=("track", "untrack", "status"))
     add("demo", cmd_demo, "load Python's docs into the embedded PostgreSQL and backfill them")
     return parser
 

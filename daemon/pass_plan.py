@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from daemon import sync_state
+from daemon import delete_log, sync_state
 from daemon.db import mapped_errors
 from daemon.queries import SourceQueries, StaleBy
 from daemon.store import Phase
@@ -61,6 +61,9 @@ class PassPlan:
     # daemon/background_prune.py) and records this fingerprint when done.
     prune_later: bool = False
     fingerprint: str | None = None
+    # The delete log's position read before the fingerprint, when the source is tracked: the
+    # full prune records it as its baseline (daemon/delete_log.py).
+    log_position: int | None = None
 
 
 def plan_pass(
@@ -74,6 +77,8 @@ def plan_pass(
         newest = (
             conn.execute(queries.newest_update()).fetchone() if source.updated_at_column else None
         )
+        # The log's position first: every entry up to it is then in the counter read after it.
+        log_at = delete_log.position(conn, source) if delete_log.is_tracking(conn, source) else None
         fingerprint = sync_state.table_fingerprint(conn, source)
     since = seen.since(source) if options.changes_only else None
     known = (
@@ -84,14 +89,43 @@ def plan_pass(
     deleted = 0
     prune_later = known and options.changes_only and fingerprint != seen.fingerprint
     if not (known and options.changes_only):
-        deleted, seen = _prune(conn, queries, model, fingerprint, seen, deleted_only=False)
+        deleted, seen = _prune(conn, queries, model, fingerprint, seen, log_at, deleted_only=False)
     else:
         if since is not None:  # rows changed since may have gone blank or out of scope
             with mapped_errors("pruning vectors of changed documents"):
                 row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
                 deleted += int(next(iter(row))[0])
+        if log_at is not None and log_at != seen.log_position:
+            pruned = _prune_logged(conn, queries, model, fingerprint, seen, log_at)
+            if pruned is not None:  # the log accounts for every delete: no full prune
+                deleted, seen, prune_later = deleted + pruned[0], pruned[1], False
     phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
-    return PassPlan(phases, seen, newest[0] if newest else None, deleted, prune_later, fingerprint)
+    return PassPlan(
+        phases, seen, newest[0] if newest else None, deleted, prune_later, fingerprint, log_at
+    )
+
+
+def _prune_logged(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    fingerprint: str | None,
+    seen: SyncState,
+    log_at: int,
+) -> tuple[int, SyncState] | None:
+    """Prune the keys the delete log recorded since this model's position, if the log accounts
+    for every delete since its last full prune; None if it does not."""
+    with mapped_errors("pruning logged deletes"), conn.transaction():
+        logged = delete_log.covering(conn, queries.source, seen, fingerprint, log_at)
+        if logged is None:
+            return None
+        assert seen.log_position is not None  # covering() checked it
+        pruned = delete_log.prune_logged(conn, queries, model, seen.log_position, log_at)
+        sync_state.record_log_prune(
+            conn, model, queries.source, fingerprint, log_at, logged.entries
+        )
+        delete_log.forget_pruned(conn, queries.source)
+        return pruned, sync_state.load(conn, model)
 
 
 def _prune(
@@ -100,6 +134,7 @@ def _prune(
     model: str,
     fingerprint: str | None,
     seen: SyncState,
+    log_at: int | None,
     *,
     deleted_only: bool,
 ) -> tuple[int, SyncState]:
@@ -110,7 +145,7 @@ def _prune(
     if pruned is None:  # a peer is pruning: it covers us, and its record is its own
         return 0, seen
     with mapped_errors("recording the sync state"):
-        sync_state.save_fingerprint(conn, model, queries.source, fingerprint)
+        sync_state.save_fingerprint(conn, model, queries.source, fingerprint, log_at)
         return pruned, sync_state.load(conn, model)
 
 

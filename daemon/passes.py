@@ -146,7 +146,9 @@ def _start(
     set_log_fields(run=run_id)
     plan = plan_pass(conn, queries, model.name, options)
     background = (
-        BackgroundPrune(url, config.connect_timeout_s, queries, model.name, plan.fingerprint)
+        BackgroundPrune(
+            url, config.connect_timeout_s, queries, model.name, plan.fingerprint, plan.log_position
+        )
         if plan.prune_later
         else None
     )

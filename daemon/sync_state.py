@@ -36,6 +36,11 @@ class SyncState:
     watermark: datetime | None
     fingerprint: str | None
     swept_at: datetime | None = None
+    # The delete log (daemon/delete_log.py): the last entry pruned, the deleted-row counter at
+    # the last full prune, and the entries pruned since then.
+    log_position: int | None = None
+    deletes_baseline: int | None = None
+    deletes_logged: int | None = None
 
     def since(self, source: SourceConfig) -> datetime | None:
         """Where a scheduled pass starts its walk of the updated_at index; None: walk all."""
@@ -55,8 +60,8 @@ def source_signature(source: SourceConfig) -> str:
 
 def load(conn: psycopg.Connection[Any], model: str) -> SyncState:
     row = conn.execute(
-        "SELECT source_signature, watermark, table_fingerprint, swept_at"
-        " FROM embedkeeper.sync_state WHERE model = %s",
+        "SELECT source_signature, watermark, table_fingerprint, swept_at, delete_log_position,"
+        " deletes_baseline, deletes_logged FROM embedkeeper.sync_state WHERE model = %s",
         (model,),
     ).fetchone()
     return SyncState(None, None, None) if row is None else SyncState(*row)
@@ -83,20 +88,74 @@ def table_fingerprint(conn: psycopg.Connection[Any], source: SourceConfig) -> st
     return None if row is None else row[0]
 
 
+def deleted_count(fingerprint: str | None) -> int | None:
+    """The deleted-row counter a fingerprint holds."""
+    if fingerprint is None:
+        return None
+    return int(fingerprint.rsplit(":", 1)[1])
+
+
+def same_file(a: str | None, b: str | None) -> bool:
+    """Both fingerprints are of the same table file (no TRUNCATE or rewrite between them)."""
+    return a is not None and b is not None and a.rsplit(":", 1)[0] == b.rsplit(":", 1)[0]
+
+
 def save_fingerprint(
-    conn: psycopg.Connection[Any], model: str, source: SourceConfig, fingerprint: str | None
+    conn: psycopg.Connection[Any],
+    model: str,
+    source: SourceConfig,
+    fingerprint: str | None,
+    log_position: int | None = None,
 ) -> None:
-    """After a prune: the fingerprint read before it (a delete that lands meanwhile changes the
-    counters again, so the next pass prunes once more)."""
+    """After a full prune: the fingerprint read before it (a delete that lands meanwhile changes
+    the counters again, so the next pass prunes once more), and with the delete log followed,
+    the log's position read before that: the baseline the log is checked against from now on."""
     conn.execute(
         """
-        INSERT INTO embedkeeper.sync_state AS s (model, source_signature, table_fingerprint)
-        VALUES (%(model)s, %(signature)s, %(fingerprint)s)
+        INSERT INTO embedkeeper.sync_state AS s (model, source_signature, table_fingerprint,
+            delete_log_position, deletes_baseline, deletes_logged)
+        VALUES (%(model)s, %(signature)s, %(fingerprint)s, %(position)s, %(baseline)s,
+            CASE WHEN %(position)s::bigint IS NOT NULL THEN 0 END)
         ON CONFLICT (model) DO UPDATE SET table_fingerprint = excluded.table_fingerprint,
+            delete_log_position = excluded.delete_log_position,
+            deletes_baseline = excluded.deletes_baseline,
+            deletes_logged = excluded.deletes_logged,
             updated_at = now()
         WHERE s.source_signature = excluded.source_signature
         """,
-        {"model": model, "signature": source_signature(source), "fingerprint": fingerprint},
+        {
+            "model": model,
+            "signature": source_signature(source),
+            "fingerprint": fingerprint,
+            "position": log_position,
+            "baseline": deleted_count(fingerprint) if log_position is not None else None,
+        },
+    )
+
+
+def record_log_prune(
+    conn: psycopg.Connection[Any],
+    model: str,
+    source: SourceConfig,
+    fingerprint: str | None,
+    upto: int,
+    entries: int,
+) -> None:
+    """After pruning the log's entries up to `upto`: they count as pruned deletes."""
+    conn.execute(
+        """
+        UPDATE embedkeeper.sync_state SET table_fingerprint = %(fingerprint)s,
+            delete_log_position = %(upto)s, deletes_logged = deletes_logged + %(entries)s,
+            updated_at = now()
+        WHERE model = %(model)s AND source_signature = %(signature)s
+        """,
+        {
+            "model": model,
+            "signature": source_signature(source),
+            "fingerprint": fingerprint,
+            "upto": upto,
+            "entries": entries,
+        },
     )
 
 

@@ -128,6 +128,23 @@ sync_state = Table(
     Column("table_fingerprint", Text, nullable=True),
     Column("swept_at", DateTime(timezone=True), nullable=True),  # the last content-hash sweep
     now_column("updated_at"),
+    # With the delete log (daemon/delete_log.py): the last log entry this model has pruned, the
+    # source's deleted-row counter at its last full prune, and the entries pruned since then.
+    Column("delete_log_position", BigInteger, nullable=True),
+    Column("deletes_baseline", BigInteger, nullable=True),
+    Column("deletes_logged", BigInteger, nullable=True),
+)
+
+# Keys of deleted documents, written by the opt-in trigger `embedkeeper deletes track` puts on
+# the source table (function embedkeeper.log_deleted_documents, created by migration 0005).
+deleted_documents = Table(
+    "deleted_documents",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source_table", Text, nullable=False),
+    Column("document_id", Text, nullable=False),
+    now_column("deleted_at"),
+    Index("deleted_documents_source_idx", "source_table", "id"),
 )
 
 # A model's vector index that `backfill --defer-index` dropped and has not rebuilt yet: its

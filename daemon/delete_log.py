@@ -1,0 +1,185 @@
+"""The delete log: with `embedkeeper deletes track`, a trigger on the source table records the keys
+of deleted rows in embedkeeper.deleted_documents, so that a scheduled pass after deletes prunes
+those keys instead of reading every key of the model's vectors (an anti-join that follows the
+table: 0.3 to 0.5 s per million vectors on a small machine).
+
+It is opt-in because it changes the user's table (a trigger: creating it needs the table owner's
+rights); embedkeeper itself still writes nothing there. The trigger is statement-level with a
+transition table, so a DELETE of many rows costs one INSERT ... SELECT.
+
+The log is trusted only while it accounts for every delete: the table's deleted-row counter
+(PostgreSQL's statistics), less its value at the model's last full prune, must not exceed the
+entries pruned since plus those pending. A delete the trigger did not see (the trigger disabled,
+`session_replication_role = replica` as in logical replication, or a rolled-back delete, which
+the counter still counts) leaves the log short, and the pass falls back to the full prune, which
+sets a new baseline. A TRUNCATE changes the table's file node, which also brings the full prune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from daemon.config import SourceConfig
+from daemon.queries import SourceQueries
+from daemon.sync_state import SyncState, deleted_count, same_file
+
+TRIGGER = "embedkeeper_log_deletes"
+LOG = sql.SQL("embedkeeper.deleted_documents")
+
+
+def log_name(source: SourceConfig) -> str:
+    """How the log names the source (the trigger's first argument)."""
+    return f"{source.schema}.{source.table}" if source.schema else source.table
+
+
+def _table(source: SourceConfig) -> sql.Composable:
+    return (
+        sql.Identifier(source.schema, source.table)
+        if source.schema
+        else sql.Identifier(source.table)
+    )
+
+
+def track(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {trigger} AFTER DELETE ON {table}"
+            " REFERENCING OLD TABLE AS embedkeeper_gone FOR EACH STATEMENT"
+            " EXECUTE FUNCTION embedkeeper.log_deleted_documents({name}, {key})"
+        ).format(
+            trigger=sql.Identifier(TRIGGER),
+            table=_table(source),
+            name=sql.Literal(log_name(source)),
+            key=sql.Literal(source.id_column),
+        )
+    )
+
+
+def untrack(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(
+                trigger=sql.Identifier(TRIGGER), table=_table(source)
+            )
+        )
+        conn.execute(
+            sql.SQL("DELETE FROM {log} WHERE source_table = %s").format(log=LOG),
+            (log_name(source),),
+        )
+
+
+def is_tracking(conn: psycopg.Connection[Any], source: SourceConfig) -> bool:
+    """The trigger exists and fires in ordinary sessions (enabled, or enabled always)."""
+    row = conn.execute(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgrelid = to_regclass(%s) AND tgname = %s AND tgenabled IN ('O', 'A'))
+        """,
+        (sql.SQL("{}").format(_table(source)).as_string(conn), TRIGGER),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def position(conn: psycopg.Connection[Any], source: SourceConfig) -> int:
+    """The newest entry for the source (0: none): read before the table's fingerprint, so that
+    every entry up to it is also in the counter the fingerprint holds."""
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(id), 0) FROM {log} WHERE source_table = %s").format(log=LOG),
+        (log_name(source),),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogPrune:
+    """What the log says for one model: the entries after its position, up to `upto`."""
+
+    upto: int
+    entries: int
+
+
+def covering(
+    conn: psycopg.Connection[Any],
+    source: SourceConfig,
+    seen: SyncState,
+    fingerprint: str | None,
+    upto: int,
+) -> LogPrune | None:
+    """The log's entries for this model if they account for every delete since its last full
+    prune; None if the log cannot be trusted (then the full prune runs)."""
+    if (
+        seen.log_position is None
+        or seen.deletes_baseline is None
+        or not same_file(seen.fingerprint, fingerprint)
+    ):
+        return None
+    counted = deleted_count(fingerprint)
+    if counted is None:
+        return None
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FROM {log} WHERE source_table = %s AND id > %s AND id <= %s"
+        ).format(log=LOG),
+        (log_name(source), seen.log_position, upto),
+    ).fetchone()
+    entries = int(row[0]) if row else 0
+    if counted - seen.deletes_baseline > (seen.deletes_logged or 0) + entries:
+        return None
+    return LogPrune(upto, entries)
+
+
+def prune_logged(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    after: int,
+    upto: int,
+) -> int:
+    """Delete the vectors and failures of the logged keys that are no longer in the source (a
+    key may have been deleted and inserted again); returns the vectors deleted."""
+    row = conn.execute(
+        sql.SQL(
+            """
+            WITH logged AS (
+                SELECT DISTINCT l.document_id::{id_type} AS id FROM {log} AS l
+                WHERE l.source_table = %(name)s AND l.id > %(after)s AND l.id <= %(upto)s
+            ), gone AS (
+                SELECT g.id FROM logged AS g
+                WHERE NOT EXISTS (SELECT 1 FROM {table} AS s WHERE {key} = g.id)
+            ), gone_vectors AS (
+                DELETE FROM embedkeeper.embeddings AS e
+                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
+                RETURNING 1
+            ), gone_failures AS (
+                DELETE FROM embedkeeper.failures AS f
+                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
+            )
+            SELECT count(*) FROM gone_vectors
+            """
+        ).format(
+            id_type=sql.SQL(queries.id_type),
+            log=LOG,
+            table=queries.table,
+            key=queries.id,
+        ),
+        {"name": log_name(queries.source), "after": after, "upto": upto, "model": model},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def forget_pruned(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
+    """Drop the entries every model that follows the log has pruned (a model that did not
+    follow it finds the log short and prunes in full)."""
+    conn.execute(
+        sql.SQL(
+            "DELETE FROM {log} WHERE source_table = %s AND id <= ("
+            " SELECT min(delete_log_position) FROM embedkeeper.sync_state"
+            " WHERE delete_log_position IS NOT NULL)"
+        ).format(log=LOG),
+        (log_name(source),),
+    )

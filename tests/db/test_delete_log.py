@@ -1,0 +1,123 @@
+"""The delete log (`embedkeeper deletes track`): a pass after deletes prunes the logged keys
+instead of reading every key, and falls back to the full prune whenever the log is short."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon import delete_log, passes
+from daemon.background_prune import BackgroundPrune
+from daemon.db import connect
+from tests.conftest import one_pass, vectors
+from tests.db.test_change_driven import (
+    BACKFILL,
+    SCHEDULED,
+    app_on_updated_at,
+    flush_stats,
+    old_docs,
+)
+from tests.fakes import ScriptedBackend
+
+
+@pytest.fixture
+def full_prunes(monkeypatch):
+    """The passes that started the full prune after deletes (the anti-join of every key)."""
+    started: list[str] = []
+
+    def recording(*args, **kwargs):
+        started.append(args[3])  # the model
+        return BackgroundPrune(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "BackgroundPrune", recording)
+    return started
+
+
+def logged_entries(conn) -> int:
+    return conn.execute("SELECT count(*) FROM embedkeeper.deleted_documents").fetchone()[0]
+
+
+def tracked_app(conn, db_url, make_app, count):
+    old_docs(conn, count)
+    app = app_on_updated_at(make_app, db_url, ScriptedBackend())
+    delete_log.track(conn, app.config.source)
+    one_pass(app, BACKFILL)  # a full prune: the baseline the log is checked against
+    return app
+
+
+def test_tracked_deletes_are_pruned_from_the_log_not_by_reading_every_key(
+    conn, db_url, make_app, full_prunes
+):
+    app = tracked_app(conn, db_url, make_app, 6)
+    conn.execute("DELETE FROM docs WHERE id IN (2, 5)")
+    assert logged_entries(conn) == 2
+    flush_stats(conn)
+
+    result = one_pass(app, SCHEDULED)
+
+    assert result.deleted == 2
+    assert sorted(vectors(conn)) == [1, 3, 4, 6]
+    assert full_prunes == []
+    assert logged_entries(conn) == 0  # every model that follows the log has pruned them
+
+
+def test_a_key_deleted_and_inserted_again_keeps_its_vector(conn, db_url, make_app, full_prunes):
+    app = tracked_app(conn, db_url, make_app, 3)
+    conn.execute("DELETE FROM docs WHERE id = 2")
+    conn.execute("INSERT INTO docs (id, body, updated_at) VALUES (2, 'back again', now())")
+    flush_stats(conn)
+
+    result = one_pass(app, SCHEDULED)
+
+    assert (result.deleted, result.stats.ok) == (0, 1)
+    assert sorted(vectors(conn)) == [1, 2, 3]
+    assert full_prunes == []
+
+
+def test_a_delete_the_trigger_missed_brings_the_full_prune_then_the_log_again(
+    conn, db_url, make_app, full_prunes
+):
+    app = tracked_app(conn, db_url, make_app, 6)
+    conn.execute(f"ALTER TABLE docs DISABLE TRIGGER {delete_log.TRIGGER}")
+    conn.execute("DELETE FROM docs WHERE id = 2")  # as logical replication would: not logged
+    conn.execute(f"ALTER TABLE docs ENABLE TRIGGER {delete_log.TRIGGER}")
+    conn.execute("DELETE FROM docs WHERE id = 3")
+    flush_stats(conn)
+
+    result = one_pass(app, SCHEDULED)
+
+    assert result.deleted == 2
+    assert sorted(vectors(conn)) == [1, 4, 5, 6]
+    assert full_prunes == ["minilm"]  # the log held 1 delete, the table's counter 2
+
+    conn.execute("DELETE FROM docs WHERE id = 4")
+    flush_stats(conn)
+    again = one_pass(app, SCHEDULED)
+
+    assert again.deleted == 1
+    assert sorted(vectors(conn)) == [1, 5, 6]
+    assert full_prunes == ["minilm"]  # the full prune set a new baseline: the log again
+
+
+def test_truncate_brings_the_full_prune(conn, db_url, make_app, full_prunes):
+    app = tracked_app(conn, db_url, make_app, 3)
+    conn.execute("TRUNCATE docs")  # no row triggers fire; the table's file changes
+    flush_stats(conn)
+
+    result = one_pass(app, SCHEDULED)
+
+    assert result.deleted == 3
+    assert vectors(conn) == {}
+    assert full_prunes == ["minilm"]
+
+
+def test_untrack_drops_the_trigger_and_the_log(conn, db_url, make_app):
+    app = tracked_app(conn, db_url, make_app, 3)
+    conn.execute("DELETE FROM docs WHERE id = 1")
+    source = app.config.source
+    with connect(db_url) as other:
+        assert delete_log.is_tracking(other, source)
+        delete_log.untrack(other, source)
+        assert not delete_log.is_tracking(other, source)
+    assert logged_entries(conn) == 0
+    conn.execute("DELETE FROM docs WHERE id = 2")
+    assert logged_entries(conn) == 0
