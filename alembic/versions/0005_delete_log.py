@@ -19,9 +19,11 @@ depends_on = None
 
 # A statement-level trigger with a transition table: one INSERT ... SELECT per DELETE statement,
 # however many rows it deletes. TG_ARGV: the source's name as embedkeeper knows it, and its key.
+# SECURITY DEFINER: the application's roles that delete rows need no rights on schema embedkeeper
+# (without it, their DELETEs would fail once the trigger is on); a fixed search_path with it.
 LOG_FUNCTION = """
 CREATE FUNCTION embedkeeper.log_deleted_documents() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format(
         'INSERT INTO embedkeeper.deleted_documents (source_table, document_id)'

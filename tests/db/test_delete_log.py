@@ -121,3 +121,23 @@ def test_untrack_drops_the_trigger_and_the_log(conn, db_url, make_app):
     assert logged_entries(conn) == 0
     conn.execute("DELETE FROM docs WHERE id = 2")
     assert logged_entries(conn) == 0
+
+
+def test_a_role_with_no_rights_on_embedkeeper_can_still_delete_and_is_logged(
+    conn, db_url, make_app
+):
+    """The trigger runs in the deleting session: the application's roles must not need rights
+    on schema embedkeeper, or tracking would break their deletes."""
+    tracked_app(conn, db_url, make_app, 3)
+    conn.execute("DROP ROLE IF EXISTS embedkeeper_test_app")
+    conn.execute("CREATE ROLE embedkeeper_test_app")
+    try:
+        conn.execute("GRANT SELECT, DELETE ON docs TO embedkeeper_test_app")
+        conn.execute("SET ROLE embedkeeper_test_app")
+        conn.execute("DELETE FROM docs WHERE id = 3")
+        conn.execute("RESET ROLE")
+        assert logged_entries(conn) == 1
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("REVOKE ALL ON docs FROM embedkeeper_test_app")
+        conn.execute("DROP ROLE embedkeeper_test_app")
