@@ -173,13 +173,14 @@ def prune_logged(
 
 
 def forget_pruned(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
-    """Drop the entries every model that follows the log has pruned (a model that did not
-    follow it finds the log short and prunes in full)."""
+    """Drop the entries every model that follows the log has pruned. A model whose state has
+    not moved for a week (removed from the config, say) does not hold the log back: should it
+    come back, it finds the log short and prunes in full."""
     conn.execute(
         sql.SQL(
             "DELETE FROM {log} WHERE source_table = %s AND id <= ("
             " SELECT min(delete_log_position) FROM embedkeeper.sync_state"
-            " WHERE delete_log_position IS NOT NULL)"
+            " WHERE delete_log_position IS NOT NULL AND updated_at > now() - interval '7 days')"
         ).format(log=LOG),
         (log_name(source),),
     )

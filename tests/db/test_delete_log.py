@@ -141,3 +141,22 @@ def test_a_role_with_no_rights_on_embedkeeper_can_still_delete_and_is_logged(
         conn.execute("RESET ROLE")
         conn.execute("REVOKE ALL ON docs FROM embedkeeper_test_app")
         conn.execute("DROP ROLE embedkeeper_test_app")
+
+
+def test_the_log_keeps_entries_until_every_active_model_has_pruned_them(conn, db_url, make_app):
+    app = tracked_app(conn, db_url, make_app, 4)
+    conn.execute(
+        "INSERT INTO embedkeeper.sync_state (model, source_signature, delete_log_position,"
+        " updated_at) VALUES ('behind', 'x', 0, now()), ('gone', 'x', 0, now() - interval '8 days')"
+    )
+    conn.execute("DELETE FROM docs WHERE id IN (1, 2)")
+    flush_stats(conn)
+    one_pass(app, SCHEDULED)
+    assert logged_entries(conn) == 2  # model 'behind' follows the log and has not pruned them
+
+    conn.execute("DELETE FROM embedkeeper.sync_state WHERE model = 'behind'")
+    conn.execute("DELETE FROM docs WHERE id = 3")
+    flush_stats(conn)
+    one_pass(app, SCHEDULED)
+    assert logged_entries(conn) == 0  # 'gone' has not moved for a week: it holds nothing back
+    assert sorted(vectors(conn)) == [4]
