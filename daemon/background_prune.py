@@ -1,4 +1,5 @@
-"""The prune after deletes, on a connection of its own while the pass embeds.
+"""The prune after deletes, on a connection of its own while the pass embeds: of the keys the
+delete log recorded when it accounts for every delete (daemon/delete_log.py), else of every key.
 
 Finding which documents were deleted reads every key of the model's vectors (an anti-join against
 the source's key: about 0.3 s per million vectors here); the change walk does not need its result,
@@ -17,6 +18,7 @@ import threading
 
 from daemon import sync_state
 from daemon.db import connect, mapped_errors
+from daemon.delete_log import LogPrune, prune_from_log
 from daemon.errors import EmbedkeeperError
 from daemon.logs import event
 from daemon.pass_plan import prune
@@ -34,10 +36,11 @@ class BackgroundPrune:
         model: str,
         fingerprint: str | None,
         log_position: int | None = None,
+        from_log: LogPrune | None = None,
     ) -> None:
         self.url, self.timeout_s = url, timeout_s
         self.queries, self.model, self.fingerprint = queries, model, fingerprint
-        self.log_position = log_position
+        self.log_position, self.from_log = log_position, from_log
         self.deleted = 0
         self.saved = False
         self.thread = threading.Thread(
@@ -48,6 +51,13 @@ class BackgroundPrune:
     def _run(self) -> None:
         try:
             with connect(self.url, timeout_s=self.timeout_s, async_commit=True) as conn:
+                if self.from_log is not None:
+                    with mapped_errors("pruning logged deletes"):
+                        logged = prune_from_log(
+                            conn, self.queries, self.model, self.fingerprint, self.from_log
+                        )
+                    self.deleted, self.saved = logged or 0, logged is not None
+                    return
                 pruned = prune(conn, self.queries, self.model, deleted_only=True)
                 if pruned is None:  # a peer is pruning: it covers us
                     return

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from daemon.config import SourceConfig
 from daemon.queries import SourceQueries
-from daemon.sync_state import SyncState, deleted_count, same_file
+from daemon.sync_state import SyncState, deleted_count, same_file, source_signature
 
 TRIGGER = "embedkeeper_log_deletes"
 LOG = sql.SQL("embedkeeper.deleted_documents")
@@ -99,6 +99,7 @@ def position(conn: psycopg.Connection[Any], source: SourceConfig) -> int:
 class LogPrune:
     """What the log says for one model: the entries after its position, up to `upto`."""
 
+    after: int
     upto: int
     entries: int
 
@@ -130,10 +131,45 @@ def covering(
     entries = int(row[0]) if row else 0
     if counted - seen.deletes_baseline > (seen.deletes_logged or 0) + entries:
         return None
-    return LogPrune(upto, entries)
+    return LogPrune(seen.log_position, upto, entries)
 
 
-def prune_logged(
+def prune_from_log(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    fingerprint: str | None,
+    logged: LogPrune,
+) -> int | None:
+    """In one transaction: move the model's position past the entries (compare and set: None if
+    a peer already has), prune their keys, and drop the entries every model has pruned."""
+    with conn.transaction():
+        moved = conn.execute(
+            """
+            UPDATE embedkeeper.sync_state SET table_fingerprint = %(fingerprint)s,
+                delete_log_position = %(upto)s, deletes_logged = deletes_logged + %(entries)s,
+                updated_at = now()
+            WHERE model = %(model)s AND source_signature = %(signature)s
+              AND delete_log_position = %(after)s
+            RETURNING 1
+            """,
+            {
+                "model": model,
+                "signature": source_signature(queries.source),
+                "fingerprint": fingerprint,
+                "after": logged.after,
+                "upto": logged.upto,
+                "entries": logged.entries,
+            },
+        ).fetchone()
+        if moved is None:
+            return None
+        pruned = _prune_keys(conn, queries, model, logged.after, logged.upto)
+        forget_pruned(conn, queries.source)
+    return pruned
+
+
+def _prune_keys(
     conn: psycopg.Connection[Any],
     queries: SourceQueries,
     model: str,

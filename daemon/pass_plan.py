@@ -64,6 +64,9 @@ class PassPlan:
     # The delete log's position read before the fingerprint, when the source is tracked: the
     # full prune records it as its baseline (daemon/delete_log.py).
     log_position: int | None = None
+    # Set when the log accounts for every delete: the background prune prunes these entries
+    # instead of reading every key.
+    from_log: delete_log.LogPrune | None = None
 
 
 def plan_pass(
@@ -87,6 +90,7 @@ def plan_pass(
         and seen.signature == sync_state.source_signature(source)
     )
     deleted = 0
+    from_log: delete_log.LogPrune | None = None
     prune_later = known and options.changes_only and fingerprint != seen.fingerprint
     if not (known and options.changes_only):
         deleted, seen = _prune(conn, queries, model, fingerprint, seen, log_at, deleted_only=False)
@@ -96,36 +100,21 @@ def plan_pass(
                 row = conn.execute(queries.prune_changed(), {"model": model, "since": since})
                 deleted += int(next(iter(row))[0])
         if log_at is not None and log_at != seen.log_position:
-            pruned = _prune_logged(conn, queries, model, fingerprint, seen, log_at)
-            if pruned is not None:  # the log accounts for every delete: no full prune
-                deleted, seen, prune_later = deleted + pruned[0], pruned[1], False
+            with mapped_errors("reading the delete log"):
+                from_log = delete_log.covering(conn, source, seen, fingerprint, log_at)
+            # The log accounts for every delete: the background prune reads it, not every key.
+            prune_later = prune_later or from_log is not None
     phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
     return PassPlan(
-        phases, seen, newest[0] if newest else None, deleted, prune_later, fingerprint, log_at
+        phases,
+        seen,
+        newest[0] if newest else None,
+        deleted,
+        prune_later,
+        fingerprint,
+        log_at,
+        from_log,
     )
-
-
-def _prune_logged(
-    conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
-    fingerprint: str | None,
-    seen: SyncState,
-    log_at: int,
-) -> tuple[int, SyncState] | None:
-    """Prune the keys the delete log recorded since this model's position, if the log accounts
-    for every delete since its last full prune; None if it does not."""
-    with mapped_errors("pruning logged deletes"), conn.transaction():
-        logged = delete_log.covering(conn, queries.source, seen, fingerprint, log_at)
-        if logged is None:
-            return None
-        assert seen.log_position is not None  # covering() checked it
-        pruned = delete_log.prune_logged(conn, queries, model, seen.log_position, log_at)
-        sync_state.record_log_prune(
-            conn, model, queries.source, fingerprint, log_at, logged.entries
-        )
-        delete_log.forget_pruned(conn, queries.source)
-        return pruned, sync_state.load(conn, model)
 
 
 def _prune(

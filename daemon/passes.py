@@ -147,7 +147,13 @@ def _start(
     plan = plan_pass(conn, queries, model.name, options)
     background = (
         BackgroundPrune(
-            url, config.connect_timeout_s, queries, model.name, plan.fingerprint, plan.log_position
+            url,
+            config.connect_timeout_s,
+            queries,
+            model.name,
+            plan.fingerprint,
+            plan.log_position,
+            plan.from_log,
         )
         if plan.prune_later
         else None

@@ -133,32 +133,6 @@ def save_fingerprint(
     )
 
 
-def record_log_prune(
-    conn: psycopg.Connection[Any],
-    model: str,
-    source: SourceConfig,
-    fingerprint: str | None,
-    upto: int,
-    entries: int,
-) -> None:
-    """After pruning the log's entries up to `upto`: they count as pruned deletes."""
-    conn.execute(
-        """
-        UPDATE embedkeeper.sync_state SET table_fingerprint = %(fingerprint)s,
-            delete_log_position = %(upto)s, deletes_logged = deletes_logged + %(entries)s,
-            updated_at = now()
-        WHERE model = %(model)s AND source_signature = %(signature)s
-        """,
-        {
-            "model": model,
-            "signature": source_signature(source),
-            "fingerprint": fingerprint,
-            "upto": upto,
-            "entries": entries,
-        },
-    )
-
-
 def advance_watermark(
     conn: psycopg.Connection[Any],
     model: str,

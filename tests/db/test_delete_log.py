@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import delete_log, passes
+from daemon import delete_log, passes, sync_state
 from daemon.background_prune import BackgroundPrune
 from daemon.db import connect
 from tests.conftest import one_pass, vectors
@@ -25,8 +25,10 @@ def full_prunes(monkeypatch):
     started: list[str] = []
 
     def recording(*args, **kwargs):
-        started.append(args[3])  # the model
-        return BackgroundPrune(*args, **kwargs)
+        prune = BackgroundPrune(*args, **kwargs)
+        if prune.from_log is None:
+            started.append(prune.model)
+        return prune
 
     monkeypatch.setattr(passes, "BackgroundPrune", recording)
     return started
@@ -160,3 +162,23 @@ def test_the_log_keeps_entries_until_every_active_model_has_pruned_them(conn, db
     one_pass(app, SCHEDULED)
     assert logged_entries(conn) == 0  # 'gone' has not moved for a week: it holds nothing back
     assert sorted(vectors(conn)) == [4]
+
+
+def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_app):
+    app = tracked_app(conn, db_url, make_app, 3)
+    source = app.config.source
+    conn.execute("DELETE FROM docs WHERE id = 1")
+    flush_stats(conn)
+    upto = delete_log.position(conn, source)
+    fingerprint = sync_state.table_fingerprint(conn, source)
+    logged = delete_log.covering(conn, source, sync_state.load(conn, "minilm"), fingerprint, upto)
+    assert logged is not None
+    assert logged.entries == 1
+
+    with connect(db_url) as one, connect(db_url) as other:
+        first = delete_log.prune_from_log(one, app.queries, "minilm", fingerprint, logged)
+        second = delete_log.prune_from_log(other, app.queries, "minilm", fingerprint, logged)
+
+    assert (first, second) == (1, None)
+    assert sync_state.load(conn, "minilm").deletes_logged == 1
+    assert sorted(vectors(conn)) == [2, 3]
