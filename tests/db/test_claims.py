@@ -31,6 +31,18 @@ def claim(conn, app, after=None, limit=10):
     ).claimed
 
 
+def store_on(session, app) -> PgStore:
+    return PgStore(
+        session,
+        app.queries,
+        model="minilm",
+        retry=app.config.retry,
+        stale_by="none",
+        ignore_retry_delay=False,
+        prefix_chars=100,
+    )
+
+
 def advisory_locks(conn) -> int:
     row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
     return row[0]
@@ -103,15 +115,7 @@ def test_a_stalled_workers_claims_expire_with_its_lease_and_its_late_write_lands
     insert_docs(conn, ["slow one", "slow two"])
     app = make_app(source_config(db_url))
     stalled = connect(db_url, lease_s=1.0)
-    store = PgStore(
-        stalled,
-        app.queries,
-        model="minilm",
-        retry=app.config.retry,
-        stale_by="none",
-        ignore_retry_delay=False,
-        prefix_chars=100,
-    )
+    store = store_on(stalled, app)
     held = store.claim(None, 10).documents
     assert [d.id for d in held] == [1, 2]
     pid = stalled.info.backend_pid
@@ -137,15 +141,7 @@ def test_a_claim_leaves_the_documents_of_a_batch_in_writing_to_it(conn, db_url, 
     insert_docs(conn, ["one", "two", "three"])
     app = make_app(source_config(db_url))
     with connect(db_url) as session:
-        store = PgStore(
-            session,
-            app.queries,
-            model="minilm",
-            retry=app.config.retry,
-            stale_by="none",
-            ignore_retry_delay=False,
-            prefix_chars=100,
-        )
+        store = store_on(session, app)
         in_writing = store.claim(None, 2).documents
         again = store.claim(None, 10)  # a sweep from the start before that batch is written
 

@@ -87,13 +87,14 @@ class KeySpace:
         pass
 
 
-def drained(store: KeySpace):
+def drained(store: KeySpace, *, write_behind: bool = False):
     return drain(
         store,
         ScriptedBackend(poison="poison"),
         claim_size=4,
         dimensions=384,
         stop=threading.Event(),
+        write_behind=write_behind,
     )
 
 
@@ -143,23 +144,12 @@ class WrittenElsewhere(KeySpace):
         self.released += [d.id for d in documents]
 
 
-def drained_behind(store: KeySpace):
-    return drain(
-        store,
-        ScriptedBackend(poison="poison"),
-        claim_size=4,
-        dimensions=384,
-        stop=threading.Event(),
-        write_behind=True,
-    )
-
-
 def test_writing_behind_ends_as_writing_in_line_does():
     behind, in_line = (
         WrittenElsewhere(10, poison_ids=frozenset({2})),
         KeySpace(10, poison_ids=frozenset({2})),
     )
-    a, b = drained_behind(behind), drained(in_line)
+    a, b = drained(behind, write_behind=True), drained(in_line)
     assert (a.ok, a.failed, a.batches, a.drained) == (b.ok, b.failed, b.batches, b.drained)
     assert (a.ok, a.failed) == (9, 2)
     assert (behind.sweeps, behind.pending.keys()) == (in_line.sweeps, in_line.pending.keys())
@@ -170,6 +160,6 @@ def test_writing_behind_ends_as_writing_in_line_does():
 def test_a_write_that_fails_behind_stops_the_pass_and_lets_the_next_batch_go():
     store = WrittenElsewhere(10, fail_at=1)
     with pytest.raises(RuntimeError, match="the write failed"):
-        drained_behind(store)
+        drained(store, write_behind=True)
     assert set(store.pending) == set(range(1, 11))  # nothing was written
     assert set(store.released) == {5, 6, 7, 8}  # the batch embedded while the first was written
