@@ -9,11 +9,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from daemon import delete_log, sync_state
 from daemon.backfill import backfill
 from daemon.coverage import measure
 from daemon.db import connect
 from daemon.errors import SourceNotFound
-from tests.conftest import insert_docs, source_config, vectors
+from tests.conftest import insert_docs, one_pass, source_config, vectors
+from tests.db.test_change_driven import BACKFILL, SCHEDULED, flush_stats
 from tests.fakes import ScriptedBackend
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -93,3 +95,26 @@ def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn,
     assert result.results["minilm"].stats.ok == 2  # the worker goes on without the index
     assert "index_not_restored model=minilm" in caplog.text
     assert records(conn) == [("embeddings_minilm_hnsw", "minilm")]
+
+
+def test_the_readme_grants_are_enough_to_prune_from_the_delete_log(worker_url, conn, make_app):
+    """The owner tracks deletes; the worker role's passes read and prune the log."""
+    conn.execute(
+        "ALTER TABLE public.documents"
+        " ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now() - interval '1 day'"
+    )
+    conn.execute(
+        "INSERT INTO public.documents (id, body) SELECT g, 'doc ' || g FROM generate_series(1, 4) g"
+    )
+    config = source_config(worker_url, table="public.documents", updated_at_column="updated_at")
+    app = make_app(config, ScriptedBackend())
+    delete_log.track(conn, config.source)
+    one_pass(app, BACKFILL)
+    conn.execute("DELETE FROM public.documents WHERE id = 2")
+    flush_stats(conn)
+
+    result = one_pass(app, SCHEDULED)
+
+    assert result.deleted == 1
+    assert sorted(vectors(conn)) == [1, 3, 4]
+    assert sync_state.load(conn, "minilm").deletes_logged == 1
