@@ -197,7 +197,10 @@ def drain(
     A sweep that claimed documents is followed by another, for what it left: documents that
     failed (a backfill retries them at once), that a peer held, or that changed while they were
     embedded. A sweep with none of those ends the pass: what changed behind its cursor is the
-    next pass's work, as it would be had it changed a moment after the pass."""
+    next pass's work, as it would be had it changed a moment after the pass.
+
+    With `write_behind`, each batch is written while the next is claimed and embedded (see
+    BatchWriter); the store must then take writes from another thread (PgStore does)."""
     stats = RunStats()
     writer = BatchWriter(store, stats, on_batch, behind=write_behind)
     try:
