@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from daemon.config import SourceConfig
-from daemon.queries import SourceQueries
+from daemon.queries import SourceQueries, table_identifier
 from daemon.sync_state import SyncState, deleted_count, same_file, source_signature
 
 TRIGGER = "embedkeeper_log_deletes"
@@ -36,14 +36,6 @@ def log_name(source: SourceConfig) -> str:
     return f"{source.schema}.{source.table}" if source.schema else source.table
 
 
-def _table(source: SourceConfig) -> sql.Composable:
-    return (
-        sql.Identifier(source.schema, source.table)
-        if source.schema
-        else sql.Identifier(source.table)
-    )
-
-
 def track(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
     conn.execute(
         sql.SQL(
@@ -52,7 +44,7 @@ def track(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
             " EXECUTE FUNCTION embedkeeper.log_deleted_documents({name}, {key})"
         ).format(
             trigger=sql.Identifier(TRIGGER),
-            table=_table(source),
+            table=table_identifier(source),
             name=sql.Literal(log_name(source)),
             key=sql.Literal(source.id_column),
         )
@@ -63,7 +55,7 @@ def untrack(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
     with conn.transaction():
         conn.execute(
             sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(
-                trigger=sql.Identifier(TRIGGER), table=_table(source)
+                trigger=sql.Identifier(TRIGGER), table=table_identifier(source)
             )
         )
         conn.execute(
@@ -80,7 +72,7 @@ def is_tracking(conn: psycopg.Connection[Any], source: SourceConfig) -> bool:
             SELECT 1 FROM pg_trigger
             WHERE tgrelid = to_regclass(%s) AND tgname = %s AND tgenabled IN ('O', 'A'))
         """,
-        (sql.SQL("{}").format(_table(source)).as_string(conn), TRIGGER),
+        (table_identifier(source).as_string(conn), TRIGGER),
     ).fetchone()
     return bool(row and row[0])
 

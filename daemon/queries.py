@@ -30,6 +30,13 @@ def _trusted(fragment: str) -> sql.Composable:
     return sql.SQL(fragment.replace("%", "%%"))
 
 
+def table_identifier(source: SourceConfig) -> sql.Composable:
+    """The source table's name, quoted (schema-qualified when the config gives a schema)."""
+    if source.schema:
+        return sql.Identifier(source.schema, source.table)
+    return sql.Identifier(source.table)
+
+
 F = sql.SQL("embedkeeper.failures")
 TRUE = sql.SQL("TRUE")
 
@@ -44,8 +51,7 @@ class SourceQueries:
 
     @property
     def table(self) -> sql.Composable:
-        s = self.source
-        return sql.Identifier(s.schema, s.table) if s.schema else sql.Identifier(s.table)
+        return table_identifier(self.source)
 
     @property
     def id(self) -> sql.Composable:
