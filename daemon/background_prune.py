@@ -18,10 +18,10 @@ import threading
 
 from daemon import sync_state
 from daemon.db import connect, mapped_errors
-from daemon.delete_log import LogPrune, prune_from_log
+from daemon.delete_log import prune_from_log
 from daemon.errors import EmbedkeeperError
 from daemon.logs import event
-from daemon.pass_plan import prune
+from daemon.pass_plan import PassPlan, prune
 from daemon.queries import SourceQueries
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,11 @@ class BackgroundPrune:
         timeout_s: float,
         queries: SourceQueries,
         model: str,
-        fingerprint: str | None,
-        log_position: int | None = None,
-        from_log: LogPrune | None = None,
+        plan: PassPlan,
     ) -> None:
         self.url, self.timeout_s = url, timeout_s
-        self.queries, self.model, self.fingerprint = queries, model, fingerprint
-        self.log_position, self.from_log = log_position, from_log
+        self.queries, self.model, self.fingerprint = queries, model, plan.fingerprint
+        self.log_position, self.from_log = plan.log_position, plan.from_log
         self.deleted = 0
         self.saved = False
         self.thread = threading.Thread(

@@ -64,27 +64,32 @@ def untrack(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
         )
 
 
+def position(conn: psycopg.Connection[Any], source: SourceConfig) -> int | None:
+    """The newest entry for the source (0: none), or None if deletes are not logged: the trigger
+    is missing or does not fire in ordinary sessions (it must be enabled, or enabled always).
+    Read before the table's fingerprint, so that every entry up to it is also in the counter
+    the fingerprint holds."""
+    row = conn.execute(
+        sql.SQL(
+            """
+            SELECT CASE WHEN EXISTS (
+                SELECT 1 FROM pg_trigger
+                WHERE tgrelid = to_regclass(%(table)s) AND tgname = %(trigger)s
+                  AND tgenabled IN ('O', 'A'))
+            THEN (SELECT coalesce(max(id), 0) FROM {log} WHERE source_table = %(name)s) END
+            """
+        ).format(log=LOG),
+        {
+            "table": table_identifier(source).as_string(conn),
+            "trigger": TRIGGER,
+            "name": log_name(source),
+        },
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def is_tracking(conn: psycopg.Connection[Any], source: SourceConfig) -> bool:
-    """The trigger exists and fires in ordinary sessions (enabled, or enabled always)."""
-    row = conn.execute(
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM pg_trigger
-            WHERE tgrelid = to_regclass(%s) AND tgname = %s AND tgenabled IN ('O', 'A'))
-        """,
-        (table_identifier(source).as_string(conn), TRIGGER),
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def position(conn: psycopg.Connection[Any], source: SourceConfig) -> int:
-    """The newest entry for the source (0: none): read before the table's fingerprint, so that
-    every entry up to it is also in the counter the fingerprint holds."""
-    row = conn.execute(
-        sql.SQL("SELECT coalesce(max(id), 0) FROM {log} WHERE source_table = %s").format(log=LOG),
-        (log_name(source),),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return position(conn, source) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,48 +161,18 @@ def prune_from_log(
         ).fetchone()
         if moved is None:
             return None
-        pruned = _prune_keys(conn, queries, model, logged.after, logged.upto)
+        row = conn.execute(
+            queries.prune_logged(),
+            {
+                "name": log_name(queries.source),
+                "after": logged.after,
+                "upto": logged.upto,
+                "model": model,
+            },
+        ).fetchone()
+        pruned = int(row[0]) if row else 0
         forget_pruned(conn, queries.source)
     return pruned
-
-
-def _prune_keys(
-    conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
-    after: int,
-    upto: int,
-) -> int:
-    """Delete the vectors and failures of the logged keys that are no longer in the source (a
-    key may have been deleted and inserted again); returns the vectors deleted."""
-    row = conn.execute(
-        sql.SQL(
-            """
-            WITH logged AS (
-                SELECT DISTINCT l.document_id::{id_type} AS id FROM {log} AS l
-                WHERE l.source_table = %(name)s AND l.id > %(after)s AND l.id <= %(upto)s
-            ), gone AS (
-                SELECT g.id FROM logged AS g
-                WHERE NOT EXISTS (SELECT 1 FROM {table} AS s WHERE {key} = g.id)
-            ), gone_vectors AS (
-                DELETE FROM embedkeeper.embeddings AS e
-                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
-                RETURNING 1
-            ), gone_failures AS (
-                DELETE FROM embedkeeper.failures AS f
-                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
-            )
-            SELECT count(*) FROM gone_vectors
-            """
-        ).format(
-            id_type=sql.SQL(queries.id_type),
-            log=LOG,
-            table=queries.table,
-            key=queries.id,
-        ),
-        {"name": log_name(queries.source), "after": after, "upto": upto, "model": model},
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def forget_pruned(conn: psycopg.Connection[Any], source: SourceConfig) -> None:

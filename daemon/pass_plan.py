@@ -81,7 +81,7 @@ def plan_pass(
             conn.execute(queries.newest_update()).fetchone() if source.updated_at_column else None
         )
         # The log's position first: every entry up to it is then in the counter read after it.
-        log_at = delete_log.position(conn, source) if delete_log.is_tracking(conn, source) else None
+        log_at = delete_log.position(conn, source)
         fingerprint = sync_state.table_fingerprint(conn, source)
     since = seen.since(source) if options.changes_only else None
     known = (

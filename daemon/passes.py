@@ -146,15 +146,7 @@ def _start(
     set_log_fields(run=run_id)
     plan = plan_pass(conn, queries, model.name, options)
     background = (
-        BackgroundPrune(
-            url,
-            config.connect_timeout_s,
-            queries,
-            model.name,
-            plan.fingerprint,
-            plan.log_position,
-            plan.from_log,
-        )
+        BackgroundPrune(url, config.connect_timeout_s, queries, model.name, plan)
         if plan.prune_later
         else None
     )

@@ -397,12 +397,41 @@ class SourceQueries:
         """Vectors and failures of documents changed since `since` that are now blank or out
         of the `where` filter: what a scheduled pass prunes when nothing was deleted. One walk
         of the updated_at index, reading each changed row once."""
+        return self._delete_gone(
+            sql.SQL(
+                "SELECT {id} AS id FROM {unfiltered} AS s"
+                " WHERE {updated_at} > %(since)s AND NOT ({in_scope} AND NOT {blank})"
+            ).format(
+                id=self.id,
+                unfiltered=self.unfiltered,
+                updated_at=self.updated_at,
+                in_scope=(
+                    sql.SQL("coalesce(({}), FALSE)").format(_trusted(self.source.where))
+                    if self.source.where
+                    else TRUE
+                ),
+                blank=self.blank,
+            )
+        )
+
+    def prune_logged(self) -> sql.Composed:
+        """Vectors and failures of the keys the delete log recorded after `after` up to `upto`
+        that are no longer in the source (a key deleted and inserted again keeps its vector)."""
+        return self._delete_gone(
+            sql.SQL(
+                "SELECT l.id FROM (SELECT DISTINCT document_id::{id_type} AS id"
+                " FROM embedkeeper.deleted_documents WHERE source_table = %(name)s"
+                " AND id > %(after)s AND id <= %(upto)s) AS l"
+                " WHERE NOT EXISTS (SELECT 1 FROM {raw} AS s WHERE {id} = l.id)"
+            ).format(id_type=sql.SQL(self.id_type), raw=self.table, id=self.id)
+        )
+
+    def _delete_gone(self, gone: sql.Composable) -> sql.Composed:
+        """Delete the model's vectors and failures of the ids `gone` selects (as `id`), by key;
+        returns the vectors deleted."""
         return self._fmt(
             """
-            WITH gone AS (
-                SELECT {id} AS id FROM {unfiltered} AS s
-                WHERE {updated_at} > %(since)s AND NOT ({in_scope} AND NOT {blank})
-            ), gone_vectors AS (
+            WITH gone AS ({gone}), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
                 WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
                 RETURNING 1
@@ -412,12 +441,7 @@ class SourceQueries:
             )
             SELECT count(*) FROM gone_vectors
             """,
-            unfiltered=self.unfiltered,
-            in_scope=(
-                sql.SQL("coalesce(({}), FALSE)").format(_trusted(self.source.where))
-                if self.source.where
-                else TRUE
-            ),
+            gone=gone,
         )
 
     def coverage(self) -> sql.Composed:

@@ -170,6 +170,7 @@ def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_ap
     conn.execute("DELETE FROM docs WHERE id = 1")
     flush_stats(conn)
     upto = delete_log.position(conn, source)
+    assert upto is not None  # tracked
     fingerprint = sync_state.table_fingerprint(conn, source)
     logged = delete_log.covering(conn, source, sync_state.load(conn, "minilm"), fingerprint, upto)
     assert logged is not None
