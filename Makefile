@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: lint test
 
@@ -40,4 +41,4 @@ bench: $(STAMP) $(LC_STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(LC_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LC_VENV) .pytest_cache .mypy_cache .ruff_cache daemon/*.egg-info build dist

@@ -1,12 +1,12 @@
 """Alembic environment: run by `embedkeeper migrate`, which passes an open connection and the
-document_id type in config.attributes (see daemon/migrate.py)."""
+document_id type in config.attributes (see commands/migrate.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
 from alembic import context
-from models import SCHEMA, metadata
+from embedkeeper.models import SCHEMA, metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -64,8 +64,8 @@ def bench_database(
     config_text: str, fill: Callable[[psycopg.Connection[Any]], None]
 ) -> Iterator[BenchDatabase]:
     """`fill` loads public.docs (id bigint, body text) into the template before it is migrated."""
-    from daemon.config import SourceConfig
-    from daemon.migrate import migrate
+    from embedkeeper.commands.migrate import migrate
+    from embedkeeper.config import SourceConfig
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

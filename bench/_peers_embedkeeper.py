@@ -19,10 +19,10 @@ from typing import Any
 
 
 def main(spec: dict[str, Any]) -> dict[str, Any]:
-    from daemon.backfill import backfill
-    from daemon.config import load_config
-    from daemon.logs import setup_logging
-    from daemon.startup import open_app
+    from embedkeeper.app import open_app
+    from embedkeeper.commands.backfill import backfill
+    from embedkeeper.config import load_config
+    from embedkeeper.logs import setup_logging
 
     start = time.perf_counter()
     setup_logging("WARNING", "text")
@@ -52,7 +52,7 @@ def _tick(app: Any) -> dict[str, Any]:
     """`run --once`: one tick of the daemon, a scheduled (change-driven) pass per model."""
     import threading
 
-    from daemon.worker import Worker
+    from embedkeeper.service.worker import Worker
 
     worker = Worker(app, threading.Event())
     start = time.perf_counter()

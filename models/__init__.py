@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.tables import (
+from .tables import (
     DOCUMENT_ID_TYPES,
     SCHEMA,
     deferred_indexes,

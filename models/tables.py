@@ -128,7 +128,7 @@ sync_state = Table(
     Column("table_fingerprint", Text, nullable=True),
     Column("swept_at", DateTime(timezone=True), nullable=True),  # the last content-hash sweep
     now_column("updated_at"),
-    # With the delete log (daemon/delete_log.py): the last log entry this model has pruned, the
+    # With the delete log (store/delete_log.py): the last log entry this model has pruned, the
     # source's deleted-row counter at its last full prune, and the entries pruned since then.
     Column("delete_log_position", BigInteger, nullable=True),
     Column("deletes_baseline", BigInteger, nullable=True),
@@ -149,7 +149,7 @@ deleted_documents = Table(
 
 # A model's vector index that `backfill --defer-index` dropped and has not rebuilt yet: its
 # pg_get_indexdef, written in the transaction that drops it and deleted in the one that rebuilds
-# it, so at every commit either the index or this row exists (daemon/vector_index.py).
+# it, so at every commit either the index or this row exists (store/vector_index.py).
 deferred_indexes = Table(
     "deferred_indexes",
     metadata,

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from daemon.config import Config, ModelConfig, parse_config
-from daemon.db import connect
-from daemon.documents import Document, Embedded
-from daemon.migrate import migrate
-from daemon.startup import App, open_app
+from embedkeeper.app import App, open_app
+from embedkeeper.commands.migrate import migrate
+from embedkeeper.config import Config, ModelConfig, parse_config
+from embedkeeper.records import Document, Embedded
+from embedkeeper.store.db import connect
 
 TEMPLATE = "ek_template"
 BARE_TEMPLATE = "ek_bare"
@@ -174,7 +174,7 @@ class SharedBackend:
 
 @pytest.fixture(scope="session")
 def minilm() -> Any:
-    from daemon.backends.local import SentenceTransformerBackend
+    from embedkeeper.backends.local import SentenceTransformerBackend
 
     return SentenceTransformerBackend(ModelConfig(name="minilm", device="cpu", batch_size=16))
 
@@ -203,8 +203,8 @@ def one_pass(app: App, options: Any = None, backend: Any = None) -> Any:
     """One pass of the app's first model (a backfill-style hash sweep unless `options` says)."""
     import threading
 
-    from daemon.pass_plan import PassOptions
-    from daemon.passes import run_pass
+    from embedkeeper.sync.passes import run_pass
+    from embedkeeper.sync.plan import PassOptions
 
     model = app.config.models[0]
     return run_pass(

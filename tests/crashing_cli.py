@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import daemon.startup
-import daemon.store
-from daemon.config import ModelConfig, RetryConfig
-from daemon.documents import Document, Embedded
+import embedkeeper.app
+import embedkeeper.store.pg_store
+from embedkeeper.config import ModelConfig, RetryConfig
+from embedkeeper.records import Document, Embedded
 from tests.fakes import ScriptedBackend
 
 MARKER = "KILLER"
@@ -35,7 +35,7 @@ def make_crashing_backend(model: ModelConfig, retry: RetryConfig | None = None) 
 
 
 def crash_after(method: str) -> None:
-    original = getattr(daemon.store.PgStore, method)
+    original = getattr(embedkeeper.store.pg_store.PgStore, method)
 
     def wrapper(self: Any, *args: Any) -> Any:
         result = original(self, *args)
@@ -43,15 +43,15 @@ def crash_after(method: str) -> None:
             os._exit(137)
         return result
 
-    setattr(daemon.store.PgStore, method, wrapper)
+    setattr(embedkeeper.store.pg_store.PgStore, method, wrapper)
 
 
 if __name__ == "__main__":
-    setattr(daemon.startup, "make_backend", make_crashing_backend)  # noqa: B010
+    setattr(embedkeeper.app, "make_backend", make_crashing_backend)  # noqa: B010
     if CRASH_AT == "after_claim":
         crash_after("claim")
     elif CRASH_AT == "after_write":
         crash_after("save")
-    from daemon.cli import main
+    from embedkeeper.cli import main
 
     sys.exit(main())

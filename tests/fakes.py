@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from daemon.documents import Document, DocumentId, Embedded
-from daemon.errors import BackendUnavailable, InputRejected
+from embedkeeper.errors import BackendUnavailable, InputRejected
+from embedkeeper.records import Document, DocumentId, Embedded
 
 
 def unit_vector(text: str, dimensions: int = 384) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from alembic import context, op
-from models.tables import (
+from embedkeeper.models.tables import (
     DOCUMENT_ID_TYPES,
     SCHEMA,
     embeddings_table,

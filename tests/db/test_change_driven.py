@@ -3,10 +3,10 @@ prune that runs only when the table saw deletes, and the sweep that is the net u
 
 from __future__ import annotations
 
-from daemon import sync_state
-from daemon.claims import lock_space
-from daemon.db import connect
-from daemon.pass_plan import PassOptions
+from embedkeeper.store import sync_state
+from embedkeeper.store.claims import lock_space
+from embedkeeper.store.db import connect
+from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
 
@@ -182,7 +182,7 @@ def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url,
 
 
 def test_a_missing_index_on_updated_at_is_a_warning_that_names_the_fix(conn, caplog):
-    from daemon.preflight import inspect_source
+    from embedkeeper.store.preflight import inspect_source
 
     source = source_config(updated_at_column="updated_at").source
     inspect_source(conn, source)
@@ -197,8 +197,8 @@ def test_a_missing_index_on_updated_at_is_a_warning_that_names_the_fix(conn, cap
 
 
 def test_a_failed_background_prune_loses_nothing(conn, db_url, make_app, monkeypatch, caplog):
-    import daemon.background_prune
-    from daemon.errors import DatabaseError
+    import embedkeeper.sync.background_prune
+    from embedkeeper.errors import DatabaseError
 
     old_docs(conn, 3)
     app = app_on_updated_at(make_app, db_url, ScriptedBackend())
@@ -209,7 +209,7 @@ def test_a_failed_background_prune_loses_nothing(conn, db_url, make_app, monkeyp
     def broken(*args, **kwargs):
         raise DatabaseError("database error while pruning: injected")
 
-    monkeypatch.setattr(daemon.background_prune, "prune", broken)
+    monkeypatch.setattr(embedkeeper.sync.background_prune, "prune", broken)
     failed = one_pass(app, SCHEDULED)
     assert failed.deleted == 0
     assert sorted(vectors(conn)) == [1, 2, 3]

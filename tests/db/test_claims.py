@@ -8,12 +8,12 @@ from collections import Counter
 
 import pytest
 
-from daemon.claims import claim_batch
-from daemon.db import connect
-from daemon.documents import Embedded
-from daemon.errors import DatabaseUnavailable
-from daemon.pass_plan import PassOptions
-from daemon.store import PgStore
+from embedkeeper.errors import DatabaseUnavailable
+from embedkeeper.records import Embedded
+from embedkeeper.store.claims import claim_batch
+from embedkeeper.store.db import connect
+from embedkeeper.store.pg_store import PgStore
+from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
 

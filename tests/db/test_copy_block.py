@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from psycopg import sql
 
-from daemon.copy_block import copy_block
-from daemon.documents import Document, Embedded
+from embedkeeper.records import Document, Embedded
+from embedkeeper.store.copy_block import copy_block
 from tests.fakes import unit_vector
 
 COLUMNS = "document_id, embedding, content_hash, source_updated_at, token_count, truncated"

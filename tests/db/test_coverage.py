@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.backfill import backfill
-from daemon.coverage import format_table, measure
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.store.coverage import format_table, measure
 from tests.conftest import insert_docs, source_config
 from tests.fakes import ScriptedBackend
 
@@ -41,6 +41,6 @@ def test_an_empty_source_is_fully_covered(db_url, make_app):
 
 
 def app_conn(app):
-    from daemon.db import connect
+    from embedkeeper.store.db import connect
 
     return connect(app.url)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import delete_log, passes, sync_state
-from daemon.background_prune import BackgroundPrune
-from daemon.db import connect
+from embedkeeper.store import delete_log, sync_state
+from embedkeeper.store.db import connect
+from embedkeeper.sync import passes
+from embedkeeper.sync.background_prune import BackgroundPrune
 from tests.conftest import one_pass, vectors
 from tests.db.test_change_driven import (
     BACKFILL,

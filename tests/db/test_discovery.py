@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.coverage import measure
-from daemon.pass_plan import PassOptions
+from embedkeeper.store.coverage import measure
+from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 
 REGULAR = PassOptions("schedule", "updated_at", ignore_retry_delay=False)
@@ -221,7 +221,7 @@ def test_text_decoded_from_bytea_by_a_text_expression(conn, db_url, make_app, mi
 
 
 def test_a_text_expression_that_does_not_produce_text_is_refused(conn, db_url, make_app):
-    from daemon.errors import SourceNotFound
+    from embedkeeper.errors import SourceNotFound
 
     conn.execute("CREATE TABLE blobs (id bigint PRIMARY KEY, body_bytes bytea)")
     config = source_config(db_url, table="blobs", text_column=None, text_expression="body_bytes")

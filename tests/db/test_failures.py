@@ -7,13 +7,13 @@ import threading
 import numpy as np
 import pytest
 
-from daemon.backfill import backfill
-from daemon.coverage import measure
-from daemon.db import connect
-from daemon.errors import BackendUnavailable
-from daemon.failures import ignore_failures, list_failures, retry_failures
-from daemon.pass_plan import PassOptions
-from daemon.passes import run_pass
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.errors import BackendUnavailable
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.db import connect
+from embedkeeper.store.failures import ignore_failures, list_failures, retry_failures
+from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 
@@ -173,7 +173,7 @@ def test_a_document_edited_while_embedding_gets_no_stale_vector(conn, db_url, ma
 
 
 def test_ids_of_the_wrong_type_are_a_usage_error(conn):
-    from daemon.errors import UsageError
+    from embedkeeper.errors import UsageError
 
     with pytest.raises(UsageError, match=r"source key's type \(bigint\)") as error:
         retry_failures(conn, "bigint", None, ["abc"])

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daemon.backfill import backfill
-from daemon.config import Config, parse_config
-from daemon.errors import BackendError, BackendUnavailable, ConfigError, DimensionMismatch
-from daemon.startup import open_app
+from embedkeeper.app import open_app
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.config import Config, parse_config
+from embedkeeper.errors import BackendError, BackendUnavailable, ConfigError, DimensionMismatch
 from tests.conftest import insert_docs, vectors
 from tests.standin import StandIn
 

@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from daemon.backfill import backfill
-from daemon.pass_plan import PassOptions
-from daemon.passes import run_pass
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from daemon import delete_log, sync_state
-from daemon.backfill import backfill
-from daemon.coverage import measure
-from daemon.db import connect
-from daemon.errors import SourceNotFound
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.errors import SourceNotFound
+from embedkeeper.store import delete_log, sync_state
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.db import connect
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.db.test_change_driven import BACKFILL, SCHEDULED, flush_stats
 from tests.fakes import ScriptedBackend
@@ -75,8 +75,13 @@ def test_a_role_that_cannot_read_the_source_gets_a_clear_error(worker_url, conn,
 
 
 def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn, make_app, caplog):
-    from daemon.errors import NotIndexOwner
-    from daemon.vector_index import BuildSettings, HnswParams, _record_and_drop, create_index
+    from embedkeeper.errors import NotIndexOwner
+    from embedkeeper.store.vector_index import (
+        BuildSettings,
+        HnswParams,
+        _record_and_drop,
+        create_index,
+    )
     from tests.db.test_vector_index import MINILM, records
 
     insert_docs(conn, ["one", "two"], start=1)

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from daemon.backfill import backfill
-from daemon.db import connect
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.store.db import connect
 from tests.conftest import database_name, insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 from tests.invariants import check_invariants

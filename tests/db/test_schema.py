@@ -11,12 +11,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from daemon.config import ModelConfig
-from daemon.coverage import measure
-from daemon.errors import DimensionMismatch, SchemaMissing, SourceNotFound
-from daemon.migrate import ALEMBIC_DIR, migrate
-from daemon.preflight import HEAD_REVISION
-from models import metadata
+from embedkeeper.commands.migrate import migrate, migrations_dir
+from embedkeeper.config import ModelConfig
+from embedkeeper.errors import DimensionMismatch, SchemaMissing, SourceNotFound
+from embedkeeper.models import metadata
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.preflight import HEAD_REVISION
 from tests.conftest import one_pass, source_config
 from tests.fakes import ScriptedBackend
 
@@ -25,7 +25,7 @@ def test_head_revision_constant_is_alembics_head():
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
 
 
@@ -137,8 +137,8 @@ def test_stored_vectors_pin_a_model_names_dimensions(conn, db_url, make_app):
 
 
 def test_max_tokens_beyond_the_models_window_is_refused():
-    from daemon.backends.local import SentenceTransformerBackend
-    from daemon.errors import ModelError
+    from embedkeeper.backends.local import SentenceTransformerBackend
+    from embedkeeper.errors import ModelError
 
     with pytest.raises(ModelError, match="exceeds the model's window"):
         SentenceTransformerBackend(ModelConfig(name="m", device="cpu", max_tokens=100_000))

@@ -8,12 +8,12 @@ import time
 import psycopg
 import pytest
 
-from daemon.backfill import backfill
-from daemon.config import ModelConfig
-from daemon.coverage import measure
-from daemon.db import connect
-from daemon.errors import DatabaseError, EmbedkeeperError, UsageError
-from daemon.vector_index import (
+from embedkeeper.commands.backfill import backfill
+from embedkeeper.config import ModelConfig
+from embedkeeper.errors import DatabaseError, EmbedkeeperError, UsageError
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.db import connect
+from embedkeeper.store.vector_index import (
     BuildSettings,
     HnswParams,
     _record_and_drop,
@@ -156,7 +156,7 @@ def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral
 def test_two_deferring_backfills_leave_the_rebuild_to_the_last_one_out(conn, db_url, make_app):
     embedded_app(conn, db_url, make_app)
     create_index(conn, MINILM, HnswParams(), SMALL)
-    from daemon.vector_index import indexes_deferred
+    from embedkeeper.store.vector_index import indexes_deferred
 
     with indexes_deferred(db_url, "minilm", SMALL) as first:
         with indexes_deferred(db_url, "minilm", SMALL) as second:
@@ -232,7 +232,7 @@ def test_stop_is_honoured_and_the_index_still_comes_back(conn, db_url, make_app)
 
 
 def test_the_daemon_rebuilds_an_index_a_dead_backfill_left_dropped(conn, db_url, make_app):
-    from daemon.worker import Worker
+    from embedkeeper.service.worker import Worker
 
     app = embedded_app(conn, db_url, make_app)
     create_index(conn, MINILM, HnswParams(), SMALL)

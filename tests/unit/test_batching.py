@@ -7,9 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from daemon.batching import clean_message, halves, vector_problem
-from daemon.logs import mask_secrets, mask_url
-from daemon.retry import transient_delay_s
+from embedkeeper.logs import mask_secrets, mask_url
+from embedkeeper.records import clean_message
+from embedkeeper.retry import transient_delay_s
+from embedkeeper.sync.batching import halves, vector_problem
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.backends.breaker import CircuitBreaker
+from embedkeeper.backends.breaker import CircuitBreaker
 
 
 class Clock:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import DEMO_SOURCE, load_config, parse_config
-from daemon.config_values import parse_duration, split_qualified_name
-from daemon.errors import ConfigError
+from embedkeeper.config import DEMO_SOURCE, load_config, parse_config
+from embedkeeper.config.values import parse_duration, split_qualified_name
+from embedkeeper.errors import ConfigError
 
 FILE = Path("embedkeeper.toml")
 SOURCE = {"table": "docs"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from daemon.db import mapped_errors
-from daemon.errors import DatabaseError, DatabaseUnavailable
+from embedkeeper.errors import DatabaseError, DatabaseUnavailable
+from embedkeeper.store.db import mapped_errors
 
 
 def test_a_full_lock_table_is_fatal_and_names_the_fix():

@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pytest
 
-from daemon.backends import local
-from daemon.config import ModelConfig
-from daemon.documents import Document
-from daemon.errors import BackendUnavailable, ModelError
+from embedkeeper.backends import local
+from embedkeeper.config import ModelConfig
+from embedkeeper.errors import BackendUnavailable, ModelError
+from embedkeeper.records import Document
 
 
 def doc(text: str, cut: bool = False) -> Document:

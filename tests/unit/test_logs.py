@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from daemon.logs import event, setup_logging
+from embedkeeper.logs import event, setup_logging
 
 SENTINEL = "S3ntinelPassw0rd"
 
@@ -54,7 +54,7 @@ def test_under_journald_lines_start_with_a_priority(capsys, monkeypatch, restore
 def test_lines_carry_the_run_and_batch_ids(capsys, monkeypatch, restore_logging):
     import contextvars
 
-    from daemon.logs import set_log_fields
+    from embedkeeper.logs import set_log_fields
 
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     setup_logging("INFO", "text")

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from daemon.documents import Document
-from daemon.pipeline import Claimed, drain, embed_claimed, isolate_suspects
+from embedkeeper.records import Claimed, Document
+from embedkeeper.sync.pipeline import drain, embed_claimed, isolate_suspects
 from tests.fakes import ScriptedBackend
 
 

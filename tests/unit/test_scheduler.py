@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from daemon.config import ScheduleConfig
-from daemon.scheduler import build_scheduler
+from embedkeeper.config import ScheduleConfig
+from embedkeeper.service.scheduler import build_scheduler
 
 
 def test_the_pass_job_never_overlaps_and_starts_at_once():

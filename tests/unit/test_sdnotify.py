@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from daemon.sdnotify import notify, watchdog_interval_s
+from embedkeeper.service.sdnotify import notify, watchdog_interval_s
 
 
 def test_notify_sends_one_datagram(tmp_path, monkeypatch):

@@ -1,0 +1,3 @@
+"""The commands behind `embedkeeper <command>`, apart from `run` (the service)."""
+
+from __future__ import annotations

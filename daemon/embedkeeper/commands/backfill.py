@@ -1,0 +1,122 @@
+"""`embedkeeper backfill`: one shot until nothing is pending, with progress and a summary.
+
+A backfill always runs the content-hash sweep (it finds edits that moved no updated_at) and
+retries failing documents at once, so it ends with every document embedded, skipped or in review.
+A model is loaded only if its model has work to do, so a backfill with nothing to do is quick.
+
+With `defer_index`, a model with work to do has its vector indexes dropped for the pass and
+rebuilt in bulk after it (store/vector_index.py); without it, indexes that a deferring backfill
+left dropped when it died are rebuilt before the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from embedkeeper.app import App
+from embedkeeper.commands.progress import Progress
+from embedkeeper.config import ModelConfig
+from embedkeeper.logs import event
+from embedkeeper.store.coverage import Coverage, measure
+from embedkeeper.store.db import connect
+from embedkeeper.store.vector_index import (
+    BuildSettings,
+    indexes_deferred,
+    note_live_index,
+    restore_quietly,
+)
+from embedkeeper.sync.passes import PassResult, run_pass
+from embedkeeper.sync.plan import PassOptions, prune
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_IN_REVIEW = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    results: dict[str, PassResult]
+    coverage: list[Coverage]
+    interrupted: bool
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_IN_REVIEW if any(c.failed for c in self.coverage) else EXIT_OK
+
+
+def coverage_of(app: App, models: Sequence[ModelConfig]) -> list[Coverage]:
+    with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
+        return [measure(conn, app.queries, m.name) for m in models]
+
+
+def backfill(
+    app: App,
+    models: Sequence[ModelConfig],
+    *,
+    limit: int | None = None,
+    trigger: str = "backfill",
+    stop: threading.Event | None = None,
+    defer_index: bool = False,
+    index_settings: BuildSettings | None = None,
+) -> BackfillResult:
+    stop = stop or threading.Event()
+    results: dict[str, PassResult] = {}
+    before = {c.model: c for c in coverage_of(app, models)}
+    for model in models:
+        if stop.is_set():
+            break
+        todo = before[model.name].pending
+        with _index_guard(app, model.name, todo, defer_index, index_settings):
+            outcome = _backfill_model(app, model, todo, limit, trigger, stop)
+        if outcome is not None:
+            results[model.name] = outcome
+    return BackfillResult(results, coverage_of(app, models), stop.is_set())
+
+
+def _index_guard(
+    app: App, model: str, todo: int, defer: bool, settings: BuildSettings | None
+) -> AbstractContextManager[object]:
+    """Drop and rebuild the model's vector indexes around a pass with work to do; otherwise
+    rebuild what a dead deferring backfill left recorded."""
+    timeout_s = app.config.connect_timeout_s
+    if defer and todo:
+        return indexes_deferred(app.url, model, settings or BuildSettings(), timeout_s=timeout_s)
+    with connect(app.url, timeout_s=timeout_s) as conn:
+        restore_quietly(conn, model, settings)
+        note_live_index(conn, model, todo)
+    return nullcontext()
+
+
+def _backfill_model(
+    app: App,
+    model: ModelConfig,
+    todo: int,
+    limit: int | None,
+    trigger: str,
+    stop: threading.Event,
+) -> PassResult | None:
+    if todo == 0:
+        with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
+            deleted = prune(conn, app.queries, model.name)
+        event(log, logging.INFO, "nothing_to_do", model=model.name, deleted=deleted)
+        return None
+    backend = app.backend(model)
+    progress = Progress(model.name, todo if limit is None else min(todo, limit))
+    try:
+        return run_pass(
+            app.url,
+            app.config,
+            app.queries,
+            model,
+            backend,
+            PassOptions(trigger, "hash", ignore_retry_delay=True, limit=limit),
+            stop,
+            on_batch=progress,
+        )
+    finally:
+        progress.close()

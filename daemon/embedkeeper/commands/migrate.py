@@ -1,0 +1,77 @@
+"""`embedkeeper migrate`: alembic upgrade head on embedkeeper's own schema.
+
+The first migration gives embeddings.document_id the type of the source's key, read off the
+source table, so the discovery anti-join compares like with like and uses the index.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+
+from embedkeeper.config import SourceConfig
+from embedkeeper.errors import EmbedkeeperError
+from embedkeeper.logs import event
+from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def migrations_dir() -> Path:
+    """The alembic scripts: inside the package in an installed wheel (embedkeeper/migrations),
+    at alembic/ beside daemon/ in a source checkout (an editable install)."""
+    for candidate in (PACKAGE_DIR / "migrations", PACKAGE_DIR.parents[1] / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise EmbedkeeperError(
+        f"migrations not found in {PACKAGE_DIR / 'migrations'}: the package is incomplete; "
+        "reinstall embedkeeper from its wheel"
+    )
+
+
+def migrate(url: str, source: SourceConfig, *, timeout_s: float = 10.0) -> str:
+    """Bring the schema to head; returns the revision it is at."""
+    scripts = migrations_dir()
+    with connect(url, timeout_s=timeout_s, register=False) as conn:
+        with mapped_errors("reading the schema version"):
+            revision = schema_revision(conn)
+        id_type = inspect_source(conn, source).key_family if revision is None else None
+    if revision == HEAD_REVISION:
+        event(log, logging.INFO, "schema_current", revision=revision)
+        return revision
+    _upgrade(url, scripts, id_type or "bigint", timeout_s)
+    event(log, logging.INFO, "schema_migrated", revision=HEAD_REVISION, previous=revision)
+    return HEAD_REVISION
+
+
+def _upgrade(url: str, scripts: Path, id_type: str, timeout_s: float) -> None:
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine
+
+    from alembic import command
+
+    def creator() -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(url, connect_timeout=max(1, round(timeout_s)))
+
+    engine = create_engine("postgresql+psycopg://", creator=creator, poolclass=None)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(scripts))
+    cfg.attributes["document_id_type"] = id_type
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    except Exception as exc:
+        if isinstance(exc, EmbedkeeperError):
+            raise
+        raise EmbedkeeperError(
+            f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0]}; "
+            "the role needs CREATE on the database (schema embedkeeper) and pgvector installed"
+        ) from exc
+    finally:
+        engine.dispose()

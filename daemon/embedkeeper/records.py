@@ -1,0 +1,82 @@
+"""The records that flow through one pass: a claimed document, its vector, or its failure."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+DocumentId = int | str | UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A claimed document. `text` is at most a prefix of the stored text (`cut` says whether it
+    was cut): a model window is far smaller, and this keeps memory bounded for texts of many MB.
+    `content_hash` is PostgreSQL's md5 of the whole stored text."""
+
+    id: DocumentId
+    text: str
+    cut: bool
+    content_hash: bytes
+    updated_at: datetime | None = None
+    suspect: bool = False  # its last batch died with its process: embed it alone
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    document: Document
+    vector: npt.NDArray[np.float32]
+    token_count: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    document: Document
+    error_class: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claim's result: the documents we hold, and the last key the query looked at."""
+
+    documents: list[Document]
+    last_key: object | None  # the store's cursor: where its next claim starts
+    held: int = 0  # pending documents a peer held, passed over
+
+
+@dataclass(slots=True)
+class RunStats:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # claimed but not written: a peer did it, or the text changed meanwhile
+    tokens: int = 0
+    batches: int = 0
+    drained: bool = False  # a whole sweep claimed nothing: everything looked at was done
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed_s(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.ok / self.elapsed_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.elapsed_s
+
+
+def clean_message(text: str, limit: int = 500) -> str:
+    """An error text fit for the failures table: no NUL, bounded length."""
+    text = text.replace("\x00", "").strip() or "no message"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,145 @@
+"""The daemon's lifecycle: start-up (retrying while the database is down), the scheduled passes,
+sd_notify, and a graceful stop.
+
+SIGTERM or SIGINT sets `stop`: the pass in flight stops claiming, finishes or releases its batch,
+records its run, and the process exits 0. A second signal exits at once; claims die with the
+database session, so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from embedkeeper.app import App, BackendFactory, open_app
+from embedkeeper.config import Config
+from embedkeeper.errors import BackendUnavailable, DatabaseUnavailable
+from embedkeeper.logs import event
+from embedkeeper.retry import transient_delay_s
+from embedkeeper.service.metrics import Metrics, serve
+from embedkeeper.service.scheduler import build_scheduler
+from embedkeeper.service.sdnotify import notify, watchdog_interval_s
+from embedkeeper.service.signals import stop_on_signals
+from embedkeeper.service.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def start_when_database_is_up(
+    config: Config, stop: threading.Event, backend_factory: BackendFactory | None = None
+) -> App | None:
+    """Check the database and load every model, retrying with capped backoff while the database
+    is unreachable (one log line per try). Ready means both are usable."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            app = open_app(config, backend_factory)
+            for model in config.models:
+                app.backend(model)
+            return app
+        except (DatabaseUnavailable, BackendUnavailable) as exc:
+            attempt += 1
+            delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+            down = "database" if isinstance(exc, DatabaseUnavailable) else "backend"
+            event(
+                log,
+                logging.WARNING,
+                f"{down}_unavailable",
+                attempt=attempt,
+                retry_in_s=round(delay, 1),
+                detail=str(exc),
+            )
+            stop.wait(delay)
+    return None
+
+
+def _shut_down(scheduler: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not scheduler.running and time.monotonic() < deadline:
+        time.sleep(0.05)  # a signal that came just before start()
+    if scheduler.running:
+        scheduler.shutdown(wait=True)
+
+
+def _on_stop(scheduler_box: dict[str, Any]) -> Callable[[], None]:
+    """After the first signal: tell systemd, and shut the scheduler down on a thread of its own
+    (shutdown(wait=True) waits for the pass in flight: not from the signal handler)."""
+
+    def stopping() -> None:
+        notify("STOPPING=1")
+        if "scheduler" in scheduler_box:
+            threading.Thread(
+                target=_shut_down, args=(scheduler_box["scheduler"],), daemon=True
+            ).start()
+
+    return stopping
+
+
+def _side_jobs(
+    worker: Worker, config: Config, metrics_port: int | None
+) -> tuple[dict[str, tuple[Callable[[], None], float]], Callable[[], None] | None]:
+    """The watchdog ping (under systemd) and the metrics server with its coverage job."""
+    every: dict[str, tuple[Callable[[], None], float]] = {}
+    interval = watchdog_interval_s()
+    if interval:
+
+        def ping_watchdog() -> None:
+            if worker.healthy(within_s=2 * interval):
+                notify("WATCHDOG=1")
+
+        every["watchdog"] = (ping_watchdog, interval)
+    if worker.metrics is None or not metrics_port:
+        return every, None
+    stop_metrics = serve(worker.metrics, config.metrics.host, metrics_port)
+    every["coverage"] = (worker.refresh_coverage, config.metrics.coverage_interval_s)
+    event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=metrics_port)
+    return every, stop_metrics
+
+
+def run_once(config: Config) -> int:
+    """One tick, as the schedule would run it, then exit: 0, or 1 if a pass failed."""
+    stop = threading.Event()
+    stop_on_signals(stop)
+    app = open_app(config)
+    try:
+        for model in config.models:
+            app.backend(model)
+        worker = Worker(app, stop)
+        worker.tick()
+    finally:
+        app.close()
+    return 1 if worker.passes_failed or stop.is_set() else 0
+
+
+def run_daemon(
+    config: Config, backend_factory: BackendFactory | None = None, metrics_port: int | None = None
+) -> int:
+    stop = threading.Event()
+    scheduler_box: dict[str, Any] = {}
+    stop_on_signals(stop, on_stop=_on_stop(scheduler_box), exit_on_second=True)
+    app = start_when_database_is_up(config, stop, backend_factory)
+    if app is None:
+        return 0
+    port = metrics_port or config.metrics.port
+    worker = Worker(app, stop, Metrics() if port else None)
+    every, stop_metrics = _side_jobs(worker, config, port)
+    scheduler = build_scheduler(config.schedule, worker.tick, every=every)
+    scheduler_box["scheduler"] = scheduler
+    if not stop.is_set():
+        notify("READY=1")
+        event(
+            log,
+            logging.INFO,
+            "daemon_ready",
+            models=",".join(m.name for m in config.models),
+            schedule=config.schedule.cron or f"every {config.schedule.interval_s:g}s",
+        )
+        scheduler.start()
+    app.close()
+    if stop_metrics is not None:
+        stop_metrics()
+    event(log, logging.INFO, "daemon_stopped")
+    return 0

@@ -1,0 +1,121 @@
+"""Prometheus metrics and a health endpoint for `embedkeeper run --metrics-port N`.
+
+Counters and the batch-latency histogram are fed from the passes as they happen; the coverage
+gauges (pending, stale, failed per model) come from the coverage query on their own, slower
+cadence, since on a big table that query reads every row. /healthz answers 200 while the daemon
+can work (its last pass did not fail for lack of the database or the backend), 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from embedkeeper.store.coverage import Coverage
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.embedded = Counter(
+            "embedkeeper_documents_embedded",
+            "Documents embedded and written",
+            ["model"],
+            registry=r,
+        )
+        self.failed = Counter(
+            "embedkeeper_documents_failed",
+            "Documents charged a failed attempt",
+            ["model"],
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "embedkeeper_backend_errors",
+            "Passes cut short, by error class",
+            ["model", "error"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "embedkeeper_batch_seconds",
+            "Time to claim, embed and write one batch",
+            ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.coverage = {
+            name: Gauge(
+                f"embedkeeper_{name}",
+                f"Documents {name}, from the coverage query",
+                ["model"],
+                registry=r,
+            )
+            for name in ("pending", "stale", "failed", "embedded", "total")
+        }
+        self.last_success = Gauge(
+            "embedkeeper_last_success_timestamp_seconds",
+            "End of the last pass that worked",
+            ["model"],
+            registry=r,
+        )
+        self.healthy = True
+
+    def record_batch(self, model: str, seconds: float, ok: int, failed: int) -> None:
+        self.batch_seconds.labels(model).observe(seconds)
+        self.embedded.labels(model).inc(ok)
+        self.failed.labels(model).inc(failed)
+
+    def record_pass(self, model: str, error: str | None) -> None:
+        if error is None:
+            self.last_success.labels(model).set(time.time())
+            self.healthy = True
+        else:
+            self.backend_errors.labels(model, error).inc()
+            self.healthy = error not in ("DatabaseUnavailable", "BackendUnavailable")
+
+    def record_coverage(self, figures: Coverage) -> None:
+        for name, gauge in self.coverage.items():
+            gauge.labels(figures.model).set(getattr(figures, name))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(metrics: Metrics, host: str, port: int) -> Callable[[], None]:
+    """Serve /metrics and /healthz in a thread; returns the function that stops it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                ok = metrics.healthy
+                self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop

@@ -1,0 +1,156 @@
+"""What the daemon does on each tick: a pass per model, a content-hash sweep when one is due, and
+the heartbeat and metrics that show it is making progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from embedkeeper.app import App
+from embedkeeper.errors import EmbedkeeperError
+from embedkeeper.logs import event
+from embedkeeper.records import RunStats
+from embedkeeper.service.metrics import Metrics
+from embedkeeper.store import sync_state
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.db import connect
+from embedkeeper.store.queries import StaleBy
+from embedkeeper.store.vector_index import restore_quietly
+from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.plan import PassOptions
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """What one scheduled tick does: a pass per model, and a content-hash sweep when one is due."""
+
+    def __init__(self, app: App, stop: threading.Event, metrics: Metrics | None = None) -> None:
+        self.app = app
+        self.stop = stop
+        self.metrics = metrics
+        self.busy = False
+        self.heartbeat = time.monotonic()
+        self.model = ""
+        self.last_counts = (0, 0)  # ok, failed of the pass so far, to turn totals into deltas
+        self.passes_failed = 0
+
+    def tick(self) -> None:
+        self.restore_indexes()
+        self.busy, self.heartbeat = True, time.monotonic()
+        try:
+            for model in self.app.config.models:
+                if self.stop.is_set():
+                    return
+                self._pass(model.name)
+        finally:
+            self.busy, self.heartbeat = False, time.monotonic()
+
+    def _pass(self, name: str) -> None:
+        config = self.app.config
+        model = config.model(name)
+        regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
+        plans = [PassOptions("schedule", regular, ignore_retry_delay=False, changes_only=True)]
+        if self._sweep_due(name):
+            plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
+        for options in plans:
+            if self.stop.is_set():
+                return
+            self.model, self.last_counts, self.heartbeat = name, (0, 0), time.monotonic()
+            try:
+                result = run_pass(
+                    self.app.url,
+                    config,
+                    self.app.queries,
+                    model,
+                    self.app.backends[name],
+                    options,
+                    self.stop,
+                    on_batch=self._beat,
+                )
+            except EmbedkeeperError as exc:
+                self.passes_failed += 1
+                if self.metrics is not None:
+                    self.metrics.record_pass(name, type(exc).__name__)
+                event(
+                    log,
+                    logging.ERROR,
+                    "pass_failed",
+                    model=name,
+                    trigger=options.trigger,
+                    error=type(exc).__name__,
+                    detail=str(exc),
+                )
+                return
+            if self.metrics is not None:
+                self.metrics.record_pass(name, None)
+            s = result.stats
+            event(
+                log,
+                logging.INFO,
+                "pass_done",
+                model=name,
+                trigger=options.trigger,
+                ok=s.ok,
+                failed=s.failed,
+                skipped=s.skipped,
+                deleted=result.deleted,
+                docs_per_s=round(s.docs_per_s, 1),
+                elapsed_s=round(s.elapsed_s, 2),
+            )
+
+    def _sweep_due(self, name: str) -> bool:
+        """The last sweep (or backfill) of any instance counts: N instances do not sweep N
+        times, and a restart does not sweep again."""
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                swept_at = sync_state.load(conn, name).swept_at
+                if swept_at is None:
+                    return True
+                row = conn.execute("SELECT extract(epoch FROM now() - %s)", (swept_at,))
+                age_s = float(next(iter(row))[0])
+        except EmbedkeeperError:
+            return False  # the pass that follows reports the database's state
+        return age_s >= self.app.config.schedule.sweep_interval_s
+
+    def _beat(self, stats: RunStats) -> None:
+        now = time.monotonic()
+        if self.metrics is not None:
+            ok, failed = self.last_counts
+            self.metrics.record_batch(
+                self.model, now - self.heartbeat, stats.ok - ok, stats.failed - failed
+            )
+        self.last_counts, self.heartbeat = (stats.ok, stats.failed), now
+
+    def restore_indexes(self) -> None:
+        """Rebuild vector indexes that a `backfill --defer-index` dropped and never rebuilt (it
+        died). Outside `busy`: a rebuild can take longer than the watchdog allows a batch."""
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                for model in self.app.config.models:
+                    restore_quietly(conn, model.name)
+        except EmbedkeeperError as exc:
+            event(
+                log,
+                logging.WARNING,
+                "index_restore_failed",
+                error=type(exc).__name__,
+                detail=str(exc),
+            )
+
+    def refresh_coverage(self) -> None:
+        """Coverage gauges, on their own cadence: the query reads the whole source."""
+        if self.metrics is None:
+            return
+        try:
+            with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
+                for model in self.app.config.models:
+                    self.metrics.record_coverage(measure(conn, self.app.queries, model.name))
+        except EmbedkeeperError as exc:
+            event(
+                log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)
+            )
+
+    def healthy(self, within_s: float) -> bool:
+        return not self.busy or time.monotonic() - self.heartbeat < within_s

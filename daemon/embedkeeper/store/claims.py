@@ -1,0 +1,129 @@
+"""Claims: which process embeds which document, held in PostgreSQL and dying with the session.
+
+A claim is a session-level advisory lock keyed on (model, document id). It is taken in the same
+statement that finds the pending documents (pg_try_advisory_lock skips what a peer holds, so two
+processes never embed one document at once) and released after the document's vector or failure
+is committed. If the process dies, even by kill -9, its connection closes and PostgreSQL drops
+its locks at once: a rerun takes the work over immediately, with no lease to wait out. Nothing is
+written when a claim is taken, so a dead claim leaves nothing to clean up.
+
+A claim also re-reads the claimed documents' vectors in a fresh snapshot, because the discovery
+statement's snapshot may predate a peer's commit that landed just before its unlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from embedkeeper.records import Claimed, Document
+from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
+
+
+def lock_space(model: str) -> str:
+    """Advisory-lock namespace of a model: the same document may be embedded for two models."""
+    return f"embedkeeper:{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claimed: Claimed
+    # updated_at of the pending documents a peer held: a pass must not advance its watermark
+    # past them, since the peer may release them unfinished.
+    held_by_peers: list[datetime | None]
+
+
+def claim_batch(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    *,
+    model: str,
+    after: Any,
+    limit: int,
+    stale_by: StaleBy,
+    ignore_retry_delay: bool,
+    prefix_chars: int,
+    scope: Scope = "all",
+    since: datetime | None = None,
+) -> ClaimResult:
+    """One claim in `scope`; `after` is the last key returned before (for "changed", the pair
+    (updated_at, id)), and the result's last_key is the next call's `after`."""
+    after_ts, after_id = after if scope == "changed" and after is not None else (None, after)
+    rows = conn.execute(
+        queries.claim(stale_by, after=after is not None, scope=scope),
+        {
+            "model": model,
+            "after": after_id,
+            "after_ts": after_ts,
+            "since": since,
+            "limit": limit,
+            "lock_space": lock_space(model),
+            "ignore_delay": ignore_retry_delay,
+            "prefix_chars": prefix_chars,
+        },
+    ).fetchall()
+    if not rows:
+        return ClaimResult(Claimed([], None), [])
+    # Rows come in walk order, so the last row is where the next claim starts.
+    last_key = (rows[-1][4], rows[-1][0]) if scope == "changed" else rows[-1][0]
+    locked = [
+        Document(
+            id=r[0], text=r[1], cut=r[2], content_hash=bytes(r[3]), updated_at=r[4], suspect=r[6]
+        )
+        for r in rows
+        if r[5]
+    ]
+    held = [r[4] for r in rows if not r[5]]
+    return ClaimResult(Claimed(_still_pending(conn, queries, model, locked), last_key), held)
+
+
+def _still_pending(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: list[Document]
+) -> list[Document]:
+    if not docs:
+        return []
+    existing = {
+        row[0]: (bytes(row[1]), row[2])
+        for row in conn.execute(
+            queries.existing_vectors(), {"model": model, "ids": [d.id for d in docs]}
+        )
+    }
+    pending: list[Document] = []
+    done: list[Document] = []
+    touch: list[Document] = []
+    for doc in docs:
+        current = existing.get(doc.id)
+        if current is None or current[0] != doc.content_hash:
+            pending.append(doc)
+        elif _newer(doc.updated_at, current[1]):
+            touch.append(doc)
+        else:
+            done.append(doc)
+    if touch:
+        conn.execute(
+            queries.touch(),
+            {
+                "model": model,
+                "ids": [d.id for d in touch],
+                "updated": [d.updated_at for d in touch],
+            },
+        )
+    release(conn, queries, model, done + touch)
+    return pending
+
+
+def _newer(updated_at: datetime | None, recorded: datetime | None) -> bool:
+    return updated_at is not None and (recorded is None or updated_at > recorded)
+
+
+def release(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: Sequence[Document]
+) -> None:
+    if docs:
+        conn.execute(
+            queries.unlock(), {"lock_space": lock_space(model), "ids": [d.id for d in docs]}
+        )

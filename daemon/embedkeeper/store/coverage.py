@@ -1,0 +1,72 @@
+"""Coverage figures: how much of the source has a current vector, per model.
+
+total: documents in scope ([source] where); skipped: NULL or blank text; embedded: documents with a
+vector; stale: of those, vectors of a text that has changed since; failed: in review; ignored:
+taken out of review by `failures ignore`; pending: still to do.
+coverage_percent = (embedded - stale) / (total - skipped) * 100 (100 when nothing is embeddable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+
+from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.queries import SourceQueries
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    model: str
+    total: int
+    embedded: int
+    stale: int
+    pending: int
+    failed: int
+    ignored: int
+    skipped: int
+
+    @property
+    def coverage_percent(self) -> float:
+        embeddable = self.total - self.skipped
+        if embeddable <= 0:
+            return 100.0
+        return round((self.embedded - self.stale) / embeddable * 100, 2)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "coverage_percent": self.coverage_percent}
+
+
+def measure(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Coverage:
+    with mapped_errors("measuring coverage"):
+        row = conn.execute(queries.coverage(), {"model": model}).fetchone()
+    assert row is not None
+    total, skipped, embedded, stale, failed, ignored, pending = (int(v) for v in row)
+    return Coverage(
+        model=model,
+        total=total,
+        embedded=embedded,
+        stale=stale,
+        pending=pending,
+        failed=failed,
+        ignored=ignored,
+        skipped=skipped,
+    )
+
+
+COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored", "skipped")
+
+
+def format_table(rows: list[Coverage]) -> str:
+    header = [*COLUMNS, "coverage"]
+    body = [[str(getattr(r, c)) for c in COLUMNS] + [f"{r.coverage_percent:.2f}%"] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    return "\n".join([line(header), *(line(b) for b in body)])

@@ -1,0 +1,108 @@
+"""The review queue: list documents that failed, re-queue them, or ignore them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from embedkeeper.errors import UsageError
+from embedkeeper.store.db import mapped_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    model: str
+    document_id: object
+    attempts: int
+    status: str
+    error_class: str
+    message: str
+    first_seen: datetime
+    last_seen: datetime
+    next_retry_at: datetime | None
+
+
+def parse_ids(ids: list[str], id_type: str) -> list[Any]:
+    """Document ids from the command line, in the key's type, so a typo is a usage error."""
+    parse: Callable[[str], Any] = {"bigint": int, "uuid": UUID}.get(id_type, str)
+    try:
+        return [parse(i) for i in ids]
+    except ValueError as exc:
+        raise UsageError(
+            f"document ids must be of the source key's type ({id_type}): {exc}"
+        ) from exc
+
+
+def _filters(
+    model: str | None, ids: list[str], id_type: str
+) -> tuple[sql.Composable, dict[str, Any]]:
+    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: dict[str, Any] = {}
+    if model is not None:
+        clauses.append(sql.SQL("model = %(model)s"))
+        params["model"] = model
+    if ids:
+        clauses.append(sql.SQL("document_id = ANY(%(ids)s::{}[])").format(sql.SQL(id_type)))
+        params["ids"] = parse_ids(ids, id_type)
+    return sql.SQL(" AND ").join(clauses), params
+
+
+def list_failures(
+    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str], every: bool
+) -> list[Failure]:
+    where, params = _filters(model, ids, id_type)
+    statuses = ["review", "retry", "ignored"] if every else ["review"]
+    query = sql.SQL(
+        "SELECT model, document_id, attempts, status, error_class, message, first_seen,"
+        " last_seen, next_retry_at FROM embedkeeper.failures WHERE {} AND status = ANY(%(st)s)"
+        " ORDER BY model, last_seen DESC, document_id"
+    ).format(where)
+    with mapped_errors("listing failures"):
+        rows = conn.execute(query, {**params, "st": statuses}).fetchall()
+    return [Failure(*row) for row in rows]
+
+
+def retry_failures(
+    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
+) -> int:
+    """Put documents in review (or ignored) back in the queue with a fresh attempt count."""
+    where, params = _filters(model, ids, id_type)
+    query = sql.SQL(
+        "UPDATE embedkeeper.failures SET status = 'retry', attempts = 0, next_retry_at = now()"
+        " WHERE {} AND status IN ('review', 'ignored')"
+    ).format(where)
+    with mapped_errors("re-queuing failures"):
+        return conn.execute(query, params).rowcount
+
+
+def ignore_failures(
+    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
+) -> int:
+    """Stop retrying these documents and drop them from coverage's failed count."""
+    where, params = _filters(model, ids, id_type)
+    query = sql.SQL(
+        "UPDATE embedkeeper.failures SET status = 'ignored', next_retry_at = NULL"
+        " WHERE {} AND status IN ('review', 'retry')"
+    ).format(where)
+    with mapped_errors("ignoring failures"):
+        return conn.execute(query, params).rowcount
+
+
+def format_failures(rows: list[Failure]) -> str:
+    if not rows:
+        return "no failures"
+    lines = ["model\tdocument_id\tattempts\tstatus\tlast_seen\terror"]
+    for f in rows:
+        message = f.message.replace("\n", " ")[:200]
+        seen = f.last_seen.isoformat(timespec="seconds")
+        lines.append(
+            f"{f.model}\t{f.document_id}\t{f.attempts}\t{f.status}\t{seen}\t"
+            f"{f.error_class}: {message}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""PgStore: the pipeline's Store on PostgreSQL. Claims, their releases and the in-flight records
+live in one session; vectors and failures may be written on a second one (`write_conn`, opened on
+the first write), so that a batch is written while the next one is claimed and embedded."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from embedkeeper.config import RetryConfig
+from embedkeeper.records import Claimed, Document, Embedded, Rejected
+from embedkeeper.store.claims import claim_batch, release
+from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.inflight import InFlight
+from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
+from embedkeeper.store.writer import Writer
+
+Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
+
+
+class PgStore:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        queries: SourceQueries,
+        *,
+        model: str,
+        retry: RetryConfig,
+        stale_by: StaleBy,
+        ignore_retry_delay: bool,
+        prefix_chars: int,
+        phases: Sequence[Phase] = (("all", None),),
+        write_conn: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.queries = queries
+        self.model = model
+        self.retry = retry
+        self.stale_by: StaleBy = stale_by
+        self.ignore_retry_delay = ignore_retry_delay
+        self.prefix_chars = prefix_chars
+        self.phases = list(phases)
+        self.open_tokens: set[int] = set()  # in-flight records not yet closed
+        self.held_by_peers: list[datetime | None] = []
+        self.inflight = InFlight(conn, queries, model)
+        self._open_write_conn = write_conn
+        self._write_conn: psycopg.Connection[Any] | None = None
+        self._writer: Writer | None = None
+        # Documents claimed and not yet released. A batch may still be in writing when the next
+        # claim runs, and an advisory lock is re-entrant: without this, a claim in a later
+        # phase (the due retries) could take a document of that batch a second time.
+        self._holding: set[object] = set()
+        self._holding_lock = threading.Lock()
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            if self._open_write_conn is not None:
+                self._write_conn = self._open_write_conn()
+            self._writer = Writer(self._write_conn or self.conn, self.queries, self.model)
+        return self._writer
+
+    def close(self) -> None:
+        """Close the write session, if one was opened (the claiming one is the caller's)."""
+        if self._write_conn is not None:
+            self._write_conn.close()
+
+    def claim(self, after: object | None, limit: int) -> Claimed:
+        """Claim in the pass's phases in turn; the cursor is (phase, key within the phase)."""
+        phase, key = after if isinstance(after, tuple) else (0, None)
+        with self._holding_lock:
+            holding = set(self._holding)
+        while phase < len(self.phases):
+            scope, since = self.phases[phase]
+            with mapped_errors("claiming documents"):
+                result = claim_batch(
+                    self.conn,
+                    self.queries,
+                    model=self.model,
+                    after=key,
+                    limit=limit,
+                    stale_by=self.stale_by,
+                    ignore_retry_delay=self.ignore_retry_delay,
+                    prefix_chars=self.prefix_chars,
+                    scope=scope,
+                    since=since,
+                )
+            self.held_by_peers += result.held_by_peers
+            if result.claimed.last_key is not None:
+                return Claimed(
+                    self._new_claims(result.claimed.documents, holding),
+                    (phase, result.claimed.last_key),
+                    held=len(result.held_by_peers),
+                )
+            phase, key = phase + 1, None
+        return Claimed([], None)
+
+    def _new_claims(self, documents: list[Document], holding: set[object]) -> list[Document]:
+        """Drop the documents we were already holding when the claim began: the claim took their
+        lock a second time, which is given back here; the first hold stays with their batch."""
+        again = [d for d in documents if d.id in holding]
+        if again:
+            with mapped_errors("releasing claims"):
+                release(self.conn, self.queries, self.model, again)
+            documents = [d for d in documents if d.id not in holding]
+        with self._holding_lock:
+            self._holding.update(d.id for d in documents)
+        return documents
+
+    def save(self, embedded: Sequence[Embedded]) -> int:
+        """Commit the vectors, then release their claims."""
+        if not embedded:
+            return 0
+        with mapped_errors("writing vectors"):
+            written = self.writer.save(embedded)
+        self.release([e.document for e in embedded])
+        return written
+
+    def fail(self, rejected: Sequence[Rejected]) -> None:
+        if not rejected:
+            return
+        with mapped_errors("recording failures"):
+            self.writer.charge(rejected, self.retry)
+        self.release([r.document for r in rejected])
+
+    def begin(self, documents: Sequence[Document]) -> int:
+        with mapped_errors("recording a batch in flight"):
+            token = self.inflight.begin(documents)
+        self.open_tokens.add(token)
+        return token
+
+    def end(self, token: int) -> None:
+        with mapped_errors("closing a batch in flight"):
+            self.inflight.end(token)
+        self.open_tokens.discard(token)
+
+    def forget(self, tokens: set[int]) -> None:
+        """Our own in-flight records from a session we lost: no crash, nobody to charge."""
+        with mapped_errors("forgetting batches of a lost session"):
+            self.inflight.forget(sorted(tokens))
+
+    def recover_crashed(self) -> int:
+        with mapped_errors("charging batches of dead processes"):
+            return self.inflight.recover_crashed(self.retry)
+
+    def release(self, documents: Sequence[Document]) -> None:
+        if self.conn.closed:
+            return  # the claims died with the session
+        with mapped_errors("releasing claims"):
+            release(self.conn, self.queries, self.model, documents)
+        with self._holding_lock:
+            self._holding.difference_update(d.id for d in documents)

@@ -1,0 +1,479 @@
+"""Every statement that touches the user's table, built once per config with psycopg.sql.
+
+Identifiers from config go through sql.Identifier; the `[source] where` filter, the one fragment
+an operator writes, is inserted as trusted SQL in parentheses. Values are always parameters.
+
+The discovery query is an anti-join against embedkeeper.embeddings on its primary key
+(model, document_id), walked in key order from a keyset cursor (`after`), so one batch reads only
+the rows between the cursor and the next `limit` pending documents: its cost does not grow with the
+table. Stale detection in that query uses `updated_at_column`; comparing content hashes reads and
+hashes every text, so it is a separate sweep (`stale_by="hash"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from psycopg import sql
+
+from embedkeeper.config import SourceConfig
+
+StaleBy = Literal["none", "updated_at", "hash"]
+Scope = Literal["all", "changed", "retries"]
+E = sql.SQL("embedkeeper.embeddings")
+TEXT_ALIAS = "embedkeeper_text"
+
+
+def _trusted(fragment: str) -> sql.Composable:
+    """Operator-written SQL, in parentheses where used; `%` doubled for the parameter parser."""
+    return sql.SQL(fragment.replace("%", "%%"))
+
+
+def table_identifier(source: SourceConfig) -> sql.Composable:
+    """The source table's name, quoted (schema-qualified when the config gives a schema)."""
+    if source.schema:
+        return sql.Identifier(source.schema, source.table)
+    return sql.Identifier(source.table)
+
+
+F = sql.SQL("embedkeeper.failures")
+TRUE = sql.SQL("TRUE")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceQueries:
+    """The statements for one source; `id_type` is embeddings.document_id's type:
+    bigint, text or uuid."""
+
+    source: SourceConfig
+    id_type: str
+
+    @property
+    def table(self) -> sql.Composable:
+        return table_identifier(self.source)
+
+    @property
+    def id(self) -> sql.Composable:
+        return sql.Identifier("s", self.source.id_column)
+
+    @property
+    def text(self) -> sql.Composable:
+        if self.source.text_expression:
+            return sql.Identifier("s", TEXT_ALIAS)
+        return sql.Identifier("s", self.source.text_column)
+
+    @property
+    def updated_at(self) -> sql.Composable:
+        column = self.source.updated_at_column
+        return sql.Identifier("s", column) if column else sql.SQL("NULL::timestamptz")
+
+    @property
+    def documents(self) -> sql.Composable:
+        """The source as a relation, with the operator's filter applied inside a subquery, where
+        its column names can only mean the source's (PostgreSQL flattens it; indexes still
+        apply). `%` is doubled because the statements also take parameters."""
+        where = self.source.where
+        if not where and not self.source.text_expression:
+            return self.table
+        return sql.SQL("(SELECT *{} FROM {} WHERE ({}))").format(
+            self._computed, self.table, _trusted(where) if where else sql.SQL("TRUE")
+        )
+
+    @property
+    def unfiltered(self) -> sql.Composable:
+        """The source with its text, without the operator's filter."""
+        if not self.source.text_expression:
+            return self.table
+        return sql.SQL("(SELECT *{} FROM {})").format(self._computed, self.table)
+
+    @property
+    def _computed(self) -> sql.Composable:
+        """A text_expression, computed beside the source's columns under a name of our own."""
+        expression = self.source.text_expression
+        if not expression:
+            return sql.SQL("")
+        return sql.SQL(", ({}) AS {}").format(_trusted(expression), sql.Identifier(TEXT_ALIAS))
+
+    @property
+    def blank(self) -> sql.Composable:
+        """NULL or only whitespace: skipped, never embedded, never failed."""
+        return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
+
+    def hash_of(self, text: sql.Composable) -> sql.Composable:
+        return sql.SQL("decode(md5({}), 'hex')").format(text)
+
+    def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        return sql.SQL(template).format(
+            table=self.documents,
+            id=self.id,
+            text=self.text,
+            updated_at=self.updated_at,
+            blank=self.blank,
+            id_type=sql.SQL(self.id_type),
+            embeddings=E,
+            failures=F,
+            **extra,
+        )
+
+    def claim(self, stale_by: StaleBy, *, after: bool, scope: Scope = "all") -> sql.Composed:
+        """Pending documents after the cursor, each with a try of its session-level advisory lock.
+
+        `scope` is where the pass looks: "all" walks the key index; "changed" walks the
+        updated_at index from `since` (keyset on (updated_at, id)); "retries" walks the model's
+        failures. The LIMIT sits in the inner query and the lock in the outer select list, so the
+        lock is tried exactly once on each returned row; `locked` is false where a peer holds it.
+        The caller moves its cursor past every row, locked or not."""
+        stale = {
+            "none": sql.SQL("FALSE"),
+            "updated_at": sql.SQL("{u} > e.source_updated_at").format(u=self.updated_at),
+            "hash": sql.SQL("e.content_hash <> {h}").format(h=self.hash_of(self.text)),
+        }[stale_by]
+        walk = {"all": self._walk_all, "changed": self._walk_changed, "retries": self._walk_retries}
+        source, where, order = walk[scope](after)
+        return self._fmt(
+            """
+            SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
+                   decode(md5(c.body), 'hex'), c.updated_at,
+                   pg_try_advisory_lock(hashtext(%(lock_space)s), hashtext(c.id::text)),
+                   c.failure_class IS NOT DISTINCT FROM 'Crashed'
+            FROM (
+                SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
+                       f.error_class AS failure_class
+                FROM {source}
+                WHERE {where} AND NOT {blank}
+                  AND (e.document_id IS NULL OR {stale})
+                  AND (f.document_id IS NULL
+                       OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
+                       OR (f.status = 'retry' AND (%(ignore_delay)s OR f.next_retry_at <= now())))
+                ORDER BY {order}
+                LIMIT %(limit)s
+            ) AS c
+            ORDER BY {outer_order}
+            """,
+            stale=stale,
+            source=source,
+            where=where,
+            order=order,
+            outer_order=sql.SQL("c.updated_at, c.id" if scope == "changed" else "c.id"),
+        )
+
+    def _joined(
+        self,
+        after: sql.Composable = TRUE,
+        f_after: sql.Composable | None = None,
+        failures_first: bool = False,
+    ) -> sql.Composable:
+        e_join = sql.SQL(
+            "LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id} AND {a}"
+        ).format(embeddings=E, id=self.id, a=after)
+        if failures_first:
+            return sql.SQL("{f} AS f JOIN {table} AS s ON {id} = f.document_id {e}").format(
+                f=F, table=self.documents, id=self.id, e=self._probe(E, "e")
+            )
+        return sql.SQL(
+            "{table} AS s {e} LEFT JOIN {f} AS f"
+            " ON f.model = %(model)s AND f.document_id = {id} AND {fa}"
+        ).format(table=self.documents, e=e_join, f=F, id=self.id, fa=f_after or after)
+
+    def _probed(self) -> sql.Composable:
+        return sql.SQL("{table} AS s {e} {f}").format(
+            table=self.documents, e=self._probe(E, "e"), f=self._probe(F, "f")
+        )
+
+    def _probe(self, table: sql.Composable, alias: str) -> sql.Composable:
+        """A primary-key lookup per source row. `LIMIT 1` (the key is unique) keeps PostgreSQL
+        from flattening it into a join it may plan as a scan of the whole table: right after a
+        large backfill, before autovacuum has analyzed, it believes the table is small."""
+        return sql.SQL(
+            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE x.model = %(model)s"
+            " AND x.document_id = {id} LIMIT 1) AS {a} ON TRUE"
+        ).format(t=table, id=self.id, a=sql.Identifier(alias))
+
+    def _walk_all(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
+        # The cursor is repeated on the joined tables: PostgreSQL does not carry an inequality
+        # across a join, and without it a merge join reads them from the start.
+        source = self._joined(
+            self._after(sql.Identifier("e", "document_id"), after),
+            self._after(sql.Identifier("f", "document_id"), after),
+        )
+        return source, self._after(self.id, after), self.id
+
+    def _walk_changed(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        """Rows whose updated_at is past `since`, by the updated_at index; the first condition
+        on the cursor is the one an index on updated_at alone can use."""
+        u = self.updated_at
+        where = sql.SQL("{u} > %(since)s").format(u=u)
+        if after:
+            where = sql.SQL(
+                "{w} AND {u} >= %(after_ts)s AND ({u}, {id}) > (%(after_ts)s, %(after)s)"
+            ).format(w=where, u=u, id=self.id)
+        return self._probed(), where, sql.SQL("{u}, {id}").format(u=u, id=self.id)
+
+    def _walk_retries(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+        """The model's failed documents that are due (a short walk of the failures' key)."""
+        where = sql.SQL("f.model = %(model)s AND f.status = 'retry' AND {a}").format(
+            a=self._after(sql.Identifier("f", "document_id"), after)
+        )
+        return self._joined(failures_first=True), where, sql.Identifier("f", "document_id")
+
+    def _after(self, column: sql.Composable, after: bool) -> sql.Composable:
+        return sql.SQL("{} > %(after)s").format(column) if after else TRUE
+
+    def existing_vectors(self) -> sql.Composed:
+        """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
+        return self._fmt(
+            """
+            SELECT document_id, content_hash, source_updated_at FROM {embeddings}
+            WHERE model = %(model)s AND document_id = ANY(%(ids)s::{id_type}[])
+            """
+        )
+
+    def touch(self) -> sql.Composed:
+        """updated_at moved but the text did not: record the new time, skip the model."""
+        return self._fmt(
+            """
+            UPDATE {embeddings} AS e SET source_updated_at = x.updated_at
+            FROM unnest(%(ids)s::{id_type}[], %(updated)s::timestamptz[]) AS x(id, updated_at)
+            WHERE e.model = %(model)s AND e.document_id = x.id
+            """
+        )
+
+    def unlock(self) -> sql.Composed:
+        return self._fmt(
+            """
+            SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(%(lock_space)s),
+                                                             hashtext(x.id::text)))
+            FROM unnest(%(ids)s::{id_type}[]) AS x(id)
+            """
+        )
+
+    def create_staging(self) -> sql.Composed:
+        return self._fmt(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS embedkeeper_staging (
+                document_id {id_type}, embedding vector, content_hash bytea,
+                source_updated_at timestamptz, token_count integer, truncated boolean
+            ) ON COMMIT DELETE ROWS
+            """
+        )
+
+    def upsert_from_staging(self) -> sql.Composed:
+        """Write the staged vectors whose document still has the text that was embedded.
+
+        The join on the source is the fence: a document edited or deleted while its batch was
+        being embedded gets no vector from this batch (it is pending again, or gone). It is one
+        primary-key probe per staged row (LATERAL ... LIMIT 1 keeps it so): a batch from the
+        change walk has keys spread over the whole table, where a merge join would read the
+        source's key index across that whole range at every batch."""
+        return self._fmt(
+            """
+            WITH fresh AS (
+                SELECT st.* FROM pg_temp.embedkeeper_staging AS st
+                CROSS JOIN LATERAL (
+                    SELECT {text}::text AS body FROM {table} AS s
+                    WHERE {id} = st.document_id LIMIT 1) AS cur
+                WHERE cur.body IS NOT NULL
+                  AND decode(md5(cur.body), 'hex') = st.content_hash
+            ), written AS (
+                INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
+                    source_updated_at, token_count, truncated, embedded_at)
+                SELECT %(model)s, document_id, embedding, content_hash, source_updated_at,
+                       token_count, truncated, now()
+                FROM fresh ORDER BY document_id
+                ON CONFLICT (model, document_id) DO UPDATE SET
+                    embedding = excluded.embedding, content_hash = excluded.content_hash,
+                    source_updated_at = excluded.source_updated_at,
+                    token_count = excluded.token_count, truncated = excluded.truncated,
+                    embedded_at = excluded.embedded_at
+                RETURNING document_id
+            ), cleared AS (
+                DELETE FROM {failures} AS f USING written AS w
+                WHERE f.model = %(model)s AND f.document_id = w.document_id
+            )
+            SELECT document_id FROM written
+            """
+        )
+
+    def record_failures(self) -> sql.Composed:
+        """Charge one attempt per document; a changed text starts its count again."""
+        return self._fmt(
+            """
+            INSERT INTO {failures} AS f (model, document_id, attempts, error_class, message,
+                content_hash, first_seen, last_seen, next_retry_at, status)
+            SELECT %(model)s, x.id, 1, x.cls, x.msg, x.hash, now(), now(),
+                   now() + make_interval(secs => %(backoff_s)s),
+                   CASE WHEN %(max_attempts)s <= 1 THEN 'review' ELSE 'retry' END
+            FROM unnest(%(ids)s::{id_type}[], %(classes)s::text[], %(messages)s::text[],
+                        %(hashes)s::bytea[]) AS x(id, cls, msg, hash)
+            ON CONFLICT (model, document_id) DO UPDATE SET
+                attempts = {n}, error_class = excluded.error_class,
+                message = excluded.message, content_hash = excluded.content_hash,
+                last_seen = now(),
+                status = CASE WHEN {n} >= %(max_attempts)s THEN 'review' ELSE 'retry' END,
+                next_retry_at = now() + make_interval(secs => least(
+                    %(backoff_s)s * 2 ^ ({n} - 1), %(backoff_max_s)s))
+            """,
+            n=sql.SQL(
+                "(CASE WHEN f.content_hash IS DISTINCT FROM excluded.content_hash"
+                " THEN 1 ELSE f.attempts + 1 END)"
+            ),
+        )
+
+    def begin_inflight(self) -> sql.Composed:
+        return self._fmt(
+            """
+            INSERT INTO embedkeeper.inflight (model, document_ids, backend_pid, backend_start)
+            VALUES (%(model)s, %(ids)s::text[], %(pid)s, %(started)s)
+            RETURNING id
+            """
+        )
+
+    def recover_crashed(self) -> sql.Composed:
+        """Take the in-flight batches whose session is gone, and return their documents that
+        still need a vector, with their current hash and whether they died alone."""
+        return self._fmt(
+            """
+            WITH dead AS (
+                DELETE FROM embedkeeper.inflight AS i
+                WHERE i.model = %(model)s AND NOT EXISTS (
+                    SELECT 1 FROM pg_stat_activity AS a
+                    WHERE a.pid = i.backend_pid AND a.backend_start = i.backend_start)
+                RETURNING i.document_ids
+            ), ids AS (
+                SELECT id, bool_or(solo) AS solo FROM (
+                    SELECT unnest(document_ids) AS id, cardinality(document_ids) = 1 AS solo
+                    FROM dead) AS each_id
+                GROUP BY id
+            )
+            SELECT {id}, decode(md5({text}::text), 'hex'), ids.solo
+            FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
+            LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+            WHERE {text} IS NOT NULL
+              AND (e.document_id IS NULL OR e.content_hash <> decode(md5({text}::text), 'hex'))
+            """
+        )
+
+    def prune(self, *, deleted_only: bool = False) -> sql.Composed:
+        """Vectors and failures of documents that are gone, out of scope, or now blank; with
+        `deleted_only`, of documents whose key is gone from the table.
+
+        The ids are found first and deleted by key: the search reads only the primary key of the
+        model's vectors (an index-only scan once the table is vacuumed), never their 1.5 kB rows,
+        and `deleted_only` reads only the source's key index."""
+        match = (
+            sql.SQL("SELECT 1 FROM {raw} AS s WHERE {id} = x.document_id").format(
+                raw=self.table, id=self.id
+            )
+            if deleted_only
+            else sql.SQL(
+                "SELECT 1 FROM {table} AS s WHERE {id} = x.document_id AND NOT {blank}"
+            ).format(table=self.documents, id=self.id, blank=self.blank)
+        )
+        return self._fmt(
+            """
+            WITH gone AS (
+                SELECT x.document_id FROM {embeddings} AS x
+                WHERE x.model = %(model)s AND NOT EXISTS ({match})
+            ), gone_vectors AS (
+                DELETE FROM {embeddings} AS e
+                WHERE e.model = %(model)s
+                  AND e.document_id = ANY(ARRAY(SELECT document_id FROM gone))
+                RETURNING 1
+            ), gone_failures AS (
+                DELETE FROM {failures} AS x WHERE x.model = %(model)s AND NOT EXISTS ({match})
+            )
+            SELECT count(*) FROM gone_vectors
+            """,
+            match=match,
+        )
+
+    def newest_update(self) -> sql.Composed:
+        """The newest updated_at in the whole table (a backward step of its index)."""
+        return self._fmt("SELECT max({updated_at}) FROM {raw} AS s", raw=self.table)
+
+    def prune_changed(self) -> sql.Composed:
+        """Vectors and failures of documents changed since `since` that are now blank or out
+        of the `where` filter: what a scheduled pass prunes when nothing was deleted. One walk
+        of the updated_at index, reading each changed row once."""
+        return self._delete_gone(
+            sql.SQL(
+                "SELECT {id} AS id FROM {unfiltered} AS s"
+                " WHERE {updated_at} > %(since)s AND NOT ({in_scope} AND NOT {blank})"
+            ).format(
+                id=self.id,
+                unfiltered=self.unfiltered,
+                updated_at=self.updated_at,
+                in_scope=(
+                    sql.SQL("coalesce(({}), FALSE)").format(_trusted(self.source.where))
+                    if self.source.where
+                    else TRUE
+                ),
+                blank=self.blank,
+            )
+        )
+
+    def prune_logged(self) -> sql.Composed:
+        """Vectors and failures of the keys the delete log recorded after `after` up to `upto`
+        that are no longer in the source (a key deleted and inserted again keeps its vector)."""
+        return self._delete_gone(
+            sql.SQL(
+                "SELECT l.id FROM (SELECT DISTINCT document_id::{id_type} AS id"
+                " FROM embedkeeper.deleted_documents WHERE source_table = %(name)s"
+                " AND id > %(after)s AND id <= %(upto)s) AS l"
+                " WHERE NOT EXISTS (SELECT 1 FROM {raw} AS s WHERE {id} = l.id)"
+            ).format(id_type=sql.SQL(self.id_type), raw=self.table, id=self.id)
+        )
+
+    def _delete_gone(self, gone: sql.Composable) -> sql.Composed:
+        """Delete the model's vectors and failures of the ids `gone` selects (as `id`), by key;
+        returns the vectors deleted."""
+        return self._fmt(
+            """
+            WITH gone AS ({gone}), gone_vectors AS (
+                DELETE FROM {embeddings} AS e
+                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
+                RETURNING 1
+            ), gone_failures AS (
+                DELETE FROM {failures} AS f
+                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
+            )
+            SELECT count(*) FROM gone_vectors
+            """,
+            gone=gone,
+        )
+
+    def coverage(self) -> sql.Composed:
+        """The coverage figures for one model in one scan of the source."""
+        return self._fmt(
+            """
+            SELECT count(*) AS total,
+                   count(*) FILTER (WHERE blank) AS skipped,
+                   count(*) FILTER (WHERE NOT blank AND has_vector) AS embedded,
+                   count(*) FILTER (WHERE NOT blank AND has_vector AND changed) AS stale,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND f_status = 'review' AND f_same) AS failed,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND f_status = 'ignored' AND f_same) AS ignored,
+                   count(*) FILTER (WHERE NOT blank AND needs_work
+                                    AND NOT (f_status IN ('review', 'ignored') AND f_same)
+                                    ) AS pending
+            FROM (
+                SELECT {blank} AS blank,
+                       e.document_id IS NOT NULL AS has_vector,
+                       e.content_hash IS DISTINCT FROM cur.hash AS changed,
+                       (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash)
+                           AS needs_work,
+                       coalesce(f.status, '') AS f_status,
+                       f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
+                FROM {table} AS s
+                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
+                CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
+                                                  OR f.document_id IS NOT NULL
+                                                THEN decode(md5({text}::text), 'hex') END
+                                           AS hash) AS cur
+            ) AS d
+            """
+        )

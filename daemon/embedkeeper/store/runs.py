@@ -1,0 +1,68 @@
+"""The runs table: one row per pass per model, with its counts and throughput."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import psycopg
+
+from embedkeeper.records import RunStats
+
+
+def start_run(conn: psycopg.Connection[Any], model: str, trigger: str) -> int:
+    close_abandoned_runs(conn)
+    row = conn.execute(
+        "INSERT INTO embedkeeper.runs (model, trigger, host, pid, backend_pid)"
+        " VALUES (%s, %s, %s, %s, pg_backend_pid()) RETURNING id",
+        (model, trigger, socket.gethostname(), os.getpid()),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def close_abandoned_runs(conn: psycopg.Connection[Any]) -> int:
+    """Runs whose session is gone (their process was killed) will never finish: say so."""
+    return conn.execute(
+        "UPDATE embedkeeper.runs SET status = 'abandoned', finished_at = now()"
+        " WHERE status = 'running'"
+        " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = runs.backend_pid)"
+    ).rowcount
+
+
+def adopt_run(conn: psycopg.Connection[Any], run_id: int) -> None:
+    """After a reconnect, the run lives in the new session."""
+    conn.execute(
+        "UPDATE embedkeeper.runs SET backend_pid = pg_backend_pid(), status = 'running'"
+        " WHERE id = %s",
+        (run_id,),
+    )
+
+
+def finish_run(
+    conn: psycopg.Connection[Any],
+    run_id: int,
+    stats: RunStats,
+    *,
+    status: str,
+    deleted: int = 0,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE embedkeeper.runs SET status = %s, finished_at = now(), docs_ok = %s,"
+        " docs_failed = %s, docs_skipped = %s, docs_deleted = %s, tokens = %s,"
+        " docs_per_s = %s, tokens_per_s = %s, error = %s WHERE id = %s",
+        (
+            status,
+            stats.ok,
+            stats.failed,
+            stats.skipped,
+            deleted,
+            stats.tokens,
+            round(stats.docs_per_s, 3),
+            round(stats.tokens_per_s, 3),
+            error,
+            run_id,
+        ),
+    )
