@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from alembic import context
 from embedkeeper.models import SCHEMA, metadata
+from embedkeeper.store import locks
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -18,6 +19,6 @@ context.configure(
 )
 with context.begin_transaction():
     # Two instances migrating at once: the second waits, then finds the schema at head.
-    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('embedkeeper:migrate'))"))
+    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": locks.MIGRATE})
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
     context.run_migrations()

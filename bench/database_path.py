@@ -272,7 +272,7 @@ def _explain(url: str) -> dict[str, Any]:
             "after": None,
             "after_ts": None,
             "limit": 1024,
-            "lock_space": "x",
+            "claim_space": "x",
             "ignore_delay": False,
             "prefix_chars": 1024,
         }

@@ -203,19 +203,13 @@ def one_pass(app: App, options: Any = None, backend: Any = None) -> Any:
     """One pass of the app's first model (a backfill-style hash sweep unless `options` says)."""
     import threading
 
-    from embedkeeper.sync.passes import run_pass
+    from embedkeeper.sync.passes import PassContext, run_pass
     from embedkeeper.sync.plan import PassOptions
 
     model = app.config.models[0]
-    return run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        model,
-        backend or app.backend(model),
-        options or PassOptions("backfill", "hash", ignore_retry_delay=True),
-        threading.Event(),
-    )
+    backend = backend or app.backend(model)
+    options = options or PassOptions.backfill()
+    return run_pass(PassContext(app, model, backend, options, threading.Event()))
 
 
 def insert_docs(

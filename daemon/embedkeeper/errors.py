@@ -1,21 +1,23 @@
 """The error tree. Every failure a user can act on is one of these, with a message naming the fix.
 
     EmbedkeeperError            exit code 1; the docstring is the default message
+    +-- Transient               an outage: back off and retry (retry.Backoff), charge no document
     +-- ConfigError             unknown key, bad value, missing file
     +-- UsageError              exit code 2: an argument the parser could not check
     +-- DatabaseError           the database cannot serve us
-    |   +-- DatabaseUnavailable transient: connection refused or dropped; retried with backoff
+    |   +-- DatabaseUnavailable (also Transient) connection refused or dropped
     |   +-- SchemaMissing       embedkeeper's schema is absent or behind: run `embedkeeper migrate`
     |   +-- SourceNotFound      the configured table or column does not exist, or has a bad type
     |   +-- DimensionMismatch   the model's vectors do not fit what is configured or stored
     |   +-- NotIndexOwner       building or dropping an index needs the owner of the table
     +-- ModelError              the model cannot be loaded or used
     +-- BackendError
-        +-- BackendUnavailable  transient: back off and retry, charge no document
+        +-- BackendUnavailable  (also Transient) the server or device cannot embed now
         +-- InputRejected       this document only: charge it, spare its neighbours
 
-The CLI turns an EmbedkeeperError into one stderr line and its exit code; anything else is a bug and
-keeps its traceback.
+The pass and the service catch Transient, never its two members one by one, so an outage of either
+the database or the backend is ridden out the same way. The CLI turns an EmbedkeeperError into one
+stderr line and its exit code; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class EmbedkeeperError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+
+
+class Transient(EmbedkeeperError):
+    """An outage that waiting may fix; no document is charged for it."""
+
+    def __init__(self, message: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        # When the outage says it will be over (a circuit breaker's next probe, Retry-After).
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(EmbedkeeperError):
@@ -44,7 +55,7 @@ class DatabaseError(EmbedkeeperError):
     """The database cannot be used."""
 
 
-class DatabaseUnavailable(DatabaseError):
+class DatabaseUnavailable(DatabaseError, Transient):
     """The database cannot be reached; check [database] url or EMBEDKEEPER_DATABASE_URL."""
 
 
@@ -72,12 +83,8 @@ class BackendError(EmbedkeeperError):
     """The embedding backend failed."""
 
 
-class BackendUnavailable(BackendError):
+class BackendUnavailable(BackendError, Transient):
     """The embedding backend is unavailable for now; no document is charged."""
-
-    def __init__(self, message: str | None = None, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s  # when the circuit breaker will let a probe through
 
 
 class InputRejected(BackendError):

@@ -64,6 +64,23 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
 
     @property
+    def done(self) -> int:
+        """Documents this pass is through with: written, failed, or skipped."""
+        return self.ok + self.failed + self.skipped
+
+    def merged(self, later: RunStats) -> RunStats:
+        """These counts followed by a later attempt's: one pass's totals across outages."""
+        return RunStats(
+            ok=self.ok + later.ok,
+            failed=self.failed + later.failed,
+            skipped=self.skipped + later.skipped,
+            tokens=self.tokens + later.tokens,
+            batches=self.batches + later.batches,
+            drained=later.drained,
+            started=self.started,
+        )
+
+    @property
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)
 

@@ -4,15 +4,17 @@ prune that runs only when the table saw deletes, and the sweep that is the net u
 from __future__ import annotations
 
 from embedkeeper.store import sync_state
-from embedkeeper.store.claims import lock_space
 from embedkeeper.store.db import connect
+from embedkeeper.store.locks import claim_space
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
 
-BACKFILL = PassOptions("backfill", "hash", ignore_retry_delay=True)
-SCHEDULED = PassOptions("schedule", "updated_at", ignore_retry_delay=False, changes_only=True)
-SWEEP = PassOptions("sweep", "hash", ignore_retry_delay=False)
+BACKFILL = PassOptions.backfill()
+SCHEDULED = PassOptions(
+    trigger="schedule", stale_by="updated_at", retry_failed_now=False, changes_only=True
+)
+SWEEP = PassOptions.sweep()
 
 
 def app_on_updated_at(make_app, db_url, backend, **source):
@@ -66,7 +68,7 @@ def test_the_watermark_stays_below_a_document_a_peer_held(conn, db_url, make_app
     conn.execute("UPDATE docs SET body = 'edit 4', updated_at = now() WHERE id = 4")
     with connect(db_url) as peer:
         peer.execute(
-            "SELECT pg_advisory_lock(hashtext(%s), hashtext('2'))", (lock_space("minilm"),)
+            "SELECT pg_advisory_lock(hashtext(%s), hashtext('2'))", (claim_space("minilm"),)
         )
         held = one_pass(app, SCHEDULED)
         assert held.stats.ok == 1  # doc 4; doc 2 is the peer's
@@ -173,7 +175,7 @@ def test_other_source_settings_start_over_with_a_full_walk(conn, db_url, make_ap
 def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url, make_app):
     old_docs(conn, 10)
     app = app_on_updated_at(make_app, db_url, ScriptedBackend())
-    limited = PassOptions("backfill", "hash", ignore_retry_delay=True, limit=4)
+    limited = PassOptions.backfill(limit=4)
 
     one_pass(app, limited)
 
@@ -209,7 +211,7 @@ def test_a_failed_background_prune_loses_nothing(conn, db_url, make_app, monkeyp
     def broken(*args, **kwargs):
         raise DatabaseError("database error while pruning: injected")
 
-    monkeypatch.setattr(embedkeeper.sync.background_prune, "prune", broken)
+    monkeypatch.setattr(embedkeeper.sync.background_prune, "prune_deleted", broken)
     failed = one_pass(app, SCHEDULED)
     assert failed.deleted == 0
     assert sorted(vectors(conn)) == [1, 2, 3]

@@ -10,37 +10,22 @@ import pytest
 
 from embedkeeper.errors import DatabaseUnavailable
 from embedkeeper.records import Embedded
-from embedkeeper.store.claims import claim_batch
+from embedkeeper.store.claims import ClaimRules, claim_batch
 from embedkeeper.store.db import connect
 from embedkeeper.store.pg_store import PgStore
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
 
+RULES = ClaimRules(model="minilm", stale_by="none", retry_failed_now=False, prefix_chars=100)
+
 
 def claim(conn, app, after=None, limit=10):
-    return claim_batch(
-        conn,
-        app.queries,
-        model="minilm",
-        after=after,
-        limit=limit,
-        stale_by="none",
-        ignore_retry_delay=False,
-        prefix_chars=100,
-    ).claimed
+    return claim_batch(conn, app.queries, RULES, ("all", None), after, limit).claimed
 
 
 def store_on(session, app) -> PgStore:
-    return PgStore(
-        session,
-        app.queries,
-        model="minilm",
-        retry=app.config.retry,
-        stale_by="none",
-        ignore_retry_delay=False,
-        prefix_chars=100,
-    )
+    return PgStore(session, app.queries, RULES, retry=app.config.retry)
 
 
 def advisory_locks(conn) -> int:
@@ -73,7 +58,10 @@ def test_claims_die_with_the_session(conn, db_url, make_app):
 def test_claims_are_released_after_the_write(conn, db_url, make_app):
     insert_docs(conn, [f"doc {i}" for i in range(5)])
     app = make_app(source_config(db_url), ScriptedBackend())
-    one_pass(app, PassOptions("test", "none", False))
+    one_pass(
+        app,
+        PassOptions(trigger="test", stale_by="none", retry_failed_now=False, changes_only=False),
+    )
     assert advisory_locks(conn) == 0
     assert len(vectors(conn)) == 5
 

@@ -9,9 +9,13 @@ from embedkeeper.store.coverage import measure
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 
-REGULAR = PassOptions("schedule", "updated_at", ignore_retry_delay=False)
-REGULAR_NO_UPDATED_AT = PassOptions("schedule", "none", ignore_retry_delay=False)
-SWEEP = PassOptions("sweep", "hash", ignore_retry_delay=False)
+REGULAR = PassOptions(
+    trigger="schedule", stale_by="updated_at", retry_failed_now=False, changes_only=False
+)
+REGULAR_NO_UPDATED_AT = PassOptions(
+    trigger="schedule", stale_by="none", retry_failed_now=False, changes_only=False
+)
+SWEEP = PassOptions.sweep()
 
 
 def run(app, options=REGULAR):

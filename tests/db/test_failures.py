@@ -12,12 +12,12 @@ from embedkeeper.errors import BackendUnavailable
 from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
 from embedkeeper.store.failures import ignore_failures, list_failures, retry_failures
-from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 
-BACKFILL = PassOptions("backfill", "hash", ignore_retry_delay=True)
+BACKFILL = PassOptions.backfill()
 
 
 def failures(conn):
@@ -53,16 +53,18 @@ def test_a_failed_document_waits_for_its_retry_time_in_the_daemon(conn, db_url, 
     backend = ScriptedBackend(poison="POISON")
     app = make_app(source_config(db_url), backend)
     model = app.config.models[0]
-    regular = PassOptions("schedule", "none", ignore_retry_delay=False)
+    regular = PassOptions(
+        trigger="schedule", stale_by="none", retry_failed_now=False, changes_only=False
+    )
 
-    run_pass(app.url, app.config, app.queries, model, backend, regular, threading.Event())
+    run_pass(PassContext(app, model, backend, regular, threading.Event()))
     calls = len(backend.calls)
-    run_pass(app.url, app.config, app.queries, model, backend, regular, threading.Event())
+    run_pass(PassContext(app, model, backend, regular, threading.Event()))
 
     assert failures(conn) == [(1, 1, "retry", "InputRejected")]
     assert len(backend.calls) == calls  # not retried before next_retry_at
     conn.execute("UPDATE embedkeeper.failures SET next_retry_at = now() - interval '1s'")
-    run_pass(app.url, app.config, app.queries, model, backend, regular, threading.Event())
+    run_pass(PassContext(app, model, backend, regular, threading.Event()))
     assert failures(conn) == [(1, 2, "review", "InputRejected")]
 
 
@@ -109,7 +111,7 @@ def test_an_outage_charges_no_document_and_releases_its_claims(conn, db_url, mak
     model = app.config.models[0]
 
     with pytest.raises(BackendUnavailable):
-        run_pass(app.url, app.config, app.queries, model, backend, BACKFILL, threading.Event())
+        run_pass(PassContext(app, model, backend, BACKFILL, threading.Event()))
 
     assert len(backend.calls) == app.config.retry.transient_attempts
     assert failures(conn) == []

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from embedkeeper.commands.backfill import backfill
-from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors
 
@@ -41,14 +41,11 @@ def test_nothing_pending_after_a_pass_finds_nothing(conn, db_url, make_app, back
     backfill(app, app.config.models)
     backend.calls.clear()
 
+    hash_check = PassOptions(
+        trigger="schedule", stale_by="hash", retry_failed_now=False, changes_only=False
+    )
     second = run_pass(
-        app.url,
-        app.config,
-        app.queries,
-        app.config.models[0],
-        backend,
-        PassOptions("schedule", "hash", False),
-        threading.Event(),
+        PassContext(app, app.config.models[0], backend, hash_check, threading.Event())
     )
 
     assert backend.calls == []

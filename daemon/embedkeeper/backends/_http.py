@@ -26,7 +26,7 @@ from embedkeeper.backends.breaker import CircuitBreaker
 from embedkeeper.errors import BackendError, BackendUnavailable, InputRejected
 from embedkeeper.logs import event
 from embedkeeper.records import clean_message
-from embedkeeper.retry import transient_delay_s
+from embedkeeper.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RetryPolicy:
     max_delay_s: float = 30.0
 
 
-class Transient(Exception):
+class TryAgain(Exception):
     """One failed try that another try may fix; `retry_after_s` is the server's wish, if any."""
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
@@ -77,12 +77,12 @@ class HttpClient:
     def post_json(self, url: str, payload: dict[str, Any], max_bytes: int) -> Any:
         """POST and return the decoded JSON body, retrying transient failures."""
         last = self.last_error
-        attempt = 0
+        backoff = Backoff(self.retry.attempts, self.retry.max_delay_s)
         while True:
             wait = self.breaker.allow()
             if wait is not None:
                 # Open circuit: wait for the probe if that fits in our budget, else fail fast.
-                if wait > self.retry.max_delay_s or attempt >= self.retry.attempts:
+                if wait > self.retry.max_delay_s or backoff.attempt >= self.retry.attempts:
                     raise BackendUnavailable(
                         f"{self.label} is failing; circuit open, next probe in {wait:.1f} s"
                         f" ({last})",
@@ -90,27 +90,25 @@ class HttpClient:
                     )
                 time.sleep(max(wait, 0.05))
                 continue
-            attempt += 1
             try:
                 body = self._post_once(url, payload, max_bytes)
-            except Transient as exc:
+            except TryAgain as exc:
                 last = self.last_error = str(exc)
                 if self.breaker.record_failure():
                     event(log, logging.WARNING, "circuit_open", backend=self.label, error=last)
-                if attempt >= self.retry.attempts:
+                delay = backoff.next_delay_s(exc.retry_after_s)
+                if delay is None:
                     raise BackendUnavailable(
-                        f"{self.label} unavailable after {attempt} tries: {last}"
+                        f"{self.label} unavailable after {backoff.attempt} tries: {last}"
                     ) from exc
-                delay = transient_delay_s(attempt, self.retry.max_delay_s)
-                if exc.retry_after_s is not None:
-                    delay = min(max(exc.retry_after_s, delay), self.retry.max_delay_s)
+                delay = min(delay, self.retry.max_delay_s)  # a request never waits past its budget
                 event(
                     log,
                     logging.WARNING,
                     "backend_retry",
                     backend=self.label,
                     error=last,
-                    attempt=attempt,
+                    attempt=backoff.attempt,
                     retry_in_s=round(delay, 2),
                 )
                 time.sleep(delay)
@@ -130,11 +128,11 @@ class HttpClient:
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
                 location = response.headers.get("location", "")
         except httpx.TimeoutException as exc:
-            raise Transient(f"timed out ({type(exc).__name__})") from exc
+            raise TryAgain(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise TryAgain(f"{type(exc).__name__}: {exc}") from exc
         if status == 429 or status >= 500:
-            raise Transient(f"HTTP {status}: {_error_text(raw)}", retry_after)
+            raise TryAgain(f"HTTP {status}: {_error_text(raw)}", retry_after)
         if 300 <= status < 400:
             raise BackendError(
                 f"{self.label} answered {status} redirecting to {location!r}; redirects are not "
@@ -150,7 +148,7 @@ class HttpClient:
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise Transient(f"HTTP {status} with a body that is not JSON") from exc
+            raise TryAgain(f"HTTP {status} with a body that is not JSON") from exc
 
     def close(self) -> None:
         self.client.close()
@@ -162,7 +160,7 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise Transient(f"response larger than {max_bytes} bytes")
+            raise TryAgain(f"response larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -19,10 +19,10 @@ from embedkeeper.backends._http import HttpClient, RetryPolicy
 from embedkeeper.backends.breaker import CircuitBreaker
 from embedkeeper.backends.wire import WireError
 from embedkeeper.config import ModelConfig, RetryConfig
-from embedkeeper.errors import BackendUnavailable, ModelError
+from embedkeeper.errors import BackendUnavailable
 from embedkeeper.logs import event
 from embedkeeper.records import Document, Embedded
-from embedkeeper.retry import transient_delay_s
+from embedkeeper.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,18 @@ class RemoteBackend:
 
     def _probe(self, retry: RetryConfig) -> int:
         """Embed one short text to learn the dimensions; wait while the server starts."""
-        for attempt in range(1, retry.transient_attempts + 1):
+        backoff = Backoff(retry.transient_attempts, retry.transient_backoff_max_s)
+        while True:
             try:
                 [vector], _ = self._call([PROBE_TEXT])
                 return int(vector.shape[0])
             except BackendUnavailable as exc:
-                if attempt == retry.transient_attempts:
+                delay = backoff.next_delay_s(exc.retry_after_s)
+                if delay is None:
                     raise BackendUnavailable(
                         f'cannot reach {self.label} for [[models]] "{self.config.name}": {exc}'
                     ) from exc
-                delay = transient_delay_s(attempt, retry.transient_backoff_max_s)
-                time.sleep(max(delay, exc.retry_after_s or 0.0))
-        raise ModelError("unreachable")  # pragma: no cover - the loop returns or raises
+                time.sleep(delay)
 
     @property
     def dimensions(self) -> int:

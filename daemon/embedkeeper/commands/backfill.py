@@ -23,14 +23,15 @@ from embedkeeper.config import ModelConfig
 from embedkeeper.logs import event
 from embedkeeper.store.coverage import Coverage, measure
 from embedkeeper.store.db import connect
+from embedkeeper.store.prune import prune_all
 from embedkeeper.store.vector_index import (
     BuildSettings,
     indexes_deferred,
     note_live_index,
     restore_quietly,
 )
-from embedkeeper.sync.passes import PassResult, run_pass
-from embedkeeper.sync.plan import PassOptions, prune
+from embedkeeper.sync.passes import PassContext, PassResult, run_pass
+from embedkeeper.sync.plan import PassOptions, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def backfill(
     models: Sequence[ModelConfig],
     *,
     limit: int | None = None,
-    trigger: str = "backfill",
+    trigger: Trigger = "backfill",
     stop: threading.Event | None = None,
     defer_index: bool = False,
     index_settings: BuildSettings | None = None,
@@ -97,26 +98,18 @@ def _backfill_model(
     model: ModelConfig,
     todo: int,
     limit: int | None,
-    trigger: str,
+    trigger: Trigger,
     stop: threading.Event,
 ) -> PassResult | None:
     if todo == 0:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            deleted = prune(conn, app.queries, model.name)
+            deleted = prune_all(conn, app.queries, model.name)
         event(log, logging.INFO, "nothing_to_do", model=model.name, deleted=deleted)
         return None
     backend = app.backend(model)
     progress = Progress(model.name, todo if limit is None else min(todo, limit))
     try:
-        return run_pass(
-            app.url,
-            app.config,
-            app.queries,
-            model,
-            backend,
-            PassOptions(trigger, "hash", ignore_retry_delay=True, limit=limit),
-            stop,
-            on_batch=progress,
-        )
+        options = PassOptions.backfill(limit, trigger)
+        return run_pass(PassContext(app, model, backend, options, stop, progress))
     finally:
         progress.close()

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.config import DEMO_SOURCE
+from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
 
 MIN_PARAGRAPH_CHARS = 120
@@ -36,7 +37,7 @@ def load_demo_corpus(conn: psycopg.Connection[Any]) -> int:
     schema = sql.Identifier(DEMO_SOURCE.schema)
     table = sql.Identifier(DEMO_SOURCE.schema, DEMO_SOURCE.table)
     with mapped_errors("loading the demo corpus"), conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('embedkeeper:demo'))")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (locks.DEMO,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(
             sql.SQL(

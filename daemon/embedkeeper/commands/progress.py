@@ -28,7 +28,7 @@ class Progress:
             self.bar = tqdm(total=total, desc=model, unit="doc", dynamic_ncols=True)
 
     def __call__(self, stats: RunStats) -> None:
-        done = stats.ok + stats.failed + stats.skipped
+        done = stats.done
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
             self.bar.set_postfix(failed=stats.failed, refresh=False)

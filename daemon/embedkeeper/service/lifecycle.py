@@ -16,9 +16,9 @@ from typing import Any
 
 from embedkeeper.app import App, BackendFactory, open_app
 from embedkeeper.config import Config
-from embedkeeper.errors import BackendUnavailable, DatabaseUnavailable
+from embedkeeper.errors import DatabaseUnavailable, Transient
 from embedkeeper.logs import event
-from embedkeeper.retry import transient_delay_s
+from embedkeeper.retry import Backoff
 from embedkeeper.service.metrics import Metrics, serve
 from embedkeeper.service.scheduler import build_scheduler
 from embedkeeper.service.sdnotify import notify, watchdog_interval_s
@@ -33,22 +33,21 @@ def start_when_database_is_up(
 ) -> App | None:
     """Check the database and load every model, retrying with capped backoff while the database
     is unreachable (one log line per try). Ready means both are usable."""
-    attempt = 0
+    backoff = Backoff(None, config.retry.transient_backoff_max_s)
     while not stop.is_set():
         try:
             app = open_app(config, backend_factory)
             for model in config.models:
                 app.backend(model)
             return app
-        except (DatabaseUnavailable, BackendUnavailable) as exc:
-            attempt += 1
-            delay = transient_delay_s(attempt, config.retry.transient_backoff_max_s)
+        except Transient as exc:
+            delay = backoff.next_delay_s() or 0.0  # never None: no limit on attempts
             down = "database" if isinstance(exc, DatabaseUnavailable) else "backend"
             event(
                 log,
                 logging.WARNING,
                 f"{down}_unavailable",
-                attempt=attempt,
+                attempt=backoff.attempt,
                 retry_in_s=round(delay, 1),
                 detail=str(exc),
             )

@@ -15,9 +15,8 @@ from embedkeeper.service.metrics import Metrics
 from embedkeeper.store import sync_state
 from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
-from embedkeeper.store.queries import StaleBy
 from embedkeeper.store.vector_index import restore_quietly
-from embedkeeper.sync.passes import run_pass
+from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 
 log = logging.getLogger(__name__)
@@ -50,24 +49,18 @@ class Worker:
     def _pass(self, name: str) -> None:
         config = self.app.config
         model = config.model(name)
-        regular: StaleBy = "updated_at" if config.source.updated_at_column else "none"
-        plans = [PassOptions("schedule", regular, ignore_retry_delay=False, changes_only=True)]
+        plans = [PassOptions.scheduled(config.source)]
         if self._sweep_due(name):
-            plans.append(PassOptions("sweep", "hash", ignore_retry_delay=False))
+            plans.append(PassOptions.sweep())
         for options in plans:
             if self.stop.is_set():
                 return
             self.model, self.last_counts, self.heartbeat = name, (0, 0), time.monotonic()
             try:
                 result = run_pass(
-                    self.app.url,
-                    config,
-                    self.app.queries,
-                    model,
-                    self.app.backends[name],
-                    options,
-                    self.stop,
-                    on_batch=self._beat,
+                    PassContext(
+                        self.app, model, self.app.backends[name], options, self.stop, self._beat
+                    )
                 )
             except EmbedkeeperError as exc:
                 self.passes_failed += 1

@@ -21,12 +21,10 @@ from typing import Any
 import psycopg
 
 from embedkeeper.records import Claimed, Document
+from embedkeeper.store.locks import claim_space
 from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
 
-
-def lock_space(model: str) -> str:
-    """Advisory-lock namespace of a model: the same document may be embedded for two models."""
-    return f"embedkeeper:{model}"
+Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,33 +35,39 @@ class ClaimResult:
     held_by_peers: list[datetime | None]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRules:
+    """What a pass claims, the same for every claim of the pass."""
+
+    model: str
+    stale_by: StaleBy  # what makes an embedded document stale
+    retry_failed_now: bool  # ignore failures' retry delay (a backfill)
+    prefix_chars: int  # how much of each text to read: the backend's window, with room
+
+
 def claim_batch(
     conn: psycopg.Connection[Any],
     queries: SourceQueries,
-    *,
-    model: str,
+    rules: ClaimRules,
+    phase: Phase,
     after: Any,
     limit: int,
-    stale_by: StaleBy,
-    ignore_retry_delay: bool,
-    prefix_chars: int,
-    scope: Scope = "all",
-    since: datetime | None = None,
 ) -> ClaimResult:
-    """One claim in `scope`; `after` is the last key returned before (for "changed", the pair
-    (updated_at, id)), and the result's last_key is the next call's `after`."""
+    """One claim in the phase's scope; `after` is the last key returned before (for "changed",
+    the pair (updated_at, id)), and the result's last_key is the next call's `after`."""
+    scope, since = phase
     after_ts, after_id = after if scope == "changed" and after is not None else (None, after)
     rows = conn.execute(
-        queries.claim(stale_by, after=after is not None, scope=scope),
+        queries.claim(rules.stale_by, after=after is not None, scope=scope),
         {
-            "model": model,
+            "model": rules.model,
             "after": after_id,
             "after_ts": after_ts,
             "since": since,
             "limit": limit,
-            "lock_space": lock_space(model),
-            "ignore_delay": ignore_retry_delay,
-            "prefix_chars": prefix_chars,
+            "claim_space": claim_space(rules.model),
+            "ignore_delay": rules.retry_failed_now,
+            "prefix_chars": rules.prefix_chars,
         },
     ).fetchall()
     if not rows:
@@ -78,7 +82,8 @@ def claim_batch(
         if r[5]
     ]
     held = [r[4] for r in rows if not r[5]]
-    return ClaimResult(Claimed(_still_pending(conn, queries, model, locked), last_key), held)
+    pending = _still_pending(conn, queries, rules.model, locked)
+    return ClaimResult(Claimed(pending, last_key), held)
 
 
 def _still_pending(
@@ -125,5 +130,5 @@ def release(
 ) -> None:
     if docs:
         conn.execute(
-            queries.unlock(), {"lock_space": lock_space(model), "ids": [d.id for d in docs]}
+            queries.unlock(), {"claim_space": claim_space(model), "ids": [d.id for d in docs]}
         )

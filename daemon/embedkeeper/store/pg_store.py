@@ -13,13 +13,11 @@ import psycopg
 
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import Claimed, Document, Embedded, Rejected
-from embedkeeper.store.claims import claim_batch, release
+from embedkeeper.store.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.inflight import InFlight
-from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
+from embedkeeper.store.queries import SourceQueries
 from embedkeeper.store.writer import Writer
-
-Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
 
 
 class PgStore:
@@ -27,26 +25,21 @@ class PgStore:
         self,
         conn: psycopg.Connection[Any],
         queries: SourceQueries,
+        rules: ClaimRules,
         *,
-        model: str,
         retry: RetryConfig,
-        stale_by: StaleBy,
-        ignore_retry_delay: bool,
-        prefix_chars: int,
         phases: Sequence[Phase] = (("all", None),),
         write_conn: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
         self.queries = queries
-        self.model = model
+        self.rules = rules
+        self.model = rules.model
         self.retry = retry
-        self.stale_by: StaleBy = stale_by
-        self.ignore_retry_delay = ignore_retry_delay
-        self.prefix_chars = prefix_chars
         self.phases = list(phases)
         self.open_tokens: set[int] = set()  # in-flight records not yet closed
         self.held_by_peers: list[datetime | None] = []
-        self.inflight = InFlight(conn, queries, model)
+        self.inflight = InFlight(conn, queries, rules.model)
         self._open_write_conn = write_conn
         self._write_conn: psycopg.Connection[Any] | None = None
         self._writer: Writer | None = None
@@ -75,19 +68,9 @@ class PgStore:
         with self._holding_lock:
             holding = set(self._holding)
         while phase < len(self.phases):
-            scope, since = self.phases[phase]
             with mapped_errors("claiming documents"):
                 result = claim_batch(
-                    self.conn,
-                    self.queries,
-                    model=self.model,
-                    after=key,
-                    limit=limit,
-                    stale_by=self.stale_by,
-                    ignore_retry_delay=self.ignore_retry_delay,
-                    prefix_chars=self.prefix_chars,
-                    scope=scope,
-                    since=since,
+                    self.conn, self.queries, self.rules, self.phases[phase], key, limit
                 )
             self.held_by_peers += result.held_by_peers
             if result.claimed.last_key is not None:

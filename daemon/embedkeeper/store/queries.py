@@ -30,6 +30,12 @@ def _trusted(fragment: str) -> sql.Composable:
     return sql.SQL(fragment.replace("%", "%%"))
 
 
+def content_hash(text: sql.Composable) -> sql.Composable:
+    """A text's content hash, as embeddings.content_hash and failures.content_hash store it and
+    the write's fence compares it: PostgreSQL's md5 of the whole text, as 16 bytes."""
+    return sql.SQL("decode(md5(({})::text), 'hex')").format(text)
+
+
 def table_identifier(source: SourceConfig) -> sql.Composable:
     """The source table's name, quoted (schema-qualified when the config gives a schema)."""
     if source.schema:
@@ -100,9 +106,6 @@ class SourceQueries:
         """NULL or only whitespace: skipped, never embedded, never failed."""
         return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
 
-    def hash_of(self, text: sql.Composable) -> sql.Composable:
-        return sql.SQL("decode(md5({}), 'hex')").format(text)
-
     def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
             table=self.documents,
@@ -110,6 +113,7 @@ class SourceQueries:
             text=self.text,
             updated_at=self.updated_at,
             blank=self.blank,
+            text_hash=content_hash(self.text),
             id_type=sql.SQL(self.id_type),
             embeddings=E,
             failures=F,
@@ -127,15 +131,15 @@ class SourceQueries:
         stale = {
             "none": sql.SQL("FALSE"),
             "updated_at": sql.SQL("{u} > e.source_updated_at").format(u=self.updated_at),
-            "hash": sql.SQL("e.content_hash <> {h}").format(h=self.hash_of(self.text)),
+            "hash": sql.SQL("e.content_hash <> {h}").format(h=content_hash(self.text)),
         }[stale_by]
         walk = {"all": self._walk_all, "changed": self._walk_changed, "retries": self._walk_retries}
         source, where, order = walk[scope](after)
         return self._fmt(
             """
             SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
-                   decode(md5(c.body), 'hex'), c.updated_at,
-                   pg_try_advisory_lock(hashtext(%(lock_space)s), hashtext(c.id::text)),
+                   {body_hash}, c.updated_at,
+                   pg_try_advisory_lock(hashtext(%(claim_space)s), hashtext(c.id::text)),
                    c.failure_class IS NOT DISTINCT FROM 'Crashed'
             FROM (
                 SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
@@ -144,7 +148,7 @@ class SourceQueries:
                 WHERE {where} AND NOT {blank}
                   AND (e.document_id IS NULL OR {stale})
                   AND (f.document_id IS NULL
-                       OR f.content_hash IS DISTINCT FROM decode(md5({text}), 'hex')
+                       OR f.content_hash IS DISTINCT FROM {text_hash}
                        OR (f.status = 'retry' AND (%(ignore_delay)s OR f.next_retry_at <= now())))
                 ORDER BY {order}
                 LIMIT %(limit)s
@@ -156,6 +160,7 @@ class SourceQueries:
             where=where,
             order=order,
             outer_order=sql.SQL("c.updated_at, c.id" if scope == "changed" else "c.id"),
+            body_hash=content_hash(sql.SQL("c.body")),
         )
 
     def _joined(
@@ -243,7 +248,7 @@ class SourceQueries:
     def unlock(self) -> sql.Composed:
         return self._fmt(
             """
-            SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(%(lock_space)s),
+            SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(%(claim_space)s),
                                                              hashtext(x.id::text)))
             FROM unnest(%(ids)s::{id_type}[]) AS x(id)
             """
@@ -275,7 +280,7 @@ class SourceQueries:
                     SELECT {text}::text AS body FROM {table} AS s
                     WHERE {id} = st.document_id LIMIT 1) AS cur
                 WHERE cur.body IS NOT NULL
-                  AND decode(md5(cur.body), 'hex') = st.content_hash
+                  AND {body_hash} = st.content_hash
             ), written AS (
                 INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
                     source_updated_at, token_count, truncated, embedded_at)
@@ -293,7 +298,8 @@ class SourceQueries:
                 WHERE f.model = %(model)s AND f.document_id = w.document_id
             )
             SELECT document_id FROM written
-            """
+            """,
+            body_hash=content_hash(sql.SQL("cur.body")),
         )
 
     def record_failures(self) -> sql.Composed:
@@ -347,46 +353,42 @@ class SourceQueries:
                     FROM dead) AS each_id
                 GROUP BY id
             )
-            SELECT {id}, decode(md5({text}::text), 'hex'), ids.solo
+            SELECT {id}, {text_hash}, ids.solo
             FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
             LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
             WHERE {text} IS NOT NULL
-              AND (e.document_id IS NULL OR e.content_hash <> decode(md5({text}::text), 'hex'))
+              AND (e.document_id IS NULL OR e.content_hash <> {text_hash})
             """
         )
 
-    def prune(self, *, deleted_only: bool = False) -> sql.Composed:
-        """Vectors and failures of documents that are gone, out of scope, or now blank; with
-        `deleted_only`, of documents whose key is gone from the table.
+    def prune(self) -> sql.Composed:
+        """Vectors and failures of documents that are gone, out of scope, or now blank.
 
         The ids are found first and deleted by key: the search reads only the primary key of the
-        model's vectors (an index-only scan once the table is vacuumed), never their 1.5 kB rows,
-        and `deleted_only` reads only the source's key index."""
-        match = (
+        model's vectors (an index-only scan once the table is vacuumed), never their 1.5 kB rows."""
+        return self._prune_unmatched(
+            sql.SQL("SELECT 1 FROM {table} AS s WHERE {id} = x.document_id AND NOT {blank}").format(
+                table=self.documents, id=self.id, blank=self.blank
+            )
+        )
+
+    def prune_deleted(self) -> sql.Composed:
+        """Vectors and failures of documents whose key is gone from the table: reads only the
+        source's key index."""
+        return self._prune_unmatched(
             sql.SQL("SELECT 1 FROM {raw} AS s WHERE {id} = x.document_id").format(
                 raw=self.table, id=self.id
             )
-            if deleted_only
-            else sql.SQL(
-                "SELECT 1 FROM {table} AS s WHERE {id} = x.document_id AND NOT {blank}"
-            ).format(table=self.documents, id=self.id, blank=self.blank)
         )
-        return self._fmt(
-            """
-            WITH gone AS (
-                SELECT x.document_id FROM {embeddings} AS x
-                WHERE x.model = %(model)s AND NOT EXISTS ({match})
-            ), gone_vectors AS (
-                DELETE FROM {embeddings} AS e
-                WHERE e.model = %(model)s
-                  AND e.document_id = ANY(ARRAY(SELECT document_id FROM gone))
-                RETURNING 1
-            ), gone_failures AS (
-                DELETE FROM {failures} AS x WHERE x.model = %(model)s AND NOT EXISTS ({match})
-            )
-            SELECT count(*) FROM gone_vectors
-            """,
-            match=match,
+
+    def _prune_unmatched(self, match: sql.Composable) -> sql.Composed:
+        return self._delete_gone(
+            sql.SQL(
+                "SELECT x.document_id AS id FROM {embeddings} AS x"
+                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
+                " UNION ALL SELECT x.document_id FROM {failures} AS x"
+                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
+            ).format(embeddings=E, failures=F, match=match)
         )
 
     def newest_update(self) -> sql.Composed:
@@ -472,7 +474,7 @@ class SourceQueries:
                 LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
                 CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
                                                   OR f.document_id IS NOT NULL
-                                                THEN decode(md5({text}::text), 'hex') END
+                                                THEN {text_hash} END
                                            AS hash) AS cur
             ) AS d
             """

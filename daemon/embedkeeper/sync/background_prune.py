@@ -21,8 +21,9 @@ from embedkeeper.logs import event
 from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect, mapped_errors
 from embedkeeper.store.delete_log import prune_from_log
+from embedkeeper.store.prune import prune_deleted
 from embedkeeper.store.queries import SourceQueries
-from embedkeeper.sync.plan import PassPlan, prune
+from embedkeeper.sync.prepare import PassPlan
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class BackgroundPrune:
                         )
                     self.deleted, self.saved = logged or 0, logged is not None
                     return
-                pruned = prune(conn, self.queries, self.model, deleted_only=True)
+                pruned = prune_deleted(conn, self.queries, self.model)
                 if pruned is None:  # a peer is pruning: it covers us
                     return
                 self.deleted = pruned

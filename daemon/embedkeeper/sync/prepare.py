@@ -1,0 +1,106 @@
+"""Carrying a pass's decision out: the prunes before its walk, and the watermark after it.
+
+sync/plan.py decides; this module runs what was decided against the store and hands the pass a
+PassPlan: where to walk, what its start saw (the watermark's compare-and-set expects it), and
+what the prune beside the walk is to do (sync/background_prune.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from embedkeeper.store import delete_log, sync_state
+from embedkeeper.store.claims import Phase
+from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.observe import Observed, observe
+from embedkeeper.store.prune import prune_all, prune_changed
+from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.sync_state import SyncState
+from embedkeeper.sync.plan import PassOptions, decide
+
+
+@dataclass(frozen=True, slots=True)
+class PassPlan:
+    """Decided and done at a pass's start: where it looks, and the watermark it may set."""
+
+    phases: list[Phase]
+    seen: SyncState
+    newest: datetime | None
+    deleted: int
+    # Set when the table saw deletes: the pass prunes by key in the background and records
+    # this fingerprint when done.
+    prune_later: bool = False
+    fingerprint: str | None = None
+    # The delete log's position read before the fingerprint, when the source is tracked: the
+    # full prune records it as its baseline (store/delete_log.py).
+    log_position: int | None = None
+    # Set when the log accounts for every delete: the background prune prunes these entries
+    # instead of reading every key.
+    from_log: delete_log.LogPrune | None = None
+
+
+def prepare(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, options: PassOptions
+) -> PassPlan:
+    """Observe, decide, and prune what must be pruned before the walk."""
+    observed = observe(conn, queries, model)
+    decision = decide(options, observed, queries.source)
+    seen, deleted = observed.seen, 0
+    if decision.prune_first:
+        deleted, seen = _prune_first(conn, queries, model, observed)
+    if decision.prune_changed_since is not None:
+        deleted += prune_changed(conn, queries, model, decision.prune_changed_since)
+    from_log = None
+    if decision.consult_log and observed.log_position is not None:
+        with mapped_errors("reading the delete log"):
+            from_log = delete_log.covering(
+                conn, queries.source, seen, observed.fingerprint, observed.log_position
+            )
+    return PassPlan(
+        decision.phases,
+        seen,
+        observed.newest,
+        deleted,
+        prune_later=decision.prune_deleted_beside or from_log is not None,
+        fingerprint=observed.fingerprint,
+        log_position=observed.log_position,
+        from_log=from_log,
+    )
+
+
+def _prune_first(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, observed: Observed
+) -> tuple[int, SyncState]:
+    """Prune, then record the fingerprint read before it (a delete that lands meanwhile moves
+    the counters again, so the next pass prunes once more); returns what the compare-and-set of
+    the watermark must now expect."""
+    pruned = prune_all(conn, queries, model)
+    if pruned is None:  # a peer is pruning: it covers us, and its record is its own
+        return 0, observed.seen
+    with mapped_errors("recording the sync state"):
+        sync_state.save_fingerprint(
+            conn, model, queries.source, observed.fingerprint, observed.log_position
+        )
+        return pruned, sync_state.load(conn, model)
+
+
+def finish(
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    plan: PassPlan,
+    held_by_peers: list[datetime | None],
+    options: PassOptions,
+) -> None:
+    """A pass that drained everything it walked sets the watermark to the newest updated_at it
+    had seen at its start, but not past a document a peer held (it may release it unfinished)."""
+    floor = [u for u in held_by_peers if u is not None]
+    watermark = min([plan.newest, *floor]) if plan.newest is not None else None
+    with mapped_errors("recording the sync state"):
+        sync_state.advance_watermark(conn, model, queries.source, plan.seen, watermark)
+        if options.stale_by == "hash" and plan.phases == [("all", None)]:
+            sync_state.record_sweep(conn, model)

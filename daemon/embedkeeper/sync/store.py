@@ -1,0 +1,29 @@
+"""What the loop asks of the database: a small Protocol, so that sync/pipeline.py runs no SQL
+(store/pg_store.py is the implementation; the unit tests use an in-memory one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from embedkeeper.records import Claimed, Document, Embedded, Rejected
+
+
+class Store(Protocol):
+    def claim(self, after: object | None, limit: int) -> Claimed: ...
+
+    def save(self, embedded: Sequence[Embedded]) -> int:
+        """Write the vectors, clear their failures, release them; returns how many were written."""
+        ...
+
+    def fail(self, rejected: Sequence[Rejected]) -> None:
+        """Charge one attempt to each document and release it."""
+        ...
+
+    def release(self, documents: Sequence[Document]) -> None: ...
+
+    def begin(self, documents: Sequence[Document]) -> int:
+        """Record the batch as in flight (if the process dies now, its documents get charged)."""
+        ...
+
+    def end(self, token: int) -> None: ...
