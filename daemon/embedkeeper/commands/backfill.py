@@ -11,17 +11,22 @@ left dropped when it died are rebuilt before the pass.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from embedkeeper.app import App
+from embedkeeper.app import App, open_app
+from embedkeeper.commands import chosen_models
+from embedkeeper.commands.coverage import coverage_of
 from embedkeeper.commands.progress import Progress
-from embedkeeper.config import ModelConfig
+from embedkeeper.config import Config, ModelConfig
 from embedkeeper.logs import event
-from embedkeeper.store.coverage import Coverage, measure
+from embedkeeper.service.signals import stop_on_signals
+from embedkeeper.store.coverage import Coverage, format_table
 from embedkeeper.store.db import connect
 from embedkeeper.store.vector_index import (
     BuildSettings,
@@ -47,11 +52,6 @@ class BackfillResult:
     @property
     def exit_code(self) -> int:
         return EXIT_IN_REVIEW if any(c.failed for c in self.coverage) else EXIT_OK
-
-
-def coverage_of(app: App, models: Sequence[ModelConfig]) -> list[Coverage]:
-    with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-        return [measure(conn, app.queries, m.name) for m in models]
 
 
 def backfill(
@@ -120,3 +120,30 @@ def _backfill_model(
         )
     finally:
         progress.close()
+
+
+def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
+    """Print each model's figures and the coverage table; exit 1 if SIGTERM or SIGINT stopped
+    it (after the batch in flight), 3 if some documents are in review."""
+    models = chosen_models(config, args.model)
+    app = open_app(config)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
+    finally:
+        app.close()
+    for name, outcome in result.results.items():
+        s = outcome.stats
+        print(
+            f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
+            f"{outcome.deleted} deleted, {s.tokens} tokens in {s.elapsed_s:.1f} s "
+            f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s)"
+        )
+    print(format_table(result.coverage))
+    if result.interrupted:
+        print("interrupted: the batch in flight was finished or released", file=sys.stderr)
+        return 1
+    if result.exit_code == 3:
+        print("some documents are in review: see `embedkeeper failures list`", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,44 @@
+"""`embedkeeper index`: create, list, drop or restore a model's HNSW index."""
+
+from __future__ import annotations
+
+import argparse
+
+from embedkeeper.app import open_app
+from embedkeeper.commands import chosen_models
+from embedkeeper.config import Config
+from embedkeeper.errors import UsageError
+from embedkeeper.store.db import connect
+from embedkeeper.store.vector_index import (
+    BuildSettings,
+    HnswParams,
+    create_index,
+    drop_indexes,
+    format_indexes,
+    list_indexes,
+    restore_indexes,
+)
+
+
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
+    if args.action in ("create", "drop") and not args.model:
+        raise UsageError(f"index {args.action} needs --model NAME")
+    models = chosen_models(config, args.model)  # an unknown name is an error
+    settings = BuildSettings(memory_mb=args.maintenance_work_mem, workers=args.workers)
+    params = HnswParams(args.opclass, args.m, args.ef_construction)
+    params.check()
+    app = open_app(config)
+    with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        if args.action == "create":
+            name, built = create_index(conn, models[0], params, settings)
+            print(f"{'created' if built else 'exists:'} embedkeeper.{name}")
+        elif args.action == "drop":
+            names = drop_indexes(conn, args.model)
+            print("dropped " + (", ".join(names) if names else "nothing: no vector index"))
+        elif args.action == "restore":
+            for model in models:
+                done = restore_indexes(conn, model.name, settings)
+                print(f"{model.name}: " + ("restored" if done else "left to the running backfill"))
+        else:
+            print(format_indexes(list_indexes(conn, args.model)))
+    return 0
