@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from embedkeeper.app import App, open_app
 from embedkeeper.commands import chosen_models
-from embedkeeper.commands.coverage import coverage_of
+from embedkeeper.commands.coverage import coverage_of, format_table
 from embedkeeper.commands.progress import Progress
 from embedkeeper.config import Config, ModelConfig
 from embedkeeper.logs import event
 from embedkeeper.service.signals import stop_on_signals
-from embedkeeper.store.coverage import Coverage, format_table
+from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
 from embedkeeper.store.vector_index import (
     BuildSettings,

@@ -7,12 +7,21 @@ import argparse
 from embedkeeper.app import open_app
 from embedkeeper.config import Config
 from embedkeeper.store.db import connect
-from embedkeeper.store.failures import (
-    format_failures,
-    ignore_failures,
-    list_failures,
-    retry_failures,
-)
+from embedkeeper.store.failures import Failure, ignore_failures, list_failures, retry_failures
+
+
+def format_failures(rows: list[Failure]) -> str:
+    if not rows:
+        return "no failures"
+    lines = ["model\tdocument_id\tattempts\tstatus\tlast_seen\terror"]
+    for f in rows:
+        message = f.message.replace("\n", " ")[:200]
+        seen = f.last_seen.isoformat(timespec="seconds")
+        lines.append(
+            f"{f.model}\t{f.document_id}\t{f.attempts}\t{f.status}\t{seen}\t"
+            f"{f.error_class}: {message}"
+        )
+    return "\n".join(lines)
 
 
 def cmd_failures(args: argparse.Namespace, config: Config) -> int:

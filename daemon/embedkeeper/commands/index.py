@@ -12,12 +12,26 @@ from embedkeeper.store.db import connect
 from embedkeeper.store.vector_index import (
     BuildSettings,
     HnswParams,
+    VectorIndex,
     create_index,
     drop_indexes,
-    format_indexes,
     list_indexes,
     restore_indexes,
 )
+
+
+def format_indexes(indexes: list[VectorIndex]) -> str:
+    if not indexes:
+        return "no vector index on embedkeeper.embeddings (create one: embedkeeper index create)"
+    rows = [("model", "index", "state", "size", "definition")]
+    for i in indexes:
+        size = "" if i.size_bytes is None else f"{i.size_bytes / 2**20:.1f} MB"
+        rows.append((i.model, i.name, i.state, size, i.definition))
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    )
 
 
 def cmd_index(args: argparse.Namespace, config: Config) -> int:

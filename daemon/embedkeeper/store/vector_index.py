@@ -435,20 +435,6 @@ def _memory_needed(conn: psycopg.Connection[Any], model: str, cap_mb: int) -> in
     return int(min(cap_mb, max(MIN_MEMORY_MB, needed_mb)))
 
 
-def format_indexes(indexes: list[VectorIndex]) -> str:
-    if not indexes:
-        return "no vector index on embedkeeper.embeddings (create one: embedkeeper index create)"
-    rows = [("model", "index", "state", "size", "definition")]
-    for i in indexes:
-        size = "" if i.size_bytes is None else f"{i.size_bytes / 2**20:.1f} MB"
-        rows.append((i.model, i.name, i.state, size, i.definition))
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-        for row in rows
-    )
-
-
 def _busy(model: str) -> str:
     return (
         f'a backfill with --defer-index is running for model "{model}"; it rebuilds the '
