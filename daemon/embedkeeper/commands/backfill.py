@@ -5,7 +5,7 @@ retries failing documents at once, so it ends with every document embedded, skip
 A model is loaded only if its model has work to do, so a backfill with nothing to do is quick.
 
 With `defer_index`, a model with work to do has its vector indexes dropped for the pass and
-rebuilt in bulk after it (store/vector_index.py); without it, indexes that a deferring backfill
+rebuilt in bulk after it (store/deferred_index.py); without it, indexes that a deferring backfill
 left dropped when it died are rebuilt before the pass.
 """
 
@@ -28,12 +28,9 @@ from embedkeeper.logs import event
 from embedkeeper.service.signals import stop_on_signals
 from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
-from embedkeeper.store.vector_index import (
-    BuildSettings,
-    indexes_deferred,
-    note_live_index,
-    restore_quietly,
-)
+from embedkeeper.store.deferred_index import indexes_deferred, note_live_index
+from embedkeeper.store.index_build import BuildSettings
+from embedkeeper.store.vector_index import restore_quietly
 from embedkeeper.sync.passes import PassResult, run_pass
 from embedkeeper.sync.plan import PassOptions, prune
 

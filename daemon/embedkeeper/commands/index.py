@@ -9,9 +9,8 @@ from embedkeeper.commands import chosen_models
 from embedkeeper.config import Config
 from embedkeeper.errors import UsageError
 from embedkeeper.store.db import connect
+from embedkeeper.store.index_build import BuildSettings, HnswParams
 from embedkeeper.store.vector_index import (
-    BuildSettings,
-    HnswParams,
     VectorIndex,
     create_index,
     drop_indexes,
