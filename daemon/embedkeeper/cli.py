@@ -165,8 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(getattr(args, "config", None), overrides=overrides)
         if not verbose:
             setup_logging(config.logging.level, getattr(args, "log_format", config.logging.format))
-        code = handler_of(args.command)(args, config)
-        return code
+        return handler_of(args.command)(args, config)
     except EmbedkeeperError as exc:
         if verbose:
             log.exception("fatal")
