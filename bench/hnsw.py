@@ -104,7 +104,8 @@ def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
     from embedkeeper.backends import make_backend
     from embedkeeper.commands.backfill import backfill
     from embedkeeper.store.db import connect
-    from embedkeeper.store.vector_index import BuildSettings, HnswParams, create_index
+    from embedkeeper.store.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.vector_index import create_index
 
     config = load_config(database.config, overrides={"EMBEDKEEPER_DATABASE_URL": url})
     factory = DistinctVectors if VECTORS == "distinct" else make_backend

@@ -149,7 +149,7 @@ deleted_documents = Table(
 
 # A model's vector index that `backfill --defer-index` dropped and has not rebuilt yet: its
 # pg_get_indexdef, written in the transaction that drops it and deleted in the one that rebuilds
-# it, so at every commit either the index or this row exists (store/vector_index.py).
+# it, so at every commit either the index or this row exists (store/deferred_index.py).
 deferred_indexes = Table(
     "deferred_indexes",
     metadata,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from embedkeeper.commands.backfill import backfill
-from embedkeeper.store.coverage import format_table, measure
+from embedkeeper.commands.coverage import format_table
+from embedkeeper.store.coverage import measure
 from tests.conftest import insert_docs, source_config
 from tests.fakes import ScriptedBackend
 

@@ -76,12 +76,9 @@ def test_a_role_that_cannot_read_the_source_gets_a_clear_error(worker_url, conn,
 
 def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn, make_app, caplog):
     from embedkeeper.errors import NotIndexOwner
-    from embedkeeper.store.vector_index import (
-        BuildSettings,
-        HnswParams,
-        _record_and_drop,
-        create_index,
-    )
+    from embedkeeper.store.deferred_index import _record_and_drop
+    from embedkeeper.store.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.vector_index import create_index
     from tests.db.test_vector_index import MINILM, records
 
     insert_docs(conn, ["one", "two"], start=1)

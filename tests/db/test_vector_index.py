@@ -13,10 +13,9 @@ from embedkeeper.config import ModelConfig
 from embedkeeper.errors import DatabaseError, EmbedkeeperError, UsageError
 from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
+from embedkeeper.store.deferred_index import _record_and_drop
+from embedkeeper.store.index_build import BuildSettings, HnswParams
 from embedkeeper.store.vector_index import (
-    BuildSettings,
-    HnswParams,
-    _record_and_drop,
     create_index,
     drop_indexes,
     index_name,
@@ -156,7 +155,7 @@ def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral
 def test_two_deferring_backfills_leave_the_rebuild_to_the_last_one_out(conn, db_url, make_app):
     embedded_app(conn, db_url, make_app)
     create_index(conn, MINILM, HnswParams(), SMALL)
-    from embedkeeper.store.vector_index import indexes_deferred
+    from embedkeeper.store.deferred_index import indexes_deferred
 
     with indexes_deferred(db_url, "minilm", SMALL) as first:
         with indexes_deferred(db_url, "minilm", SMALL) as second:

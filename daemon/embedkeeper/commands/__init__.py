@@ -1,3 +1,15 @@
-"""The commands behind `embedkeeper <command>`, apart from `run` (the service)."""
+"""The commands behind `embedkeeper <command>`: each module's cmd_<name>(args, config) does one
+command's work and prints its result on stdout; `run` hands over to the service.
+
+cli.py imports a command's module only when that command runs, so a module here may import the
+driver and the sync pass at its top without slowing `embedkeeper --help`.
+"""
 
 from __future__ import annotations
+
+from embedkeeper.config import Config, ModelConfig
+
+
+def chosen_models(config: Config, name: str | None) -> list[ModelConfig]:
+    """`--model NAME` (an unknown name is a ConfigError, not an empty list), or every model."""
+    return [config.model(name)] if name else list(config.models)

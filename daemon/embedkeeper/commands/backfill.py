@@ -5,31 +5,33 @@ retries failing documents at once, so it ends with every document embedded, skip
 A model is loaded only if its model has work to do, so a backfill with nothing to do is quick.
 
 With `defer_index`, a model with work to do has its vector indexes dropped for the pass and
-rebuilt in bulk after it (store/vector_index.py); without it, indexes that a deferring backfill
+rebuilt in bulk after it (store/deferred_index.py); without it, indexes that a deferring backfill
 left dropped when it died are rebuilt before the pass.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from embedkeeper.app import App
+from embedkeeper.app import App, open_app
+from embedkeeper.commands import chosen_models
+from embedkeeper.commands.coverage import coverage_of, format_table
 from embedkeeper.commands.progress import Progress
-from embedkeeper.config import ModelConfig
+from embedkeeper.config import Config, ModelConfig
 from embedkeeper.logs import event
-from embedkeeper.store.coverage import Coverage, measure
+from embedkeeper.service.signals import stop_on_signals
+from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
+from embedkeeper.store.deferred_index import indexes_deferred, note_live_index
+from embedkeeper.store.index_build import BuildSettings
 from embedkeeper.store.prune import prune_all
-from embedkeeper.store.vector_index import (
-    BuildSettings,
-    indexes_deferred,
-    note_live_index,
-    restore_quietly,
-)
+from embedkeeper.store.vector_index import restore_quietly
 from embedkeeper.sync.passes import PassContext, PassResult, run_pass
 from embedkeeper.sync.plan import PassOptions, Trigger
 
@@ -48,11 +50,6 @@ class BackfillResult:
     @property
     def exit_code(self) -> int:
         return EXIT_IN_REVIEW if any(c.failed for c in self.coverage) else EXIT_OK
-
-
-def coverage_of(app: App, models: Sequence[ModelConfig]) -> list[Coverage]:
-    with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-        return [measure(conn, app.queries, m.name) for m in models]
 
 
 def backfill(
@@ -113,3 +110,30 @@ def _backfill_model(
         return run_pass(PassContext(app, model, backend, options, stop, progress))
     finally:
         progress.close()
+
+
+def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
+    """Print each model's figures and the coverage table; exit 1 if SIGTERM or SIGINT stopped
+    it (after the batch in flight), 3 if some documents are in review."""
+    models = chosen_models(config, args.model)
+    app = open_app(config)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
+    finally:
+        app.close()
+    for name, outcome in result.results.items():
+        s = outcome.stats
+        print(
+            f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
+            f"{outcome.deleted} deleted, {s.tokens} tokens in {s.elapsed_s:.1f} s "
+            f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s)"
+        )
+    print(format_table(result.coverage))
+    if result.interrupted:
+        print("interrupted: the batch in flight was finished or released", file=sys.stderr)
+        return 1
+    if result.exit_code == 3:
+        print("some documents are in review: see `embedkeeper failures list`", file=sys.stderr)
+    return result.exit_code

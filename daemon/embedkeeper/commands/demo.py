@@ -1,19 +1,25 @@
-"""The demo corpus: Python's own documentation (pydoc_data ships with Python), one paragraph a row.
-
-`embedkeeper demo` loads it into embedkeeper_demo.documents in the embedded PostgreSQL, once.
+"""`embedkeeper demo`: Python's own documentation (pydoc_data ships with Python), one paragraph a
+row, loaded once into embedkeeper_demo.documents in the embedded PostgreSQL, then backfilled.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import re
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from embedkeeper.config import DEMO_SOURCE
+from embedkeeper.commands.backfill import cmd_backfill
+from embedkeeper.commands.migrate import migrate
+from embedkeeper.config import DEMO_SOURCE, Config
+from embedkeeper.logs import event, mask_url
 from embedkeeper.store import locks
-from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.db import connect, database_url, mapped_errors
+
+log = logging.getLogger("embedkeeper")  # demo_corpus has always been logged under this name
 
 MIN_PARAGRAPH_CHARS = 120
 
@@ -63,3 +69,12 @@ def load_demo_corpus(conn: psycopg.Connection[Any]) -> int:
                 copy.write_row((topic, text))
         row = conn.execute(count).fetchone()
     return int(row[0]) if row else 0
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    url = database_url(config)
+    with connect(url, timeout_s=config.connect_timeout_s, register=False) as conn:
+        count = load_demo_corpus(conn)
+    event(log, logging.INFO, "demo_corpus", documents=count, database=mask_url(url))
+    migrate(url, config.source, timeout_s=config.connect_timeout_s)
+    return cmd_backfill(argparse.Namespace(model=None, limit=None, defer_index=False), config)

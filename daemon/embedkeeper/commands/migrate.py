@@ -6,15 +6,16 @@ source table, so the discovery anti-join compares like with like and uses the in
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
 import psycopg
 
-from embedkeeper.config import SourceConfig
+from embedkeeper.config import Config, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
-from embedkeeper.logs import event
-from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.logs import event, mask_url
+from embedkeeper.store.db import connect, database_url, mapped_errors
 from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
 
 log = logging.getLogger(__name__)
@@ -75,3 +76,10 @@ def _upgrade(url: str, scripts: Path, id_type: str, timeout_s: float) -> None:
         ) from exc
     finally:
         engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    url = database_url(config)
+    revision = migrate(url, config.source, timeout_s=config.connect_timeout_s)
+    print(f"embedkeeper schema at revision {revision} in {mask_url(url)}")
+    return 0

@@ -54,19 +54,3 @@ def measure(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -
         ignored=ignored,
         skipped=skipped,
     )
-
-
-COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored", "skipped")
-
-
-def format_table(rows: list[Coverage]) -> str:
-    header = [*COLUMNS, "coverage"]
-    body = [[str(getattr(r, c)) for c in COLUMNS] + [f"{r.coverage_percent:.2f}%"] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest])
-
-    return "\n".join([line(header), *(line(b) for b in body)])

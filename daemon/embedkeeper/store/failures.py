@@ -92,17 +92,3 @@ def ignore_failures(
     ).format(where)
     with mapped_errors("ignoring failures"):
         return conn.execute(query, params).rowcount
-
-
-def format_failures(rows: list[Failure]) -> str:
-    if not rows:
-        return "no failures"
-    lines = ["model\tdocument_id\tattempts\tstatus\tlast_seen\terror"]
-    for f in rows:
-        message = f.message.replace("\n", " ")[:200]
-        seen = f.last_seen.isoformat(timespec="seconds")
-        lines.append(
-            f"{f.model}\t{f.document_id}\t{f.attempts}\t{f.status}\t{seen}\t"
-            f"{f.error_class}: {message}"
-        )
-    return "\n".join(lines)

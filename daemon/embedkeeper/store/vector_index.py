@@ -1,17 +1,15 @@
-"""A model's vector index: create, list and drop it, and keep it out of the way of a big backfill.
+"""A model's vector indexes: name, list, create and drop them, and rebuild the ones a deferring
+backfill recorded (store/deferred_index.py takes them down; store/index_build.py runs a build).
 
 `embeddings.embedding` has no fixed dimension (models of every size share it), so a model's HNSW
 index is a partial expression index: `USING hnsw ((embedding::vector(384)) vector_cosine_ops)
 WHERE model = 'minilm'`. "The model's vector indexes" are the hnsw and ivfflat indexes on
 embedkeeper.embeddings whose predicate is exactly `model = '<name>'`, ours or the user's.
 
-Every insert into a live HNSW index walks the graph, so a large backfill crawls (a few hundred rows
-per second on two cores). `backfill --defer-index` drops the model's vector indexes first and
-rebuilds them at the end, which builds the graph once, in bulk, with `maintenance_work_mem` and
-parallel workers. Nothing is lost if the process dies in between: each index's `pg_get_indexdef`
-is written to embedkeeper.deferred_indexes in the transaction that drops it, and deleted in the one
-that rebuilds it, so at every commit either the index or its record exists. The next `backfill`,
-`index create` or `index restore` rebuilds what is recorded.
+A deferring backfill writes each index's `pg_get_indexdef` to embedkeeper.deferred_indexes when it
+drops it; restore_indexes() rebuilds what is recorded and deletes the record in the same
+transaction. The next `backfill`, `index create`, `index restore` or daemon tick rebuilds what a
+dead backfill left recorded.
 
 Why a plain CREATE INDEX and not CONCURRENTLY: a plain one is transactional, so the rebuild and
 the deletion of its record commit together, and a failed build leaves nothing behind. CONCURRENTLY
@@ -32,8 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,23 +44,17 @@ from embedkeeper.errors import (
     DatabaseUnavailable,
     EmbedkeeperError,
     NotIndexOwner,
-    UsageError,
 )
 from embedkeeper.logs import event
-from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store import locks
+from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.index_build import OPCLASSES, BuildSettings, HnswParams, build_indexes
 
 log = logging.getLogger(__name__)
 
-OPCLASSES = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an hnsw index on vector
 MAX_NAME = 63  # PostgreSQL's identifier length
-INDEX_LOCK = (
-    "embedkeeper:index"  # advisory key (INDEX_LOCK, model); claims use 'embedkeeper:<model>'
-)
-MIN_MEMORY_MB = 64
-DEFAULT_MAX_MEMORY_MB = 4096
-DEFAULT_WORKERS = 2
-LARGE_BACKFILL = 10_000  # pending documents above which a live index earns a hint
+INDEX_LOCK = locks.INDEX  # advisory key (INDEX_LOCK, model)
 
 # The shape pg_get_indexdef gives the model's vector indexes. A record is rebuilt only if its
 # definition has exactly this shape: the table is writable by the worker role, and the rebuild
@@ -75,34 +66,6 @@ _DEFINITION = re.compile(
     r"(?: WITH \([a-z_]+='?\d+'?(?:, [a-z_]+='?\d+'?)*\))?"
     r" WHERE \(model = '(?:[^'\\]|'')*'::text\)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BuildSettings:
-    """Session settings for a build. `memory_mb` None: enough for the model's rows (estimated),
-    between 64 MB and `max_memory_mb`; a graph larger than maintenance_work_mem builds slowly."""
-
-    memory_mb: int | None = None
-    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
-    workers: int = DEFAULT_WORKERS  # max_parallel_maintenance_workers (the leader works too)
-
-
-@dataclass(frozen=True, slots=True)
-class HnswParams:
-    opclass: str = "cosine"
-    m: int = 16
-    ef_construction: int = 64
-
-    def check(self) -> None:
-        if self.opclass not in OPCLASSES:
-            raise UsageError(f'unknown opclass "{self.opclass}"; use one of {", ".join(OPCLASSES)}')
-        if not 2 <= self.m <= 100:
-            raise UsageError(f"--m {self.m} is out of range; pgvector takes 2 to 100")
-        if not 2 * self.m <= self.ef_construction <= 1000:
-            raise UsageError(
-                f"--ef-construction {self.ef_construction} is out of range; pgvector takes "
-                f"2 * m ({2 * self.m}) to 1000"
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +165,12 @@ def create_index(
     existing = {i.name: i.state for i in list_indexes(conn, model.name)}
     if existing.get(name) == "live":
         return name, False
-    with _owner_needed("creating"), conn.transaction():
+    with owner_needed("creating"), conn.transaction():
         if not _try_lock(conn, model.name):
             raise EmbedkeeperError(_busy(model.name))
         if existing.get(name) == "invalid":  # what a failed CREATE INDEX CONCURRENTLY leaves
             conn.execute(sql.SQL("DROP INDEX embedkeeper.{}").format(sql.Identifier(name)))
-        build_s = _build(conn, model.name, [statement], settings)
+        build_s = build_indexes(conn, model.name, [statement], settings)
     event(
         log,
         logging.INFO,
@@ -223,7 +186,7 @@ def create_index(
 def drop_indexes(conn: psycopg.Connection[Any], model: str) -> list[str]:
     """Drop the model's vector indexes and forget any a deferring backfill would rebuild."""
     names = sorted({i.name for i in list_indexes(conn, model)})
-    with _owner_needed("dropping"), conn.transaction():
+    with owner_needed("dropping"), conn.transaction():
         conn.execute("DELETE FROM embedkeeper.deferred_indexes WHERE model = %s", (model,))
         for name in names:
             conn.execute(
@@ -244,7 +207,7 @@ def restore_indexes(
         ).fetchone()
     if pending is None:
         return True
-    with _owner_needed("rebuilding"), conn.transaction():
+    with owner_needed("rebuilding"), conn.transaction():
         if not _try_lock(conn, model):
             event(log, logging.INFO, "index_rebuild_left_to_peer", model=model)
             return False
@@ -256,7 +219,7 @@ def restore_indexes(
         live = {i.name for i in list_indexes(conn, model) if i.state == "live"}
         todo = [(name, definition) for name, definition in rows if name not in live]
         statements = [_recorded(name, definition) for name, definition in todo]
-        build_s = _build(conn, model, statements, settings)
+        build_s = build_indexes(conn, model, statements, settings)
     event(
         log,
         logging.INFO,
@@ -289,92 +252,9 @@ def restore_quietly(
         )
 
 
-def note_live_index(conn: psycopg.Connection[Any], model: str, todo: int) -> None:
-    """A hint when a large backfill is about to write into a live vector index."""
-    if todo < LARGE_BACKFILL:
-        return
-    live = [i.name for i in list_indexes(conn, model) if i.state == "live"]
-    if live:
-        event(
-            log,
-            logging.INFO,
-            "live_vector_index",
-            model=model,
-            indexes=",".join(live),
-            pending=todo,
-            hint="inserts into a live HNSW index are slow: consider backfill --defer-index",
-        )
-
-
-@contextmanager
-def indexes_deferred(
-    url: str, model: str, settings: BuildSettings, *, timeout_s: float = 10.0
-) -> Iterator[list[str]]:
-    """Drop the model's vector indexes for the block (recorded first), rebuild them after it.
-
-    A second interrupt (KeyboardInterrupt) skips the rebuild: the records stay for the next run.
-    """
-    conn = connect(url, timeout_s=timeout_s)
-    try:
-        with mapped_errors("locking the model's index"):
-            conn.execute(
-                "SELECT pg_advisory_lock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
-            )
-        dropped = _record_and_drop(conn, model)
-        try:
-            yield dropped
-        except Exception:
-            _rebuild_quietly(url, conn, model, settings, timeout_s)
-            raise
-        _release_and_rebuild(url, conn, model, settings, timeout_s)
-    finally:
-        conn.close()
-
-
-def _record_and_drop(conn: psycopg.Connection[Any], model: str) -> list[str]:
-    live = [i for i in list_indexes(conn, model) if i.state == "live"]
-    for index in live:
-        if not _DEFINITION.fullmatch(index.definition):  # it could not be rebuilt from a record
-            event(log, logging.WARNING, "index_kept", model=model, index=index.name)
-    live = [i for i in live if _DEFINITION.fullmatch(i.definition)]
-    with _owner_needed("dropping"), conn.transaction():
-        for index in live:
-            conn.execute(
-                "INSERT INTO embedkeeper.deferred_indexes (index_name, model, definition)"
-                " VALUES (%s, %s, %s) ON CONFLICT (index_name) DO NOTHING",
-                (index.name, model, index.definition),
-            )
-            conn.execute(
-                sql.SQL("DROP INDEX IF EXISTS embedkeeper.{}").format(sql.Identifier(index.name))
-            )
-    names = [i.name for i in live]
-    event(log, logging.INFO, "index_deferred", model=model, indexes=",".join(names) or "none")
-    return names
-
-
-def _release_and_rebuild(
-    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
-) -> None:
-    try:
-        with mapped_errors("unlocking the model's index"):
-            conn.execute(
-                "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
-            )
-    except DatabaseUnavailable:  # the session, and its lock, are gone: rebuild on a new one
-        with connect(url, timeout_s=timeout_s) as fresh:
-            restore_indexes(fresh, model, settings)
-        return
-    restore_indexes(conn, model, settings)
-
-
-def _rebuild_quietly(
-    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
-) -> None:
-    """On the way out of a failed backfill: rebuild if we can; if not, the record stays."""
-    try:
-        _release_and_rebuild(url, conn, model, settings, timeout_s)
-    except EmbedkeeperError as exc:
-        event(log, logging.WARNING, "index_rebuild_failed", model=model, detail=str(exc))
+def rebuildable(definition: str) -> bool:
+    """Whether a definition has the shape a record must have to be rebuilt (see _DEFINITION)."""
+    return _DEFINITION.fullmatch(definition) is not None
 
 
 def _try_lock(conn: psycopg.Connection[Any], model: str) -> bool:
@@ -385,68 +265,13 @@ def _try_lock(conn: psycopg.Connection[Any], model: str) -> bool:
 
 
 def _recorded(name: str, definition: str) -> sql.SQL:
-    if not _DEFINITION.fullmatch(definition):
+    if not rebuildable(definition):
         raise DatabaseError(
             f"embedkeeper.deferred_indexes holds a definition for {name} that is not a vector "
             "index on embedkeeper.embeddings; recreate the index by hand and delete that row"
         )
     # Checked above against the exact shape pg_get_indexdef writes for such an index.
     return sql.SQL(definition)
-
-
-def _build(
-    conn: psycopg.Connection[Any],
-    model: str,
-    statements: Sequence[sql.SQL | sql.Composed],
-    settings: BuildSettings | None,
-) -> float:
-    """Run the builds in the caller's transaction with the build settings (SET LOCAL); returns
-    the seconds they took."""
-    if not statements:
-        return 0.0
-    start = time.perf_counter()
-    settings = settings or BuildSettings()
-    memory_mb = settings.memory_mb or _memory_needed(conn, model, settings.max_memory_mb)
-    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (f"{memory_mb}MB",))
-    conn.execute(
-        "SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(settings.workers),)
-    )
-    conn.add_notice_handler(_on_notice)  # pgvector: "hnsw graph no longer fits into ..."
-    try:
-        for statement in statements:
-            conn.execute(statement)
-    finally:
-        conn.remove_notice_handler(_on_notice)
-    return time.perf_counter() - start
-
-
-def _on_notice(diag: psycopg.errors.Diagnostic) -> None:
-    event(log, logging.WARNING, "index_build_notice", detail=diag.message_primary or "")
-
-
-def _memory_needed(conn: psycopg.Connection[Any], model: str, cap_mb: int) -> int:
-    """The graph's size in memory: per row the vector, two layers of neighbours and overhead."""
-    row = conn.execute(
-        "SELECT count(*), max(vector_dims(embedding)) FROM embedkeeper.embeddings WHERE model = %s",
-        (model,),
-    ).fetchone()
-    rows, dims = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
-    needed_mb = rows * (4 * dims + 2 * 16 * 8 + 256) * 1.25 / 2**20
-    return int(min(cap_mb, max(MIN_MEMORY_MB, needed_mb)))
-
-
-def format_indexes(indexes: list[VectorIndex]) -> str:
-    if not indexes:
-        return "no vector index on embedkeeper.embeddings (create one: embedkeeper index create)"
-    rows = [("model", "index", "state", "size", "definition")]
-    for i in indexes:
-        size = "" if i.size_bytes is None else f"{i.size_bytes / 2**20:.1f} MB"
-        rows.append((i.model, i.name, i.state, size, i.definition))
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-        for row in rows
-    )
 
 
 def _busy(model: str) -> str:
@@ -457,7 +282,9 @@ def _busy(model: str) -> str:
 
 
 @contextmanager
-def _owner_needed(doing: str) -> Iterator[None]:
+def owner_needed(doing: str) -> Iterator[None]:
+    """Map the driver's errors; a missing privilege becomes NotIndexOwner, which names the role
+    that can do it."""
     try:
         with mapped_errors(f"{doing} a vector index"):
             yield
