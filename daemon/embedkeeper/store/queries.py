@@ -1,7 +1,6 @@
 """Every statement that touches the user's table, built once per config with psycopg.sql.
 
-Identifiers from config go through sql.Identifier; the `[source] where` filter, the one fragment
-an operator writes, is inserted as trusted SQL in parentheses. Values are always parameters.
+The names, the prunes and the coverage figures are in store/source_sql.py (SourceSql).
 
 The discovery query is an anti-join against embedkeeper.embeddings on its primary key
 (model, document_id), walked in key order from a keyset cursor (`after`), so one batch reads only
@@ -13,112 +12,26 @@ hashes every text, so it is a separate sweep (`stale_by="hash"`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from psycopg import sql
 
-from embedkeeper.config import SourceConfig
+from embedkeeper.store.source_sql import (
+    TRUE,
+    E,
+    F,
+    Scope,
+    SourceSql,
+    StaleBy,
+    content_hash,
+    table_identifier,
+)
 
-StaleBy = Literal["none", "updated_at", "hash"]
-Scope = Literal["all", "changed", "retries"]
-E = sql.SQL("embedkeeper.embeddings")
-TEXT_ALIAS = "embedkeeper_text"
-
-
-def _trusted(fragment: str) -> sql.Composable:
-    """Operator-written SQL, in parentheses where used; `%` doubled for the parameter parser."""
-    return sql.SQL(fragment.replace("%", "%%"))
-
-
-def content_hash(text: sql.Composable) -> sql.Composable:
-    """A text's content hash, as embeddings.content_hash and failures.content_hash store it and
-    the write's fence compares it: PostgreSQL's md5 of the whole text, as 16 bytes."""
-    return sql.SQL("decode(md5(({})::text), 'hex')").format(text)
-
-
-def table_identifier(source: SourceConfig) -> sql.Composable:
-    """The source table's name, quoted (schema-qualified when the config gives a schema)."""
-    if source.schema:
-        return sql.Identifier(source.schema, source.table)
-    return sql.Identifier(source.table)
-
-
-F = sql.SQL("embedkeeper.failures")
-TRUE = sql.SQL("TRUE")
+__all__ = ["Scope", "SourceQueries", "StaleBy", "content_hash", "table_identifier"]
 
 
 @dataclass(frozen=True, slots=True)
-class SourceQueries:
-    """The statements for one source; `id_type` is embeddings.document_id's type:
-    bigint, text or uuid."""
-
-    source: SourceConfig
-    id_type: str
-
-    @property
-    def table(self) -> sql.Composable:
-        return table_identifier(self.source)
-
-    @property
-    def id(self) -> sql.Composable:
-        return sql.Identifier("s", self.source.id_column)
-
-    @property
-    def text(self) -> sql.Composable:
-        if self.source.text_expression:
-            return sql.Identifier("s", TEXT_ALIAS)
-        return sql.Identifier("s", self.source.text_column)
-
-    @property
-    def updated_at(self) -> sql.Composable:
-        column = self.source.updated_at_column
-        return sql.Identifier("s", column) if column else sql.SQL("NULL::timestamptz")
-
-    @property
-    def documents(self) -> sql.Composable:
-        """The source as a relation, with the operator's filter applied inside a subquery, where
-        its column names can only mean the source's (PostgreSQL flattens it; indexes still
-        apply). `%` is doubled because the statements also take parameters."""
-        where = self.source.where
-        if not where and not self.source.text_expression:
-            return self.table
-        return sql.SQL("(SELECT *{} FROM {} WHERE ({}))").format(
-            self._computed, self.table, _trusted(where) if where else sql.SQL("TRUE")
-        )
-
-    @property
-    def unfiltered(self) -> sql.Composable:
-        """The source with its text, without the operator's filter."""
-        if not self.source.text_expression:
-            return self.table
-        return sql.SQL("(SELECT *{} FROM {})").format(self._computed, self.table)
-
-    @property
-    def _computed(self) -> sql.Composable:
-        """A text_expression, computed beside the source's columns under a name of our own."""
-        expression = self.source.text_expression
-        if not expression:
-            return sql.SQL("")
-        return sql.SQL(", ({}) AS {}").format(_trusted(expression), sql.Identifier(TEXT_ALIAS))
-
-    @property
-    def blank(self) -> sql.Composable:
-        """NULL or only whitespace: skipped, never embedded, never failed."""
-        return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
-
-    def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
-        return sql.SQL(template).format(
-            table=self.documents,
-            id=self.id,
-            text=self.text,
-            updated_at=self.updated_at,
-            blank=self.blank,
-            text_hash=content_hash(self.text),
-            id_type=sql.SQL(self.id_type),
-            embeddings=E,
-            failures=F,
-            **extra,
-        )
+class SourceQueries(SourceSql):
+    """Every statement for one source: the claims and writes here, the rest in SourceSql."""
 
     def claim(self, stale_by: StaleBy, *, after: bool, scope: Scope = "all") -> sql.Composed:
         """Pending documents after the cursor, each with a try of its session-level advisory lock.
@@ -358,124 +271,5 @@ class SourceQueries:
             LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
             WHERE {text} IS NOT NULL
               AND (e.document_id IS NULL OR e.content_hash <> {text_hash})
-            """
-        )
-
-    def prune(self) -> sql.Composed:
-        """Vectors and failures of documents that are gone, out of scope, or now blank.
-
-        The ids are found first and deleted by key: the search reads only the primary key of the
-        model's vectors (an index-only scan once the table is vacuumed), never their 1.5 kB rows."""
-        return self._prune_unmatched(
-            sql.SQL("SELECT 1 FROM {table} AS s WHERE {id} = x.document_id AND NOT {blank}").format(
-                table=self.documents, id=self.id, blank=self.blank
-            )
-        )
-
-    def prune_deleted(self) -> sql.Composed:
-        """Vectors and failures of documents whose key is gone from the table: reads only the
-        source's key index."""
-        return self._prune_unmatched(
-            sql.SQL("SELECT 1 FROM {raw} AS s WHERE {id} = x.document_id").format(
-                raw=self.table, id=self.id
-            )
-        )
-
-    def _prune_unmatched(self, match: sql.Composable) -> sql.Composed:
-        return self._delete_gone(
-            sql.SQL(
-                "SELECT x.document_id AS id FROM {embeddings} AS x"
-                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
-                " UNION ALL SELECT x.document_id FROM {failures} AS x"
-                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
-            ).format(embeddings=E, failures=F, match=match)
-        )
-
-    def newest_update(self) -> sql.Composed:
-        """The newest updated_at in the whole table (a backward step of its index)."""
-        return self._fmt("SELECT max({updated_at}) FROM {raw} AS s", raw=self.table)
-
-    def prune_changed(self) -> sql.Composed:
-        """Vectors and failures of documents changed since `since` that are now blank or out
-        of the `where` filter: what a scheduled pass prunes when nothing was deleted. One walk
-        of the updated_at index, reading each changed row once."""
-        return self._delete_gone(
-            sql.SQL(
-                "SELECT {id} AS id FROM {unfiltered} AS s"
-                " WHERE {updated_at} > %(since)s AND NOT ({in_scope} AND NOT {blank})"
-            ).format(
-                id=self.id,
-                unfiltered=self.unfiltered,
-                updated_at=self.updated_at,
-                in_scope=(
-                    sql.SQL("coalesce(({}), FALSE)").format(_trusted(self.source.where))
-                    if self.source.where
-                    else TRUE
-                ),
-                blank=self.blank,
-            )
-        )
-
-    def prune_logged(self) -> sql.Composed:
-        """Vectors and failures of the keys the delete log recorded after `after` up to `upto`
-        that are no longer in the source (a key deleted and inserted again keeps its vector)."""
-        return self._delete_gone(
-            sql.SQL(
-                "SELECT l.id FROM (SELECT DISTINCT document_id::{id_type} AS id"
-                " FROM embedkeeper.deleted_documents WHERE source_table = %(name)s"
-                " AND id > %(after)s AND id <= %(upto)s) AS l"
-                " WHERE NOT EXISTS (SELECT 1 FROM {raw} AS s WHERE {id} = l.id)"
-            ).format(id_type=sql.SQL(self.id_type), raw=self.table, id=self.id)
-        )
-
-    def _delete_gone(self, gone: sql.Composable) -> sql.Composed:
-        """Delete the model's vectors and failures of the ids `gone` selects (as `id`), by key;
-        returns the vectors deleted."""
-        return self._fmt(
-            """
-            WITH gone AS ({gone}), gone_vectors AS (
-                DELETE FROM {embeddings} AS e
-                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
-                RETURNING 1
-            ), gone_failures AS (
-                DELETE FROM {failures} AS f
-                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
-            )
-            SELECT count(*) FROM gone_vectors
-            """,
-            gone=gone,
-        )
-
-    def coverage(self) -> sql.Composed:
-        """The coverage figures for one model in one scan of the source."""
-        return self._fmt(
-            """
-            SELECT count(*) AS total,
-                   count(*) FILTER (WHERE blank) AS skipped,
-                   count(*) FILTER (WHERE NOT blank AND has_vector) AS embedded,
-                   count(*) FILTER (WHERE NOT blank AND has_vector AND changed) AS stale,
-                   count(*) FILTER (WHERE NOT blank AND needs_work
-                                    AND f_status = 'review' AND f_same) AS failed,
-                   count(*) FILTER (WHERE NOT blank AND needs_work
-                                    AND f_status = 'ignored' AND f_same) AS ignored,
-                   count(*) FILTER (WHERE NOT blank AND needs_work
-                                    AND NOT (f_status IN ('review', 'ignored') AND f_same)
-                                    ) AS pending
-            FROM (
-                SELECT {blank} AS blank,
-                       e.document_id IS NOT NULL AS has_vector,
-                       e.content_hash IS DISTINCT FROM cur.hash AS changed,
-                       (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash)
-                           AS needs_work,
-                       coalesce(f.status, '') AS f_status,
-                       f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
-                FROM {table} AS s
-                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
-                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
-                CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
-                                                  OR f.document_id IS NOT NULL
-                                                THEN {text_hash} END
-                                           AS hash) AS cur
-            ) AS d
             """
         )
