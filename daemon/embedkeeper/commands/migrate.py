@@ -46,8 +46,18 @@ def migrate(url: str, source: SourceConfig, *, timeout_s: float = 10.0) -> str:
         event(log, logging.INFO, "schema_current", revision=revision)
         return revision
     _upgrade(url, scripts, id_type or "bigint", timeout_s)
-    event(log, logging.INFO, "schema_migrated", revision=HEAD_REVISION, previous=revision)
-    return HEAD_REVISION
+    with (
+        connect(url, timeout_s=timeout_s, register=False) as conn,
+        mapped_errors("reading the schema version"),
+    ):
+        reached = schema_revision(conn)
+    if reached != HEAD_REVISION:
+        raise EmbedkeeperError(
+            f"migration ended at revision {reached}, not {HEAD_REVISION}: the migration scripts in "
+            f"{scripts} do not match this embedkeeper; reinstall it"
+        )
+    event(log, logging.INFO, "schema_migrated", revision=reached, previous=revision)
+    return reached
 
 
 def _upgrade(url: str, scripts: Path, id_type: str, timeout_s: float) -> None:

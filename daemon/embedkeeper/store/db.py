@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.config import Config
-from embedkeeper.errors import DatabaseError, DatabaseUnavailable, SchemaMissing
+from embedkeeper.errors import ConfigError, DatabaseError, DatabaseUnavailable, SchemaMissing
 from embedkeeper.logs import event, mask_secrets, mask_url
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,19 @@ def start_embedded(data_dir: Path) -> str:
         import warnings
 
         try:
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
                 from pgserver.postgres_server import get_server
-
+        except ImportError as exc:
+            raise ConfigError(
+                "no database URL is set and the embedded PostgreSQL is not installed: "
+                "set [database] url (or EMBEDKEEPER_DATABASE_URL), or pip install "
+                "'embedkeeper[embedded]'"
+            ) from exc
+        try:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 _embedded_servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseUnavailable(
