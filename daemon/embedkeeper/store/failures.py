@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
@@ -72,23 +72,39 @@ def retry_failures(
     conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
 ) -> int:
     """Put documents in review (or ignored) back in the queue with a fresh attempt count."""
-    where, params = _filters(model, ids, id_type)
-    query = sql.SQL(
-        "UPDATE embedkeeper.failures SET status = 'retry', attempts = 0, next_retry_at = now()"
-        " WHERE {} AND status IN ('review', 'ignored')"
-    ).format(where)
-    with mapped_errors("re-queuing failures"):
-        return conn.execute(query, params).rowcount
+    return _move(
+        conn,
+        _filters(model, ids, id_type),
+        "status = 'retry', attempts = 0, next_retry_at = now()",
+        ("review", "ignored"),
+        "re-queuing failures",
+    )
 
 
 def ignore_failures(
     conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
 ) -> int:
     """Stop retrying these documents and drop them from coverage's failed count."""
-    where, params = _filters(model, ids, id_type)
+    return _move(
+        conn,
+        _filters(model, ids, id_type),
+        "status = 'ignored', next_retry_at = NULL",
+        ("review", "retry"),
+        "ignoring failures",
+    )
+
+
+def _move(
+    conn: psycopg.Connection[Any],
+    selection: tuple[sql.Composable, dict[str, Any]],
+    assignments: LiteralString,
+    from_statuses: tuple[str, ...],
+    doing: str,
+) -> int:
+    """One UPDATE of the selected failures that are in one of `from_statuses`."""
+    where, params = selection
     query = sql.SQL(
-        "UPDATE embedkeeper.failures SET status = 'ignored', next_retry_at = NULL"
-        " WHERE {} AND status IN ('review', 'retry')"
-    ).format(where)
-    with mapped_errors("ignoring failures"):
-        return conn.execute(query, params).rowcount
+        "UPDATE embedkeeper.failures SET {} WHERE {} AND status = ANY(%(from)s)"
+    ).format(sql.SQL(assignments), where)
+    with mapped_errors(doing):
+        return conn.execute(query, {**params, "from": list(from_statuses)}).rowcount
