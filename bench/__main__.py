@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import database_path, hnsw, instances, model_bound, peers, recovery
+from bench import (
+    chunker,
+    database_path,
+    hnsw,
+    instances,
+    model_bound,
+    peers,
+    recovery,
+    retrieval,
+)
 
 BENCHMARKS = {
     "model": model_bound.main,
@@ -13,6 +22,8 @@ BENCHMARKS = {
     "database": database_path.main,
     "hnsw": hnsw.main,
     "peers": peers.main,
+    "chunker": chunker.main,
+    "retrieval": retrieval.main,
 }
 
 
