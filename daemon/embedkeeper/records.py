@@ -38,6 +38,29 @@ class Embedded:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddedChunk:
+    """One passage of a document and its vector; the passage is text[start:end]."""
+
+    seq: int
+    start: int
+    end: int
+    text: str
+    vector: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkedEmbedding:
+    """A whole document's vectors: every chunk the chunker made, written together or not at all.
+    `chunking` is the chunker's fingerprint, so a change of settings makes the record stale."""
+
+    document: Document
+    chunking: str
+    chunks: tuple[EmbeddedChunk, ...]
+    token_count: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     document: Document
     error_class: str
