@@ -1,0 +1,99 @@
+"""A claimed batch of whole documents through the chunker and the backend (issue 13, step 3).
+
+Each document is cut into chunks that fit the model's window; the chunks of the whole batch are
+embedded together as one batch (embedding.py sorts them by length and splits them into the
+backend's request size, so a long document fills whole requests rather than padding short ones).
+A document is done when every one of its chunks has its vector: a chunk the backend rejects fails
+its document (and only it, as poison isolation does for whole documents), and a chunk left
+unfinished by an outage or a stop leaves its document unfinished, released uncharged. Chunking
+runs in the caller's thread; semantic-text-splitter releases the GIL, so a pipeline may chunk the
+next batch in a thread while the model embeds this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from threading import Event
+
+from embedkeeper.backends import Backend
+from embedkeeper.chunking import Chunk, Chunker
+from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk, Rejected
+from embedkeeper.sync.embedding import embed_claimed
+
+
+@dataclass(slots=True)
+class ChunkedOutcome:
+    """What became of a batch of whole documents."""
+
+    embedded: list[ChunkedEmbedding] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    unfinished: list[Document] = field(default_factory=list)
+    error: BaseException | None = None
+    chunks: int = 0  # chunks sent to the backend
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """Where a chunk sent to the backend came from."""
+
+    index: int  # the document's place in the batch
+    chunk: Chunk
+
+
+def embed_chunked(
+    backend: Backend,
+    documents: Sequence[Document],
+    chunker: Chunker,
+    dimensions: int,
+    stop: Event | None = None,
+) -> ChunkedOutcome:
+    splits = [chunker.split(d.text) for d in documents]
+    pieces: dict[int, _Piece] = {}  # id() of the chunk's stand-in document -> its origin
+    stand_ins: list[Document] = []
+    for index, (document, (chunks, _capped)) in enumerate(zip(documents, splits, strict=True)):
+        for chunk in chunks:
+            # The backend sees each chunk as a document of its own; `suspect` and the hash are
+            # the document's, so a crash or a failure is still charged to the document.
+            stand_in = replace(document, text=chunk.text, cut=False)
+            pieces[id(stand_in)] = _Piece(index, chunk)
+            stand_ins.append(stand_in)
+    result = embed_claimed(backend, stand_ins, dimensions, stop)
+
+    vectors: list[dict[int, EmbeddedChunk]] = [{} for _ in documents]
+    tokens = [0] * len(documents)
+    cut_by_model = [False] * len(documents)
+    for embedded in result.embedded:
+        piece = pieces[id(embedded.document)]
+        c = piece.chunk
+        vectors[piece.index][c.seq] = EmbeddedChunk(c.seq, c.start, c.end, c.text, embedded.vector)
+        tokens[piece.index] += embedded.token_count
+        cut_by_model[piece.index] |= embedded.truncated
+    failed: dict[int, Rejected] = {}
+    for rejected in result.rejected:
+        piece = pieces[id(rejected.document)]
+        if piece.index not in failed:
+            total = len(splits[piece.index][0])
+            message = f"chunk {piece.chunk.seq + 1} of {total}: {rejected.message}"
+            failed[piece.index] = Rejected(documents[piece.index], rejected.error_class, message)
+    unfinished = {pieces[id(d)].index for d in result.unfinished}
+
+    outcome = ChunkedOutcome(error=result.error, chunks=len(stand_ins))
+    for index, document in enumerate(documents):
+        chunks, capped = splits[index]
+        if index in unfinished:
+            outcome.unfinished.append(document)
+        elif index in failed:
+            outcome.rejected.append(failed[index])
+        else:
+            done = tuple(vectors[index][c.seq] for c in chunks)
+            outcome.embedded.append(
+                ChunkedEmbedding(
+                    document,
+                    chunker.fingerprint,
+                    done,
+                    tokens[index],
+                    truncated=capped or document.cut or cut_by_model[index],
+                )
+            )
+    return outcome
