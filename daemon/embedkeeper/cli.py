@@ -1,7 +1,8 @@
 """The `embedkeeper` command: argparse subcommands and exit codes.
 
 Exit codes: 0 every embeddable document is embedded; 1 fatal (config, database, model);
-2 usage; 3 finished, but some documents are in review. An EmbedkeeperError becomes one line on
+2 usage; 3 finished, but some documents are in review; 128 + the signal (143 SIGTERM, 130 SIGINT)
+a one-shot command stopped by a signal. An EmbedkeeperError becomes one line on
 stderr (the traceback too with -v); anything else is a bug and keeps its traceback.
 """
 
@@ -176,9 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint += " first, or write an embedkeeper.toml)"
         print(f"embedkeeper: error: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # A second signal (service.signals.Interrupted) carries 128 + its number; a bare Ctrl-C
+        # before the handlers are installed is SIGINT's 130.
         print("embedkeeper: interrupted", file=sys.stderr)
-        return 130
+        code: int = getattr(exc, "exit_code", 130)
+        return code
 
 
 def demo_config(overrides: dict[str, str]) -> Config:

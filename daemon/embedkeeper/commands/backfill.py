@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from embedkeeper.app import App, open_app
 from embedkeeper.commands import chosen_models
 from embedkeeper.commands.coverage import coverage_of, format_table
-from embedkeeper.commands.progress import Progress
 from embedkeeper.config import Config, ModelConfig
 from embedkeeper.logs import event
+from embedkeeper.service.progress import Progress
 from embedkeeper.service.signals import stop_on_signals
 from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
@@ -107,18 +107,19 @@ def _backfill_model(
     progress = Progress(model.name, todo if limit is None else min(todo, limit))
     try:
         options = PassOptions.backfill(limit, trigger)
-        return run_pass(PassContext(app, model, backend, options, stop, progress))
+        ctx = PassContext(app, model, backend, options, stop, progress.on_batch, progress.on_slice)
+        return run_pass(ctx)
     finally:
         progress.close()
 
 
 def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
-    """Print each model's figures and the coverage table; exit 1 if SIGTERM or SIGINT stopped
-    it (after the batch in flight), 3 if some documents are in review."""
+    """Print each model's figures and the coverage table; exit 128 + the signal if SIGTERM (143)
+    or SIGINT (130) stopped it (after the batch in flight), 3 if some documents are in review."""
     models = chosen_models(config, args.model)
     app = open_app(config)
     stop = threading.Event()
-    stop_on_signals(stop)
+    received = stop_on_signals(stop)
     try:
         result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
     finally:
@@ -133,7 +134,7 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     print(format_table(result.coverage))
     if result.interrupted:
         print("interrupted: the batch in flight was finished or released", file=sys.stderr)
-        return 1
+        return received.exit_code
     if result.exit_code == 3:
         print("some documents are in review: see `embedkeeper failures list`", file=sys.stderr)
     return result.exit_code

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class PassContext:
     """What one pass works with, bound once: the app (database, config, the source's
     statements), the model and its backend, how to look for work, when to stop, and who hears
-    of each batch written."""
+    of each batch written and of each slice the model finishes (progress within a batch)."""
 
     app: App
     model: ModelConfig
@@ -50,6 +50,7 @@ class PassContext:
     options: PassOptions
     stop: Event
     on_batch: Callable[[RunStats], None] | None = None
+    on_slice: Callable[[int], None] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
         """A session of the pass: its claims die with it, and idle for claim_lease it is ended
@@ -68,6 +69,7 @@ class PassContext:
 class PassResult:
     stats: RunStats
     deleted: int
+    status: str = "ok"  # as its runs row: "ok", or "interrupted" when `stop` cut it short
 
 
 def run_pass(ctx: PassContext) -> PassResult:
@@ -129,6 +131,7 @@ class _Pass:
                     stop=ctx.stop,
                     on_batch=self._progress(),
                     limit=self._remaining(),
+                    on_slice=ctx.on_slice,
                 )
             finally:
                 store.close()
@@ -141,7 +144,7 @@ class _Pass:
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
                 finish_run(conn, self.run_id, self.total, status=status, deleted=self.deleted)
-        return PassResult(self.total, self.deleted)
+        return PassResult(self.total, self.deleted, status)
 
     def _begin(self, conn: psycopg.Connection[Any]) -> PassPlan:
         """The first attempt starts the run's row and plans (pruning what must go first, and
