@@ -28,7 +28,7 @@ def progress_lines(caplog) -> list[dict[str, str]]:
 
 def slices_of(size: int, delay_s: float = 0.0) -> ScriptedBackend:
     backend = ScriptedBackend(delay_s=delay_s)
-    backend.request_size = size  # type: ignore[misc]
+    backend.request_size = size
     return backend
 
 
