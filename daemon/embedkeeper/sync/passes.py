@@ -23,7 +23,7 @@ from embedkeeper.backends import Backend
 from embedkeeper.config import ModelConfig
 from embedkeeper.errors import Transient
 from embedkeeper.logs import event, set_log_fields
-from embedkeeper.records import RunStats
+from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
 from embedkeeper.store import sync_state
 from embedkeeper.store.claims import ClaimRules
@@ -70,6 +70,7 @@ class PassResult:
     stats: RunStats
     deleted: int
     status: str = "ok"  # as its runs row: "ok", or "interrupted" when `stop` cut it short
+    held: tuple[DocumentId, ...] = ()  # pending documents a peer held when the pass met them
 
 
 def run_pass(ctx: PassContext) -> PassResult:
@@ -89,6 +90,7 @@ class _Pass:
         self.store: PgStore | None = None
         self.lost_tokens: set[int] = set()  # in-flight records of ours left by a lost session
         self.held_by_peers: list[datetime | None] = []
+        self.held_ids: list[DocumentId] = []
 
     def run(self) -> PassResult:
         set_log_fields(run=None, batch=None)
@@ -137,6 +139,7 @@ class _Pass:
                 store.close()
             self.total = self.total.merged(stats)
             self.held_by_peers += store.held_by_peers
+            self.held_ids += store.held_ids
             plan = self._settle_background(conn, plan)
             if stats.drained and not ctx.stop.is_set():
                 finish(conn, ctx.app.queries, ctx.model.name, plan, self.held_by_peers, ctx.options)
@@ -144,7 +147,7 @@ class _Pass:
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
                 finish_run(conn, self.run_id, self.total, status=status, deleted=self.deleted)
-        return PassResult(self.total, self.deleted, status)
+        return PassResult(self.total, self.deleted, status, tuple(dict.fromkeys(self.held_ids)))
 
     def _begin(self, conn: psycopg.Connection[Any]) -> PassPlan:
         """The first attempt starts the run's row and plans (pruning what must go first, and
@@ -228,7 +231,8 @@ class _Pass:
         if self.store is not None:
             self.lost_tokens |= self.store.open_tokens
             self.held_by_peers += self.store.held_by_peers
-            self.store.held_by_peers = []
+            self.held_ids += self.store.held_ids
+            self.store.held_by_peers, self.store.held_ids = [], []
 
     def _record_failed_run(self, exc: Exception) -> None:
         """Best effort: the database may be the thing that is down."""
