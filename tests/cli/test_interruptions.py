@@ -119,6 +119,10 @@ def test_two_concurrent_backfills_embed_each_document_once(cli, conn):
     codes = [first.wait(240), second.wait(240)]
 
     assert codes == [0, 0], [first.output()[1], second.output()[1]]
+    # Exit 0 means done for each of them: one that met documents the other held waited for
+    # them (sync/held.py) instead of reporting them pending.
+    for child in (first, second):
+        assert "100.00%" in child.output()[0], child.output()
     assert vector_counts(conn) == (400, 400)
     assert mismatched_vectors(conn) == []
     assert advisory_locks(conn) == []
