@@ -92,3 +92,37 @@ def test_documents_held_by_another_model_do_not_hold_a_backfill_up(
     assert result.exit_code == 0
     assert len(vectors(conn)) == 20
     assert "waiting_for_held" not in caplog.text
+
+
+def test_passes_that_keep_meeting_held_documents_stop_at_claim_lease(
+    conn, db_url, make_app, caplog
+):
+    """A peer that always holds something new when the pass walks by (released by the time we
+    look) cannot keep a backfill re-running forever: past claim_lease it reports them held."""
+    import threading as _threading
+
+    from embedkeeper.records import RunStats
+    from embedkeeper.sync.held import run_until_released
+    from embedkeeper.sync.passes import PassContext, PassResult
+    from embedkeeper.sync.plan import PassOptions
+
+    app = make_app(source_config(db_url), ScriptedBackend())
+    model = app.config.models[0]
+    ctx = PassContext(app, model, app.backend(model), PassOptions.backfill(), _threading.Event())
+    passes: list[int] = []
+    now = [0.0]
+
+    def run(_ctx: PassContext) -> PassResult:
+        passes.append(1)
+        now[0] += 250.0  # each pass takes 250 s of a 600 s lease
+        return PassResult(RunStats(ok=1, drained=True), 0, "ok", held=(len(passes),))
+
+    caplog.set_level(logging.INFO)
+    result, still_held = run_until_released(ctx, run=run, clock=lambda: now[0])
+
+    # The 600 s bound counts from the first pass's end (250 s): the next end at 500, 750 and
+    # 1,000 s, and the last is past it.
+    assert len(passes) == 4
+    assert still_held == 1
+    assert result.stats.ok == 4
+    assert "held_timeout model=minilm documents=1" in caplog.text

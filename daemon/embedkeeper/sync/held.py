@@ -37,11 +37,22 @@ def run_until_released(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[PassResult, int]:
     """Run the pass, then, while it passed over documents a peer held, wait for the peer to let
-    them go and run it again. Returns the passes' combined result and how many documents are
-    still held (0, unless the wait ran past claim_lease or was stopped)."""
+    them go and run it again (a document the peer let go after the pass had walked past it is
+    pending again). Returns the passes' combined result and how many documents are still held
+    (0, unless the wait ran past claim_lease or was stopped)."""
     result = run(ctx)
     deadline = clock() + ctx.app.config.claim_lease_s
     while _should_wait(ctx, result):
+        if clock() >= deadline:
+            # Passes kept meeting held documents until the bound: we cannot vouch for them.
+            event(
+                log,
+                logging.WARNING,
+                "held_timeout",
+                model=ctx.model.name,
+                documents=len(result.held),
+            )
+            return result, len(result.held)
         still_held = _wait_released(ctx, result.held, deadline, clock)
         if still_held or ctx.stop.is_set():
             return result, still_held
