@@ -125,3 +125,19 @@ def test_a_pass_stopped_by_sigterm_is_logged_interrupted_not_done(conn, db_url, 
     assert "pass_interrupted model=minilm trigger=schedule ok=32" in caplog.text
     runs = conn.execute("SELECT status, docs_ok FROM embedkeeper.runs").fetchall()
     assert runs == [("interrupted", 32)]
+
+
+def test_a_pass_that_fails_is_logged_failed(conn, db_url, make_app, caplog):
+    insert_docs(conn, ["one", "two"])
+    app = make_app(source_config(db_url), ScriptedBackend(outages=100))  # the server stays down
+    app.backend(app.config.models[0])
+    caplog.set_level(logging.INFO)
+
+    worker = Worker(app, threading.Event())
+    worker.tick()
+
+    assert pass_events(caplog) == ["pass_start", "pass_failed"]  # no sweep after a failure
+    assert "pass_failed model=minilm trigger=schedule error=BackendUnavailable" in caplog.text
+    assert worker.passes_failed == 1
+    runs = conn.execute("SELECT status FROM embedkeeper.runs").fetchall()
+    assert runs == [("failed",)]
