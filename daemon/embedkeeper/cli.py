@@ -1,7 +1,8 @@
 """The `embedkeeper` command: argparse subcommands and exit codes.
 
 Exit codes: 0 every embeddable document is embedded; 1 fatal (config, database, model);
-2 usage; 3 finished, but some documents are in review. An EmbedkeeperError becomes one line on
+2 usage; 3 finished, but some documents are in review; 128 + the signal (143 SIGTERM, 130 SIGINT)
+a one-shot command stopped by a signal. An EmbedkeeperError becomes one line on
 stderr (the traceback too with -v); anything else is a bug and keeps its traceback.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from embedkeeper import __version__
 from embedkeeper.config import Config, load_config
-from embedkeeper.errors import EmbedkeeperError, SchemaMissing, SourceNotFound
+from embedkeeper.errors import EmbedkeeperError, SchemaMissing, SourceNotFound, UsageError
 from embedkeeper.logs import setup_logging
 
 log = logging.getLogger("embedkeeper")
@@ -45,27 +46,29 @@ def handler_of(command: str) -> Command:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="config file (default ./embedkeeper.toml, then /etc/embedkeeper/embedkeeper.toml)",
-    )
-    common.add_argument(
+    # `demo` takes every option but --config: it always uses its own setup (demo_config).
+    no_config = argparse.ArgumentParser(add_help=False)
+    no_config.add_argument(
         "--data-dir",
         type=Path,
         default=argparse.SUPPRESS,
         help="where the embedded PostgreSQL keeps its data (when no database url is set)",
     )
-    common.add_argument(
+    no_config.add_argument(
         "-v",
         "--verbose",
         action="store_true",
         default=argparse.SUPPRESS,
         help="debug logs and tracebacks",
     )
-    common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS)
+    no_config.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS)
+    common = argparse.ArgumentParser(add_help=False, parents=[no_config])
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="config file (default ./embedkeeper.toml, then /etc/embedkeeper/embedkeeper.toml)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="embedkeeper",
@@ -75,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"embedkeeper {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    def add(name: str, help_text: str, *, config: bool = True) -> argparse.ArgumentParser:
+        parents = [common if config else no_config]
+        return sub.add_parser(name, parents=parents, help=help_text, description=help_text)
 
     add("migrate", "create or upgrade embedkeeper's schema (alembic upgrade head)")
     p = add("backfill", "embed every pending document, then exit")
@@ -110,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "log the source's deletes with a trigger (opt-in), so passes prune only deleted keys",
     )
     p.add_argument("action", choices=("track", "untrack", "status"))
-    add("demo", "load Python's docs into the embedded PostgreSQL and backfill them")
+    add(
+        "demo",
+        "load Python's docs into the embedded PostgreSQL and backfill them (no config file: "
+        "it always uses the embedded database and the demo table)",
+        config=False,
+    )
     return parser
 
 
@@ -160,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "data_dir", None):
             overrides["EMBEDKEEPER_DATA_DIR"] = str(args.data_dir)
         if args.command == "demo":
+            if getattr(args, "config", None) is not None:  # given before the command
+                raise UsageError("demo takes no --config: it always uses the demo setup")
             config = demo_config(overrides)
         else:
             config = load_config(getattr(args, "config", None), overrides=overrides)
@@ -176,9 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint += " first, or write an embedkeeper.toml)"
         print(f"embedkeeper: error: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # A second signal (service.signals.Interrupted) carries 128 + its number; a bare Ctrl-C
+        # before the handlers are installed is SIGINT's 130.
         print("embedkeeper: interrupted", file=sys.stderr)
-        return 130
+        code: int = getattr(exc, "exit_code", 130)
+        return code
 
 
 def demo_config(overrides: dict[str, str]) -> Config:

@@ -113,6 +113,11 @@ def test_daemon_notifies_systemd_follows_changes_and_stops_on_sigterm(cli, conn,
     assert advisory_locks(conn) == []
     for event in ("daemon_ready models=minilm", "stopping signal=SIGTERM", "daemon_stopped"):
         assert event in stderr
+    # Each pass is logged when it starts and by how it ended; the cut one is not "done".
+    ends = stderr.count("pass_done") + stderr.count("pass_interrupted")
+    assert stderr.count("pass_start") == ends
+    interrupted_runs = "SELECT count(*) FROM embedkeeper.runs WHERE status = 'interrupted'"
+    assert stderr.count("pass_interrupted") == scalar(conn, interrupted_runs) == 1
     assert stderr.count("model_loaded") == 1
     assert "Traceback" not in stderr
     runs = conn.execute(

@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SENTINEL = "S3ntinel-W0rker-Pw"
 
 
-def readme_grants() -> list[str]:
+def readme_grants() -> str:
     text = README.read_text()
     block = re.search(
         r"<!-- least-privilege grants: begin -->\n```sql\n(.*?)```\n"
@@ -31,7 +31,7 @@ def readme_grants() -> list[str]:
         re.S,
     )
     assert block, "README lost its grants block"
-    return [line for line in block.group(1).splitlines() if line.strip()]
+    return block.group(1)
 
 
 @pytest.fixture
@@ -39,10 +39,11 @@ def worker_url(pg, db_url, conn):
     database = db_url.split("@/", 1)[1].split("?", 1)[0]
     conn.execute("CREATE TABLE public.documents (id bigint PRIMARY KEY, body text)")
     conn.execute("DROP ROLE IF EXISTS embedkeeper_worker")
-    for statement in readme_grants():
-        statement = statement.replace("'change-me'", f"'{SENTINEL}'")
-        statement = statement.replace("DATABASE app", f'DATABASE "{database}"')
-        conn.execute(statement)
+    grants = readme_grants().replace("'change-me'", f"'{SENTINEL}'")
+    grants = grants.replace("DATABASE app", f'DATABASE "{database}"')
+    # As the README says: after `migrate` (this database is at head), and safe to run again.
+    conn.execute(grants)
+    conn.execute(grants)
     yield db_url.replace("postgresql://postgres:", f"postgresql://embedkeeper_worker:{SENTINEL}", 1)
     with pg.admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

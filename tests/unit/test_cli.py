@@ -6,7 +6,9 @@ import argparse
 import subprocess
 import sys
 
-from embedkeeper.cli import HANDLERS, build_parser, handler_of
+import pytest
+
+from embedkeeper.cli import HANDLERS, build_parser, handler_of, main
 
 
 def test_every_subcommand_has_a_handler_that_imports():
@@ -30,3 +32,23 @@ def test_help_imports_no_command_and_no_driver():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stderr.strip() == "[]"
+
+
+def test_demo_offers_no_config_option_it_would_ignore(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--config" not in help_text
+    assert "--data-dir" in help_text
+
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--config", "x.toml"])
+    assert done.value.code == 2
+    assert "unrecognized arguments: --config x.toml" in capsys.readouterr().err
+
+    # Before the command, the top-level parser takes it: refused by name, not ignored.
+    assert main(["--config", "x.toml", "demo"]) == 2
+    assert capsys.readouterr().err == (
+        "embedkeeper: error: demo takes no --config: it always uses the demo setup\n"
+    )

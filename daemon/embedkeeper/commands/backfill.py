@@ -3,6 +3,8 @@
 A backfill always runs the content-hash sweep (it finds edits that moved no updated_at) and
 retries failing documents at once, so it ends with every document embedded, skipped or in review.
 A model is loaded only if its model has work to do, so a backfill with nothing to do is quick.
+Documents another instance held when the pass met them are waited for (sync/held.py), so
+exit 0 still means every embeddable document is embedded.
 
 With `defer_index`, a model with work to do has its vector indexes dropped for the pass and
 rebuilt in bulk after it (store/deferred_index.py); without it, indexes that a deferring backfill
@@ -17,14 +19,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from embedkeeper.app import App, open_app
 from embedkeeper.commands import chosen_models
 from embedkeeper.commands.coverage import coverage_of, format_table
-from embedkeeper.commands.progress import Progress
 from embedkeeper.config import Config, ModelConfig
 from embedkeeper.logs import event
+from embedkeeper.service.progress import Progress
 from embedkeeper.service.signals import stop_on_signals
 from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
@@ -32,13 +34,15 @@ from embedkeeper.store.deferred_index import indexes_deferred, note_live_index
 from embedkeeper.store.index_build import BuildSettings
 from embedkeeper.store.prune import prune_all
 from embedkeeper.store.vector_index import restore_quietly
-from embedkeeper.sync.passes import PassContext, PassResult, run_pass
+from embedkeeper.sync.held import run_until_released
+from embedkeeper.sync.passes import PassContext, PassResult
 from embedkeeper.sync.plan import PassOptions, Trigger
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_IN_REVIEW = 3
+EXIT_STILL_HELD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +50,12 @@ class BackfillResult:
     results: dict[str, PassResult]
     coverage: list[Coverage]
     interrupted: bool
+    held: dict[str, int] = field(default_factory=dict)  # model: documents a peer still holds
 
     @property
     def exit_code(self) -> int:
+        if any(self.held.values()):
+            return EXIT_STILL_HELD
         return EXIT_IN_REVIEW if any(c.failed for c in self.coverage) else EXIT_OK
 
 
@@ -64,6 +71,7 @@ def backfill(
 ) -> BackfillResult:
     stop = stop or threading.Event()
     results: dict[str, PassResult] = {}
+    held: dict[str, int] = {}
     before = {c.model: c for c in coverage_of(app, models)}
     for model in models:
         if stop.is_set():
@@ -72,8 +80,8 @@ def backfill(
         with _index_guard(app, model.name, todo, defer_index, index_settings):
             outcome = _backfill_model(app, model, todo, limit, trigger, stop)
         if outcome is not None:
-            results[model.name] = outcome
-    return BackfillResult(results, coverage_of(app, models), stop.is_set())
+            results[model.name], held[model.name] = outcome
+    return BackfillResult(results, coverage_of(app, models), stop.is_set(), held)
 
 
 def _index_guard(
@@ -97,7 +105,9 @@ def _backfill_model(
     limit: int | None,
     trigger: Trigger,
     stop: threading.Event,
-) -> PassResult | None:
+) -> tuple[PassResult, int] | None:
+    """The model's pass, waiting for documents a peer holds (sync/held.py); None if there was
+    nothing to do. The int: documents still held past claim_lease."""
     if todo == 0:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
             deleted = prune_all(conn, app.queries, model.name)
@@ -107,18 +117,20 @@ def _backfill_model(
     progress = Progress(model.name, todo if limit is None else min(todo, limit))
     try:
         options = PassOptions.backfill(limit, trigger)
-        return run_pass(PassContext(app, model, backend, options, stop, progress))
+        ctx = PassContext(app, model, backend, options, stop, progress.on_batch, progress.on_slice)
+        return run_until_released(ctx)
     finally:
         progress.close()
 
 
 def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
-    """Print each model's figures and the coverage table; exit 1 if SIGTERM or SIGINT stopped
-    it (after the batch in flight), 3 if some documents are in review."""
+    """Print each model's figures and the coverage table; exit 128 + the signal if SIGTERM (143)
+    or SIGINT (130) stopped it (after the batch in flight), 4 if another process still held some
+    documents after claim_lease, 3 if some documents are in review."""
     models = chosen_models(config, args.model)
     app = open_app(config)
     stop = threading.Event()
-    stop_on_signals(stop)
+    received = stop_on_signals(stop)
     try:
         result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
     finally:
@@ -133,7 +145,14 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     print(format_table(result.coverage))
     if result.interrupted:
         print("interrupted: the batch in flight was finished or released", file=sys.stderr)
-        return 1
-    if result.exit_code == 3:
+        return received.exit_code
+    if result.exit_code == EXIT_STILL_HELD:
+        held = ", ".join(f"{n} of {model}" for model, n in result.held.items() if n)
+        print(
+            f"documents still held by another process after [database] claim_lease: {held};"
+            " run `embedkeeper backfill` again once it has finished",
+            file=sys.stderr,
+        )
+    if result.exit_code == EXIT_IN_REVIEW:
         print("some documents are in review: see `embedkeeper failures list`", file=sys.stderr)
     return result.exit_code

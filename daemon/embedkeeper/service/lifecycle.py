@@ -99,9 +99,10 @@ def _side_jobs(
 
 
 def run_once(config: Config) -> int:
-    """One tick, as the schedule would run it, then exit: 0, or 1 if a pass failed."""
+    """One tick, as the schedule would run it, then exit: 0, 1 if a pass failed, or 128 + the
+    signal that stopped it (as `backfill`)."""
     stop = threading.Event()
-    stop_on_signals(stop)
+    received = stop_on_signals(stop)
     app = open_app(config)
     try:
         for model in config.models:
@@ -110,7 +111,9 @@ def run_once(config: Config) -> int:
         worker.tick()
     finally:
         app.close()
-    return 1 if worker.passes_failed or stop.is_set() else 0
+    if stop.is_set():
+        return received.exit_code
+    return 1 if worker.passes_failed else 0
 
 
 def run_daemon(

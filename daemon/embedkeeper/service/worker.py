@@ -1,17 +1,24 @@
 """What the daemon does on each tick: a pass per model, a content-hash sweep when one is due, and
-the heartbeat and metrics that show it is making progress."""
+the heartbeat and metrics that show it is making progress.
+
+Each pass is logged when it starts (`pass_start`) and by how it ended: `pass_done`,
+`pass_interrupted` (a stop cut it short; its runs row says `interrupted`) or `pass_failed`.
+A long pass logs `progress` at least every 10 s in between, so a journal never goes quiet
+while the daemon works through a backlog."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from functools import partial
 
 from embedkeeper.app import App
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.records import RunStats
 from embedkeeper.service.metrics import Metrics
+from embedkeeper.service.progress import Progress
 from embedkeeper.store import sync_state
 from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
@@ -56,10 +63,18 @@ class Worker:
             if self.stop.is_set():
                 return
             self.model, self.last_counts, self.heartbeat = name, (0, 0), time.monotonic()
+            event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
+            progress = Progress(name, None, bar=False)
             try:
                 result = run_pass(
                     PassContext(
-                        self.app, model, self.app.backends[name], options, self.stop, self._beat
+                        self.app,
+                        model,
+                        self.app.backends[name],
+                        options,
+                        self.stop,
+                        partial(self._beat, progress=progress),
+                        progress.on_slice,
                     )
                 )
             except EmbedkeeperError as exc:
@@ -76,13 +91,15 @@ class Worker:
                     detail=str(exc),
                 )
                 return
+            finally:
+                progress.close()
             if self.metrics is not None:
                 self.metrics.record_pass(name, None)
             s = result.stats
             event(
                 log,
                 logging.INFO,
-                "pass_done",
+                "pass_interrupted" if result.status == "interrupted" else "pass_done",
                 model=name,
                 trigger=options.trigger,
                 ok=s.ok,
@@ -107,7 +124,8 @@ class Worker:
             return False  # the pass that follows reports the database's state
         return age_s >= self.app.config.schedule.sweep_interval_s
 
-    def _beat(self, stats: RunStats) -> None:
+    def _beat(self, stats: RunStats, *, progress: Progress) -> None:
+        progress.on_batch(stats)
         now = time.monotonic()
         if self.metrics is not None:
             ok, failed = self.last_counts

@@ -14,13 +14,13 @@ statement's snapshot may predate a peer's commit that landed just before its unl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from embedkeeper.records import Claimed, Document
+from embedkeeper.records import Claimed, Document, DocumentId
 from embedkeeper.store.locks import claim_space
 from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
 
@@ -33,6 +33,8 @@ class ClaimResult:
     # updated_at of the pending documents a peer held: a pass must not advance its watermark
     # past them, since the peer may release them unfinished.
     held_by_peers: list[datetime | None]
+    # Their ids: a backfill waits for them to be released before it reports (sync/held.py).
+    held_ids: list[DocumentId] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +85,7 @@ def claim_batch(
     ]
     held = [r[4] for r in rows if not r[5]]
     pending = _still_pending(conn, queries, rules.model, locked)
-    return ClaimResult(Claimed(pending, last_key), held)
+    return ClaimResult(Claimed(pending, last_key), held, [r[0] for r in rows if not r[5]])
 
 
 def _still_pending(
@@ -132,3 +134,24 @@ def release(
         conn.execute(
             queries.unlock(), {"claim_space": claim_space(model), "ids": [d.id for d in docs]}
         )
+
+
+def count_held_by_peers(
+    conn: psycopg.Connection[Any], model: str, ids: Sequence[DocumentId]
+) -> int:
+    """How many of these documents another session holds a claim on now (pg_locks: an
+    advisory lock on two int4 keys shows them as classid and objid, objsubid 2)."""
+    if not ids:
+        return 0
+    row = conn.execute(
+        """
+        SELECT count(*) FROM pg_locks AS l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = hashtext(%(claim_space)s)::oid
+          AND l.objid IN (SELECT hashtext(x)::oid FROM unnest(%(ids)s::text[]) AS x)
+        """,
+        {"claim_space": claim_space(model), "ids": [str(i) for i in ids]},
+    ).fetchone()
+    return int(row[0]) if row else 0

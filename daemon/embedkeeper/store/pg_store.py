@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.config import RetryConfig
-from embedkeeper.records import Claimed, Document, Embedded, Rejected
+from embedkeeper.records import Claimed, Document, DocumentId, Embedded, Rejected
 from embedkeeper.store.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.inflight import InFlight
@@ -39,6 +39,7 @@ class PgStore:
         self.phases = list(phases)
         self.open_tokens: set[int] = set()  # in-flight records not yet closed
         self.held_by_peers: list[datetime | None] = []
+        self.held_ids: list[DocumentId] = []  # the documents a peer held, passed over
         self.inflight = InFlight(conn, queries, rules.model)
         self._open_write_conn = write_conn
         self._write_conn: psycopg.Connection[Any] | None = None
@@ -73,6 +74,7 @@ class PgStore:
                     self.conn, self.queries, self.rules, self.phases[phase], key, limit
                 )
             self.held_by_peers += result.held_by_peers
+            self.held_ids += result.held_ids
             if result.claimed.last_key is not None:
                 return Claimed(
                     self._new_claims(result.claimed.documents, holding),

@@ -62,12 +62,20 @@ class Outcome:
     error: BaseException | None = None
 
 
+OnSlice = Callable[[int], None]  # told how many documents each part leaving the model held
+
+
 def embed_claimed(
-    backend: Backend, documents: Sequence[Document], dimensions: int, stop: Event | None = None
+    backend: Backend,
+    documents: Sequence[Document],
+    dimensions: int,
+    stop: Event | None = None,
+    on_slice: OnSlice | None = None,
 ) -> Outcome:
     """Split a claimed batch into the backend's request size and embed the parts, up to
     `backend.concurrency` at a time (an embedding server works on several requests at once).
-    A part that fails does not cost the parts that succeeded: they are still written."""
+    A part that fails does not cost the parts that succeeded: they are still written.
+    `on_slice` hears of each part the model finished, so progress moves within a batch."""
     size = max(1, backend.request_size)
     if len(documents) > size:
         # Parts of similar length: a model pads each batch to its longest text.
@@ -77,7 +85,10 @@ def embed_claimed(
     def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]] | None:
         if stop is not None and stop.is_set():
             return None  # stopping: the parts not started yet are released, uncharged
-        return embed_isolating_poison(backend, part, dimensions)
+        result = embed_isolating_poison(backend, part, dimensions)
+        if on_slice is not None:
+            on_slice(len(part))
+        return result
 
     outcome = Outcome()
     workers = min(backend.concurrency, len(parts))
@@ -131,11 +142,12 @@ def embed_batch(
     documents: Sequence[Document],
     dimensions: int,
     stop: Event | None = None,
+    on_slice: OnSlice | None = None,
 ) -> Outcome:
     """Embed one batch, recorded as in flight while the backend has it (a death meanwhile is
     charged to its documents); the parts it could not embed are released at once."""
     token = store.begin(documents)
-    outcome = embed_claimed(backend, documents, dimensions, stop)
+    outcome = embed_claimed(backend, documents, dimensions, stop, on_slice)
     store.release(outcome.unfinished)
     store.end(token)
     return outcome

@@ -23,7 +23,7 @@ from embedkeeper.backends import Backend
 from embedkeeper.config import ModelConfig
 from embedkeeper.errors import Transient
 from embedkeeper.logs import event, set_log_fields
-from embedkeeper.records import RunStats
+from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
 from embedkeeper.store import sync_state
 from embedkeeper.store.claims import ClaimRules
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class PassContext:
     """What one pass works with, bound once: the app (database, config, the source's
     statements), the model and its backend, how to look for work, when to stop, and who hears
-    of each batch written."""
+    of each batch written and of each slice the model finishes (progress within a batch)."""
 
     app: App
     model: ModelConfig
@@ -50,6 +50,7 @@ class PassContext:
     options: PassOptions
     stop: Event
     on_batch: Callable[[RunStats], None] | None = None
+    on_slice: Callable[[int], None] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
         """A session of the pass: its claims die with it, and idle for claim_lease it is ended
@@ -68,6 +69,8 @@ class PassContext:
 class PassResult:
     stats: RunStats
     deleted: int
+    status: str = "ok"  # as its runs row: "ok", or "interrupted" when `stop` cut it short
+    held: tuple[DocumentId, ...] = ()  # pending documents a peer held when the pass met them
 
 
 def run_pass(ctx: PassContext) -> PassResult:
@@ -87,6 +90,7 @@ class _Pass:
         self.store: PgStore | None = None
         self.lost_tokens: set[int] = set()  # in-flight records of ours left by a lost session
         self.held_by_peers: list[datetime | None] = []
+        self.held_ids: list[DocumentId] = []
 
     def run(self) -> PassResult:
         set_log_fields(run=None, batch=None)
@@ -129,11 +133,13 @@ class _Pass:
                     stop=ctx.stop,
                     on_batch=self._progress(),
                     limit=self._remaining(),
+                    on_slice=ctx.on_slice,
                 )
             finally:
                 store.close()
             self.total = self.total.merged(stats)
             self.held_by_peers += store.held_by_peers
+            self.held_ids += store.held_ids
             plan = self._settle_background(conn, plan)
             if stats.drained and not ctx.stop.is_set():
                 finish(conn, ctx.app.queries, ctx.model.name, plan, self.held_by_peers, ctx.options)
@@ -141,7 +147,7 @@ class _Pass:
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
                 finish_run(conn, self.run_id, self.total, status=status, deleted=self.deleted)
-        return PassResult(self.total, self.deleted)
+        return PassResult(self.total, self.deleted, status, tuple(dict.fromkeys(self.held_ids)))
 
     def _begin(self, conn: psycopg.Connection[Any]) -> PassPlan:
         """The first attempt starts the run's row and plans (pruning what must go first, and
@@ -225,7 +231,8 @@ class _Pass:
         if self.store is not None:
             self.lost_tokens |= self.store.open_tokens
             self.held_by_peers += self.store.held_by_peers
-            self.store.held_by_peers = []
+            self.held_ids += self.store.held_ids
+            self.store.held_by_peers, self.store.held_ids = [], []
 
     def _record_failed_run(self, exc: Exception) -> None:
         """Best effort: the database may be the thing that is down."""

@@ -18,7 +18,7 @@ from embedkeeper.backends import Backend
 from embedkeeper.logs import set_log_fields
 from embedkeeper.records import RunStats
 from embedkeeper.sync.batch_writer import BatchWriter
-from embedkeeper.sync.embedding import embed_batch, isolate_suspects
+from embedkeeper.sync.embedding import OnSlice, embed_batch, isolate_suspects
 from embedkeeper.sync.store import Store
 
 
@@ -31,6 +31,7 @@ def drain(
     stop: Event,
     on_batch: Callable[[RunStats], None] | None = None,
     limit: int | None = None,
+    on_slice: OnSlice | None = None,
 ) -> RunStats:
     """Embed until a sweep of the key space leaves nothing behind, `limit` documents are done,
     or `stop` is set.
@@ -45,7 +46,7 @@ def drain(
     stats = RunStats()
     writer = BatchWriter(store, stats, on_batch)
     try:
-        _sweep_until_done(store, backend, writer, claim_size, dimensions, stop, limit)
+        _sweep_until_done(store, backend, writer, claim_size, dimensions, stop, limit, on_slice)
     except BaseException:
         writer.close(quietly=True)  # the batch in writing is committed or fails on its own
         raise
@@ -61,6 +62,7 @@ def _sweep_until_done(
     dimensions: int,
     stop: Event,
     limit: int | None,
+    on_slice: OnSlice | None,
 ) -> None:
     stats = writer.stats
     cursor: object | None = None
@@ -92,7 +94,7 @@ def _sweep_until_done(
                 break
             batches += 1
             set_log_fields(batch=batches)
-            outcome = embed_batch(store, backend, group, dimensions, stop)
+            outcome = embed_batch(store, backend, group, dimensions, stop, on_slice)
             writer.write(outcome)
             if outcome.error is not None:
                 writer.wait()  # what the batch did get is written before the error goes up

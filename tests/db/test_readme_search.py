@@ -1,0 +1,91 @@
+"""The README's search snippets, run as a reader would paste them: the SQL ones as they stand
+(psql takes them as is: no `$1`), the Python one as a script with only the database URL in its
+environment. Each runs against a backfilled `public.documents`, the README's example table."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embedkeeper.commands.backfill import backfill
+from tests.cli.helpers import paragraphs
+from tests.conftest import source_config
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+OPEN_A_FILE = "To open a file, call open() with its path and a mode such as 'r' or 'w'."
+
+
+def readme_block(name: str) -> str:
+    match = re.search(
+        rf"<!-- search snippet {name}: begin -->\n```\w+\n(.*?)```\n"
+        rf"<!-- search snippet {name}: end -->",
+        README.read_text(),
+        re.S,
+    )
+    assert match, f"README lost its {name} search snippet"
+    return match.group(1)
+
+
+@pytest.fixture
+def documents(conn, db_url, make_app):
+    """public.documents (id, body), 60 documents, all embedded with MiniLM; document 7 is the
+    one about opening files."""
+    conn.execute("CREATE TABLE public.documents (id bigint PRIMARY KEY, body text)")
+    texts = paragraphs(60, sentences=2)
+    texts[6] = OPEN_A_FILE
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.documents VALUES (%s, %s)",
+            [(i, text) for i, text in enumerate(texts, start=1)],
+        )
+    app = make_app(source_config(db_url, table="public.documents"))
+    assert backfill(app, app.config.models).exit_code == 0
+
+
+def test_the_sql_search_snippet_runs_as_pasted(conn, documents):
+    rows = conn.execute(readme_block("sql")).fetchall()
+
+    assert len(rows) == 10
+    assert rows[0][0] == 42  # a document is nearest to itself
+    assert rows[0][2] == pytest.approx(0.0, abs=1e-6)
+    distances = [row[2] for row in rows]
+    assert distances == sorted(distances)
+
+
+def test_the_hnsw_search_snippet_uses_the_index_and_finds_the_same(conn, documents):
+    conn.execute(
+        "CREATE INDEX embeddings_minilm_hnsw ON embedkeeper.embeddings"
+        " USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE model = 'minilm'"
+    )
+    plain = conn.execute(readme_block("sql")).fetchall()
+
+    indexed = conn.execute(readme_block("sql hnsw")).fetchall()
+    conn.execute("SET enable_seqscan = off")  # 60 rows: a scan would win on cost alone
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + readme_block("sql hnsw")))
+
+    assert [row[0] for row in indexed] == [row[0] for row in plain]
+    assert "embeddings_minilm_hnsw" in plan
+
+
+def test_the_python_search_snippet_runs_with_only_the_url_set(db_url, documents):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(EMBEDKEEPER_DATABASE_URL=db_url, HF_HUB_OFFLINE="1")
+
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("python")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 10
+    assert lines[0].split()[0] == "7"  # "how do I open a file?" finds the document about it

@@ -1,0 +1,46 @@
+"""The exit codes a stop and a held document give, as the code, the systemd units and the
+README's table state them: one set of numbers in three places."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import signal
+from pathlib import Path
+
+from embedkeeper.commands.backfill import EXIT_IN_REVIEW, EXIT_STILL_HELD
+from embedkeeper.service.signals import Interrupted, Received
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def success_codes(unit: str) -> set[int]:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string((ROOT / "systemd" / unit).read_text())
+    return {int(code) for code in parser["Service"].get("SuccessExitStatus", "").split()}
+
+
+def readme_exit_codes() -> dict[int, str]:
+    text = (ROOT / "README.md").read_text()
+    table = text.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    return {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.*) \|$", table, re.M)}
+
+
+def test_a_stop_exits_128_plus_the_signal():
+    assert Received(signal.SIGTERM).exit_code == 143
+    assert Received(signal.SIGINT).exit_code == 130
+    assert Interrupted(signal.SIGTERM).exit_code == 143
+
+
+def test_the_backfill_unit_counts_a_stop_and_review_as_success_but_not_held_documents():
+    assert success_codes("embedkeeper-backfill.service") == {EXIT_IN_REVIEW, 130, 143}
+    assert EXIT_STILL_HELD not in success_codes("embedkeeper-backfill.service")
+    assert success_codes("embedkeeper-once.service") == {130, 143}
+
+
+def test_the_readme_table_has_every_code():
+    codes = readme_exit_codes()
+    assert set(codes) == {0, 1, 2, EXIT_IN_REVIEW, EXIT_STILL_HELD, 130, 143}
+    assert "SIGTERM" in codes[143]
+    assert "SuccessExitStatus=3 130 143" in codes[143]
+    assert "claim_lease" in codes[EXIT_STILL_HELD]
