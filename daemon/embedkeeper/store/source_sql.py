@@ -199,6 +199,12 @@ class SourceSql:
             gone=gone,
         )
 
+    def estimate_documents(self) -> sql.Composed:
+        """The planner's estimate of the documents in scope (EXPLAIN only: nothing is read but
+        the catalog's statistics). It follows the table's growth between ANALYZEs, since the
+        planner scales reltuples by the table's current size."""
+        return self._fmt("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s")
+
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""
         return self._fmt(
