@@ -23,14 +23,15 @@ def sparkline(values: Sequence[float]) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """12.3 s, 5m 2s, 3h 4m, 2d 3h: two units are enough to judge an age or an ETA."""
+    """12.3 s, 5m 2s, 3h 4m, 2d 3h, 1h: two units at most are enough to judge an age or an ETA."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     s = round(seconds)
-    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-        if s >= size:
-            return f"{s // size}{unit} {s % size // sub_size}{sub}"
-    return f"{s // 60}m {s % 60}s"
+    size, unit, sub_size, sub = next(
+        u for u in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s")) if s >= u[0]
+    )
+    rest = s % size // sub_size
+    return f"{s // size}{unit}" + (f" {rest}{sub}" if rest else "")
 
 
 def _when(moment: datetime) -> str:
