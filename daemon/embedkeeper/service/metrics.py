@@ -60,7 +60,7 @@ class Metrics:
                 ["model"],
                 registry=r,
             )
-            for name in ("pending", "stale", "failed", "embedded", "total")
+            for name in ("pending", "stale", "failed", "ignored", "skipped", "embedded", "total")
         }
         self.last_success = Gauge(
             "embedkeeper_last_success_timestamp_seconds",
