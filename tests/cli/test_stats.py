@@ -77,9 +77,9 @@ def test_stats_text_shows_the_figures_and_a_sparkline(cli, conn):
     assert "  documents     1,500 embedded, 0 failed, 15,000 tokens" in lines
     assert any(line.startswith("  last pass     80.0 docs/s, 800 tokens/s") for line in lines)
     assert "  median        30.0 docs/s, 300 tokens/s (passes that embedded)" in lines
-    assert "  recent        ▂▅▃█  docs/s of the last 4 such passes, 10.0 to 80.0" in lines
+    assert "  recent        ▂▅▃█  docs/s of the last 4 passes that embedded, 10.0 to 80.0" in lines
     # 100 documents, no vector: 100 pending at the median 30 docs/s
-    assert "  backlog       ~100 pending (estimate), ETA 3.3 s at the median" in lines
+    assert "  backlog       ~100 pending (estimate), ETA 3.3 s at the median rate" in lines
     assert "  in review     0" in lines
 
 

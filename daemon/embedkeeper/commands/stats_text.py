@@ -60,14 +60,20 @@ def format_model(stats: ModelStats) -> list[str]:
             " (passes that embedded)",
         ]
         rates = [p.docs_per_s for p in runs.recent]
+        which = f"last {len(rates)} passes" if len(rates) > 1 else "last pass"
         lines.append(
-            f"  recent        {sparkline(rates)}  docs/s of the last {len(rates)} such passes,"
+            f"  recent        {sparkline(rates)}  docs/s of the {which} that embedded,"
             f" {min(rates):,.1f} to {max(rates):,.1f}"
         )
     else:
         lines.append("  rate          no pass embedded anything in this window")
     eta = stats.eta_s
-    eta_text = "no rate to go by" if eta is None else f"ETA {format_duration(eta)} at the median"
+    if backlog.pending == 0:
+        eta_text = "nothing to do"
+    elif eta is None:
+        eta_text = "no rate to go by"
+    else:
+        eta_text = f"ETA {format_duration(eta)} at the median rate"
     lines.append(f"  backlog       ~{backlog.pending:,} pending (estimate), {eta_text}")
     if runs.last_success_at is not None and runs.last_success_age_s is not None:
         age = format_duration(runs.last_success_age_s)
