@@ -80,7 +80,6 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        self.skipped: dict[str, int] = {}  # blank documents, as the last coverage counted them
         self.healthy = True
         for model in models:  # every series from the start: rate() needs the first sample at 0
             for counter in (self.embedded, self.failed, self.tokens):
@@ -105,7 +104,6 @@ class Metrics:
     def record_coverage(self, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
             gauge.labels(figures.model).set(getattr(figures, name))
-        self.skipped[figures.model] = figures.skipped
 
     def record_backlog(self, figures: Backlog) -> None:
         self.backlog.labels(figures.model).set(figures.pending)

@@ -44,11 +44,10 @@ def prune_history_when_due(app: App, pruned_at: float | None) -> float | None:
 
 
 def refresh_backlog(app: App, metrics: Metrics) -> None:
-    """The backlog gauge of every model; blank documents as the last coverage refresh counted."""
+    """The backlog gauge of every model: the same estimate `embedkeeper stats` shows."""
     try:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
             for model in app.config.models:
-                skipped = metrics.skipped.get(model.name, 0)
-                metrics.record_backlog(measure_backlog(conn, app.queries, model.name, skipped))
+                metrics.record_backlog(measure_backlog(conn, app.queries, model.name))
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

@@ -200,10 +200,13 @@ class SourceSql:
         )
 
     def estimate_documents(self) -> sql.Composed:
-        """The planner's estimate of the documents in scope (EXPLAIN only: nothing is read but
-        the catalog's statistics). It follows the table's growth between ANALYZEs, since the
-        planner scales reltuples by the table's current size."""
-        return self._fmt("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s")
+        """The planner's estimate of the documents in scope with a text (EXPLAIN only: nothing
+        is read but the catalog's statistics, the column's fraction of NULLs among them). It
+        follows the table's growth between ANALYZEs: the planner scales reltuples by the table's
+        current size."""
+        return self._fmt(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s WHERE {text} IS NOT NULL"
+        )
 
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""
