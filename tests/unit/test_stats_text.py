@@ -83,3 +83,18 @@ def test_an_unknown_runs_key_names_the_right_one():
     with pytest.raises(ConfigError) as error:
         parse_config({"source": {"table": "docs"}, "runs": {"kep": "1d"}}, {}, path=Path("x"))
     assert str(error.value) == 'config: unknown key "kep" in [runs]; did you mean "keep"?'
+
+
+def test_a_model_with_no_runs_says_so():
+    empty = ModelStats(RunFigures("m", 3600), Backlog("m", 12, 0, 0, 0))
+    assert format_model(empty) == [
+        "m  (last 1h; from embedkeeper.runs and the model's own tables, the source is not read)",
+        "  passes        0",
+        "  documents     0 embedded, 0 failed, 0 tokens",
+        "  rate          no pass embedded anything in this window",
+        "  backlog       ~12 pending (estimate), no rate to go by",
+        "  last success  never",
+        "  in review     0",
+    ]
+    assert empty.as_json()["docs_per_s"] is None
+    assert empty.as_json()["last_success_at"] is None
