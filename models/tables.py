@@ -181,4 +181,7 @@ runs = Table(
     Column("error", Text, nullable=True),
     Index("runs_model_started_idx", "model", "started_at"),
     Index("runs_running_idx", "id", postgresql_where=text("status = 'running'")),
+    # The daemon prunes runs older than `[runs] keep` by this index: a range at the old end,
+    # never a scan of the whole history (store/runs.py, prune_runs).
+    Index("runs_finished_idx", "finished_at"),
 )

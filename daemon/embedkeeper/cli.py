@@ -32,6 +32,7 @@ HANDLERS = {
     "backfill": "embedkeeper.commands.backfill:cmd_backfill",
     "run": "embedkeeper.commands.run:cmd_run",
     "coverage": "embedkeeper.commands.coverage:cmd_coverage",
+    "stats": "embedkeeper.commands.stats:cmd_stats",
     "failures": "embedkeeper.commands.failures:cmd_failures",
     "index": "embedkeeper.commands.index:cmd_index",
     "deletes": "embedkeeper.commands.deletes:cmd_deletes",
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("coverage", "how much of the source has current vectors")
     p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
     p.add_argument("--model", help="only this [[models]] name")
+    p = add("stats", "throughput per model: passes, docs/s, tokens/s, backlog and its ETA")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
+    p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--since", type=_duration, help="the window, e.g. 1h or 7d (default 24h)")
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")
@@ -150,6 +155,15 @@ def _megabytes(text: str) -> int:
         if text.upper().endswith(unit) and text[: -len(unit)].strip().isdigit():
             return int(text[: -len(unit)]) * factor
     raise argparse.ArgumentTypeError("a size such as 512MB or 2GB")
+
+
+def _duration(text: str) -> float:
+    from embedkeeper.config.values import parse_duration
+
+    try:
+        return parse_duration(text, "--since")
+    except EmbedkeeperError as exc:
+        raise argparse.ArgumentTypeError('a duration such as "30m", "24h" or "7d"') from exc
 
 
 def _positive(text: str) -> int:

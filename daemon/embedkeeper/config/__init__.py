@@ -16,6 +16,7 @@ from embedkeeper.config.settings import (
     MetricsConfig,
     ModelConfig,
     RetryConfig,
+    RunsConfig,
     ScheduleConfig,
     SourceConfig,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "MetricsConfig",
     "ModelConfig",
     "RetryConfig",
+    "RunsConfig",
     "ScheduleConfig",
     "SourceConfig",
     "find_config_file",

@@ -30,6 +30,7 @@ from embedkeeper.config.settings import (
     MetricsConfig,
     ModelConfig,
     RetryConfig,
+    RunsConfig,
     ScheduleConfig,
     SourceConfig,
 )
@@ -99,7 +100,13 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "transient_attempts": positive_int,
         "transient_backoff_max": parse_duration,
     },
-    "metrics": {"port": positive_int, "host": nonempty_str, "coverage_interval": parse_duration},
+    "metrics": {
+        "port": positive_int,
+        "host": nonempty_str,
+        "coverage_interval": parse_duration,
+        "backlog_interval": parse_duration,
+    },
+    "runs": {"keep": parse_duration},
     "logging": {
         "level": choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "format": choice("text", "json"),
@@ -242,9 +249,15 @@ def _check_cron(expression: str) -> None:
 
 def _metrics(raw: object) -> MetricsConfig:
     values = _section(raw, "metrics", "[metrics]")
-    if "coverage_interval" in values:
-        values["coverage_interval_s"] = values.pop("coverage_interval")
+    for key in ("coverage_interval", "backlog_interval"):
+        if key in values:
+            values[f"{key}_s"] = values.pop(key)
     return MetricsConfig(**values)
+
+
+def _runs(raw: object) -> RunsConfig:
+    values = _section(raw, "runs", "[runs]")
+    return RunsConfig(keep_s=values["keep"]) if "keep" in values else RunsConfig()
 
 
 def _retry(raw: object) -> RetryConfig:
@@ -287,6 +300,7 @@ def parse_config(
         retry=_retry(document.get("retry", {})),
         logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),
         metrics=_metrics(document.get("metrics", {})),
+        runs=_runs(document.get("runs", {})),
         path=path,
     )
 

@@ -109,6 +109,16 @@ class MetricsConfig:
     port: int | None = None  # None: no metrics server (`run --metrics-port N` also starts one)
     host: str = "127.0.0.1"
     coverage_interval_s: float = 300.0
+    # The backlog gauge reads catalog estimates and the model's own indexes, never the source's
+    # rows, so it can be refreshed far more often than the coverage gauges.
+    backlog_interval_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunsConfig:
+    """How long `embedkeeper.runs` keeps a finished pass: the daemon prunes older rows."""
+
+    keep_s: float = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +139,7 @@ class Config:
     retry: RetryConfig = RetryConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    runs: RunsConfig = RunsConfig()
     path: Path | None = None  # the file it came from; None: built-in demo defaults
 
     @property

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from embedkeeper.app import App, BackendFactory, open_app
@@ -23,6 +24,7 @@ from embedkeeper.service.metrics import Metrics, serve
 from embedkeeper.service.scheduler import build_scheduler
 from embedkeeper.service.sdnotify import notify, watchdog_interval_s
 from embedkeeper.service.signals import stop_on_signals
+from embedkeeper.service.upkeep import refresh_backlog
 from embedkeeper.service.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,10 @@ def _side_jobs(
         return every, None
     stop_metrics = serve(worker.metrics, config.metrics.host, metrics_port)
     every["coverage"] = (worker.refresh_coverage, config.metrics.coverage_interval_s)
+    every["backlog"] = (
+        partial(refresh_backlog, worker.app, worker.metrics),
+        config.metrics.backlog_interval_s,
+    )
     event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=metrics_port)
     return every, stop_metrics
 
@@ -126,7 +132,7 @@ def run_daemon(
     if app is None:
         return 0
     port = metrics_port or config.metrics.port
-    worker = Worker(app, stop, Metrics() if port else None)
+    worker = Worker(app, stop, Metrics([m.name for m in config.models]) if port else None)
     every, stop_metrics = _side_jobs(worker, config, port)
     scheduler = build_scheduler(config.schedule, worker.tick, every=every)
     scheduler_box["scheduler"] = scheduler

@@ -2,26 +2,30 @@
 
 Counters and the batch-latency histogram are fed from the passes as they happen; the coverage
 gauges (pending, stale, failed per model) come from the coverage query on their own, slower
-cadence, since on a big table that query reads every row. /healthz answers 200 while the daemon
-can work (its last pass did not fail for lack of the database or the backend), 503 otherwise.
+cadence, since on a big table that query reads every row; the first refresh runs at start, so an
+alert never sees "no data" after a restart. The backlog gauge is the cheap estimate of what is
+pending (store/backlog.py: no row of the source read), refreshed often. /healthz answers 200
+while the daemon can work (its last pass did not fail for lack of the database or the backend),
+503 otherwise.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from embedkeeper.store.backlog import Backlog
 from embedkeeper.store.coverage import Coverage
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, models: Sequence[str] = ()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.embedded = Counter(
@@ -56,7 +60,7 @@ class Metrics:
                 ["model"],
                 registry=r,
             )
-            for name in ("pending", "stale", "failed", "embedded", "total")
+            for name in ("pending", "stale", "failed", "ignored", "skipped", "embedded", "total")
         }
         self.last_success = Gauge(
             "embedkeeper_last_success_timestamp_seconds",
@@ -64,12 +68,30 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.tokens = Counter(
+            "embedkeeper_tokens",
+            "Tokens embedded: the model's count, or the server's reported usage",
+            ["model"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "embedkeeper_backlog",
+            "Documents still to embed, estimated without reading the source",
+            ["model"],
+            registry=r,
+        )
         self.healthy = True
+        for model in models:  # every series from the start: rate() needs the first sample at 0
+            for counter in (self.embedded, self.failed, self.tokens):
+                counter.labels(model)
 
-    def record_batch(self, model: str, seconds: float, ok: int, failed: int) -> None:
+    def record_batch(
+        self, model: str, seconds: float, ok: int, failed: int, tokens: int = 0
+    ) -> None:
         self.batch_seconds.labels(model).observe(seconds)
         self.embedded.labels(model).inc(ok)
         self.failed.labels(model).inc(failed)
+        self.tokens.labels(model).inc(tokens)
 
     def record_pass(self, model: str, error: str | None) -> None:
         if error is None:
@@ -82,6 +104,9 @@ class Metrics:
     def record_coverage(self, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
             gauge.labels(figures.model).set(getattr(figures, name))
+
+    def record_backlog(self, figures: Backlog) -> None:
+        self.backlog.labels(figures.model).set(figures.pending)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,7 +30,8 @@ def build_scheduler(
     every: Mapping[str, tuple[Callable[[], None], float]] | None = None,
 ) -> Any:
     """The pass job, plus side jobs (`every`: id -> (function, seconds)) such as the watchdog
-    ping and the coverage gauges, each also one at a time."""
+    ping and the coverage gauges, each also one at a time. Side jobs, too, first run at once:
+    gauges that wait one coverage_interval after a restart look like "no data" to an alert."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
@@ -49,6 +50,11 @@ def build_scheduler(
     )
     for job_id, (function, seconds) in (every or {}).items():
         scheduler.add_job(
-            function, IntervalTrigger(seconds=seconds), id=job_id, max_instances=1, coalesce=True
+            function,
+            IntervalTrigger(seconds=seconds),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
     return scheduler

@@ -19,6 +19,7 @@ from embedkeeper.logs import event
 from embedkeeper.records import RunStats
 from embedkeeper.service.metrics import Metrics
 from embedkeeper.service.progress import Progress
+from embedkeeper.service.upkeep import prune_history_when_due
 from embedkeeper.store import sync_state
 from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
@@ -39,11 +40,13 @@ class Worker:
         self.busy = False
         self.heartbeat = time.monotonic()
         self.model = ""
-        self.last_counts = (0, 0)  # ok, failed of the pass so far, to turn totals into deltas
+        self.last_counts = (0, 0, 0)  # ok, failed, tokens of the pass so far: totals into deltas
         self.passes_failed = 0
+        self.runs_pruned_at: float | None = None
 
     def tick(self) -> None:
         self.restore_indexes()
+        self.runs_pruned_at = prune_history_when_due(self.app, self.runs_pruned_at)
         self.busy, self.heartbeat = True, time.monotonic()
         try:
             for model in self.app.config.models:
@@ -62,7 +65,7 @@ class Worker:
         for options in plans:
             if self.stop.is_set():
                 return
-            self.model, self.last_counts, self.heartbeat = name, (0, 0), time.monotonic()
+            self.model, self.last_counts, self.heartbeat = name, (0, 0, 0), time.monotonic()
             event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
             progress = Progress(name, None, bar=False)
             try:
@@ -128,11 +131,15 @@ class Worker:
         progress.on_batch(stats)
         now = time.monotonic()
         if self.metrics is not None:
-            ok, failed = self.last_counts
+            ok, failed, tokens = self.last_counts
             self.metrics.record_batch(
-                self.model, now - self.heartbeat, stats.ok - ok, stats.failed - failed
+                self.model,
+                now - self.heartbeat,
+                stats.ok - ok,
+                stats.failed - failed,
+                stats.tokens - tokens,
             )
-        self.last_counts, self.heartbeat = (stats.ok, stats.failed), now
+        self.last_counts, self.heartbeat = (stats.ok, stats.failed, stats.tokens), now
 
     def restore_indexes(self) -> None:
         """Rebuild vector indexes that a `backfill --defer-index` dropped and never rebuilt (it

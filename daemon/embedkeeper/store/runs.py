@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.records import RunStats
+from embedkeeper.store.db import mapped_errors
 
 
 def start_run(conn: psycopg.Connection[Any], model: str, trigger: str) -> int:
@@ -66,3 +67,24 @@ def finish_run(
             run_id,
         ),
     )
+
+
+PRUNE = (
+    "DELETE FROM embedkeeper.runs WHERE id IN ("
+    " SELECT id FROM embedkeeper.runs WHERE finished_at < now() - make_interval(secs => %s)"
+    " ORDER BY finished_at LIMIT %s)"
+)
+
+
+def prune_runs(conn: psycopg.Connection[Any], keep_s: float, *, batch: int = 10_000) -> int:
+    """Delete finished runs older than `keep_s`, oldest first, in batches of `batch` rows (each
+    its own short statement on an autocommit connection, so a first prune of a long history
+    holds no lock for long). Each batch is a range at the old end of runs_finished_idx: the cost
+    follows the rows deleted, not the history kept. Running rows (no finish time) are kept."""
+    pruned = 0
+    while True:
+        with mapped_errors("pruning embedkeeper.runs"):
+            deleted = conn.execute(PRUNE, (keep_s, batch)).rowcount
+        pruned += deleted
+        if deleted < batch:
+            return pruned

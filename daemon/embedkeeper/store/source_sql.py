@@ -199,6 +199,15 @@ class SourceSql:
             gone=gone,
         )
 
+    def estimate_documents(self) -> sql.Composed:
+        """The planner's estimate of the documents in scope with a text (EXPLAIN only: nothing
+        is read but the catalog's statistics, the column's fraction of NULLs among them). It
+        follows the table's growth between ANALYZEs: the planner scales reltuples by the table's
+        current size."""
+        return self._fmt(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s WHERE {text} IS NOT NULL"
+        )
+
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""
         return self._fmt(

@@ -1,0 +1,90 @@
+"""The text form of `embedkeeper stats`: one block per model, and a sparkline of the recent
+passes' rate, for a person who would rather glance than read. Pure: figures in, text out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedkeeper.commands.stats import ModelStats
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One bar per value, scaled from 0 to the largest: a pass twice as fast stands twice as
+    high, so a dip reads as a dip and not as the floor of an arbitrary range."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return BARS[0] * len(values)
+    return "".join(BARS[round(max(v, 0.0) / top * (len(BARS) - 1))] for v in values)
+
+
+def format_duration(seconds: float) -> str:
+    """12.3 s, 5m 2s, 3h 4m, 2d 3h, 1h: two units at most are enough to judge an age or an ETA."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    size, unit, sub_size, sub = next(
+        u for u in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s")) if s >= u[0]
+    )
+    rest = s % size // sub_size
+    return f"{s // size}{unit}" + (f" {rest}{sub}" if rest else "")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rate(docs_per_s: float, tokens_per_s: float) -> str:
+    return f"{docs_per_s:,.1f} docs/s, {tokens_per_s:,.0f} tokens/s"
+
+
+def format_model(stats: ModelStats) -> list[str]:
+    runs, backlog, last = stats.runs, stats.backlog, stats.runs.last
+    by_status = ", ".join(f"{n} {status}" for status, n in runs.passes.items())
+    lines = [
+        f"{runs.model}  (last {format_duration(runs.since_s)}; from embedkeeper.runs and the"
+        " model's own tables, the source is not read)",
+        f"  passes        {sum(runs.passes.values())}" + (f": {by_status}" if by_status else ""),
+        f"  documents     {runs.docs_embedded:,} embedded, {runs.docs_failed:,} failed,"
+        f" {runs.tokens:,} tokens",
+    ]
+    if last is not None and runs.median_docs_per_s is not None:
+        lines += [
+            f"  last pass     {_rate(last.docs_per_s, last.tokens_per_s)}"
+            f" ({last.docs_ok:,} documents, finished {_when(last.finished_at)})",
+            f"  median        {_rate(runs.median_docs_per_s, runs.median_tokens_per_s or 0.0)}"
+            " (passes that embedded)",
+        ]
+        rates = [p.docs_per_s for p in runs.recent]
+        which = f"last {len(rates)} passes" if len(rates) > 1 else "last pass"
+        lines.append(
+            f"  recent        {sparkline(rates)}  docs/s of the {which} that embedded,"
+            f" {min(rates):,.1f} to {max(rates):,.1f}"
+        )
+    else:
+        lines.append("  rate          no pass embedded anything in this window")
+    eta = stats.eta_s
+    if backlog.pending == 0:
+        eta_text = "nothing to do"
+    elif eta is None:
+        eta_text = "no rate to go by"
+    else:
+        eta_text = f"ETA {format_duration(eta)} at the median rate"
+    lines.append(f"  backlog       ~{backlog.pending:,} pending (estimate), {eta_text}")
+    if runs.last_success_at is not None and runs.last_success_age_s is not None:
+        age = format_duration(runs.last_success_age_s)
+        lines.append(f"  last success  {_when(runs.last_success_at)}, {age} ago")
+    else:
+        lines.append("  last success  never")
+    lines.append(f"  in review     {backlog.in_review:,}")
+    return lines
+
+
+def format_stats(rows: Sequence[ModelStats]) -> str:
+    blocks = ["\n".join(format_model(row)) for row in rows]
+    footer = "pending is an estimate: `embedkeeper coverage` counts it exactly (a source scan)"
+    return "\n\n".join([*blocks, footer])

@@ -1,0 +1,66 @@
+"""The backlog: about how many documents a model still has to embed, cheap enough to ask every
+few seconds on a table of any size.
+
+The exact figure (store/coverage.py) reads every row of the source and hashes every text that has
+a vector. This one reads no row of the source: the documents in scope with a text are the
+planner's estimate (EXPLAIN, from the catalog's statistics: the table's size, the `where` filter's
+selectivity, the text column's fraction of NULLs), and the rest comes from the model's own tables
+by their indexes (the model's vectors, an index-only count on embeddings_pkey; its failures parked
+in review or ignored). What it cannot see without the source: texts of only whitespace, and stale
+vectors (edits of embedded documents; `coverage` counts both). So it is an estimate, good for a
+trend, an alert and an ETA, and exact right after an ANALYZE of the source when no vector is
+stale and no text is only whitespace. The daemon's gauge and `embedkeeper stats` show the same
+figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.source_sql import SourceSql
+
+MODEL_FIGURES = """
+SELECT (SELECT count(*) FROM embedkeeper.embeddings WHERE model = %(model)s),
+       (SELECT count(*) FROM embedkeeper.failures AS f
+         WHERE f.model = %(model)s AND f.status IN ('review', 'ignored')
+           AND NOT EXISTS (SELECT 1 FROM embedkeeper.embeddings AS e
+                            WHERE e.model = f.model AND e.document_id = f.document_id)),
+       (SELECT count(*) FROM embedkeeper.failures
+         WHERE model = %(model)s AND status = 'review')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    model: str
+    documents: int  # in scope with a text (not NULL), the planner's estimate
+    embedded: int  # the model's vectors, current or stale
+    parked: int  # in review or ignored, with no vector: not pending
+    in_review: int  # in review, with or without an older vector
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.documents - self.embedded - self.parked)
+
+
+def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int:
+    """The documents in scope whose text is not NULL, as the planner estimates them."""
+    with mapped_errors("estimating the source's size"):
+        # parameters, though none is used: the `where` fragment's `%` is doubled for them
+        row = conn.execute(queries.estimate_documents(), {}).fetchone()
+    assert row is not None
+    plan: Any = row[0]
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: str) -> Backlog:
+    documents = estimate_documents(conn, queries)
+    with mapped_errors("counting the model's vectors"):
+        row = conn.execute(MODEL_FIGURES, {"model": model}).fetchone()
+    assert row is not None
+    embedded, parked, in_review = (int(v) for v in row)
+    return Backlog(model, documents, embedded, parked, in_review)

@@ -1,0 +1,143 @@
+"""`embedkeeper stats` figures on the real database: each one against the runs rows it came from,
+and the backlog estimate against the rows it stands for, read without touching the source."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import psycopg
+
+from embedkeeper.store.backlog import measure_backlog
+from embedkeeper.store.run_stats import run_figures
+from tests.conftest import insert_docs, source_config
+
+DAY_S = 86400.0
+
+
+def add_run(
+    conn: psycopg.Connection[Any],
+    *,
+    ago_s: float,
+    status: str = "ok",
+    ok: int = 0,
+    failed: int = 0,
+    tokens: int = 0,
+    seconds: float = 10.0,
+    model: str = "minilm",
+) -> int:
+    """A finished run that started `ago_s` seconds ago and took `seconds`, as finish_run writes
+    it (a rate is its count over its duration)."""
+    row = conn.execute(
+        "INSERT INTO embedkeeper.runs (model, trigger, status, started_at, finished_at, docs_ok,"
+        " docs_failed, tokens, docs_per_s, tokens_per_s)"
+        " VALUES (%s, 'schedule', %s, now() - make_interval(secs => %s),"
+        " now() - make_interval(secs => %s), %s, %s, %s, %s, %s) RETURNING id",
+        (model, status, ago_s, ago_s - seconds, ok, failed, tokens, ok / seconds, tokens / seconds),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_figures_are_those_of_the_runs_in_the_window(conn):
+    add_run(conn, ago_s=2 * DAY_S, ok=999, tokens=99_999)  # before the window
+    add_run(conn, ago_s=5000, ok=100, failed=2, tokens=8000, seconds=10)
+    add_run(conn, ago_s=4000, status="interrupted", ok=30, tokens=2400, seconds=6)
+    add_run(conn, ago_s=3000)  # found nothing to do: no rate
+    add_run(conn, ago_s=2000, status="failed", failed=1)
+    last = add_run(conn, ago_s=1000, ok=50, tokens=5000, seconds=2)
+    add_run(conn, ago_s=500, model="other", ok=7)
+    conn.execute("INSERT INTO embedkeeper.runs (model, trigger) VALUES ('minilm', 'schedule')")
+
+    figures = run_figures(conn, "minilm", DAY_S)
+
+    assert figures.passes == {"failed": 1, "interrupted": 1, "ok": 3, "running": 1}
+    assert (figures.docs_embedded, figures.docs_failed, figures.tokens) == (180, 3, 15400)
+    assert [p.docs_per_s for p in figures.recent] == [10.0, 5.0, 25.0]
+    assert figures.last is not None
+    assert (figures.last.run_id, figures.last.docs_ok, figures.last.tokens_per_s) == (
+        last,
+        50,
+        2500.0,
+    )
+    assert figures.median_docs_per_s == statistics.median([10.0, 5.0, 25.0])
+    assert figures.median_tokens_per_s == statistics.median([800.0, 400.0, 2500.0])
+    assert figures.last_success_age_s is not None
+    assert abs(figures.last_success_age_s - 998) < 60
+    finished = conn.execute(
+        "SELECT finished_at FROM embedkeeper.runs WHERE id = %s", (last,)
+    ).fetchone()
+    assert finished is not None
+    assert figures.last_success_at == finished[0]
+
+
+def test_a_shorter_window_and_a_success_older_than_it(conn):
+    add_run(conn, ago_s=7200, ok=10)
+    add_run(conn, ago_s=600, status="failed", failed=1)
+
+    figures = run_figures(conn, "minilm", 3600)
+
+    assert figures.passes == {"failed": 1}
+    assert figures.docs_embedded == 0
+    assert figures.recent == ()
+    assert figures.median_docs_per_s is None
+    assert figures.last_success_age_s is not None
+    assert figures.last_success_age_s > 7000  # the newest success, even outside the window
+
+
+def test_the_recent_chart_is_bounded_and_oldest_first(conn):
+    for i in range(40):
+        add_run(conn, ago_s=4000 - i * 60, ok=i + 1, seconds=1)
+    figures = run_figures(conn, "minilm", DAY_S, recent=30)
+    assert [p.docs_per_s for p in figures.recent] == [float(i + 1) for i in range(10, 40)]
+
+
+def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_app):
+    insert_docs(conn, [f"document {i}" for i in range(1, 41)])
+    conn.execute(
+        "INSERT INTO embedkeeper.embeddings (model, document_id, embedding, content_hash,"
+        " token_count, truncated)"
+        " SELECT 'minilm', id, '[1,2,3]', decode(md5(body), 'hex'), 3, false"
+        " FROM public.docs WHERE id <= 25"
+    )
+    for doc_id, status in ((30, "review"), (31, "ignored"), (32, "retry"), (20, "review")):
+        conn.execute(
+            "INSERT INTO embedkeeper.failures (model, document_id, attempts, error_class,"
+            " message, status, content_hash) SELECT 'minilm', id, 3, 'InputRejected', 'no', %s,"
+            " decode(md5(body), 'hex') FROM public.docs WHERE id = %s",
+            (status, doc_id),
+        )
+    conn.execute("ANALYZE public.docs")
+    app = make_app(source_config(db_url))
+
+    with psycopg.connect(db_url) as tx:  # one transaction: its own scan counters
+        backlog = measure_backlog(tx, app.queries, "minilm")
+        scans = tx.execute(
+            "SELECT pg_stat_get_xact_numscans(c.oid), pg_stat_get_xact_tuples_returned(c.oid)"
+            " FROM pg_class AS c WHERE c.oid = 'public.docs'::regclass"
+        ).fetchone()
+
+    assert scans == (0, 0)
+    # 40 documents, 25 with a vector, 30 and 31 parked; 20 is in review but has a vector
+    assert (backlog.documents, backlog.embedded, backlog.parked) == (40, 25, 2)
+    assert backlog.pending == 13
+    assert backlog.in_review == 2
+    exact = conn.execute(app.queries.coverage(), {"model": "minilm"}).fetchone()
+    assert exact is not None
+    assert exact[6] == backlog.pending  # the coverage query's pending, when nothing is stale
+
+
+def test_the_backlog_leaves_out_null_texts_by_the_statistics(db_url, conn, make_app):
+    insert_docs(conn, ["text", "  ", None, "more text", None, None, "a", "b"])
+    conn.execute("ANALYZE public.docs")
+    app = make_app(source_config(db_url))
+    # the column's null fraction (3 of 8) is in the statistics; the text of spaces is not
+    assert measure_backlog(conn, app.queries, "minilm").pending == 5
+
+
+def test_the_backlog_estimate_honours_the_where_filter(db_url, conn, make_app):
+    insert_docs(conn, [f"document {i}" for i in range(1, 201)])
+    conn.execute("ANALYZE public.docs")
+    app = make_app(source_config(db_url, where="id % 2 = 0 AND id > 0"))
+    backlog = measure_backlog(conn, app.queries, "minilm")
+    assert 0 < backlog.pending < 200  # the planner's guess at the filter, not the whole table
