@@ -3,13 +3,14 @@ and the backlog estimate against the rows it stands for, read without touching t
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Any
 
 import psycopg
 
 from embedkeeper.store.backlog import measure_backlog
-from embedkeeper.store.run_stats import run_figures
+from embedkeeper.store.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
 from tests.conftest import insert_docs, source_config
 
 DAY_S = 86400.0
@@ -141,3 +142,22 @@ def test_the_backlog_estimate_honours_the_where_filter(db_url, conn, make_app):
     app = make_app(source_config(db_url, where="id % 2 = 0 AND id > 0"))
     backlog = measure_backlog(conn, app.queries, "minilm")
     assert 0 < backlog.pending < 200  # the planner's guess at the filter, not the whole table
+
+
+def test_each_statement_reads_the_models_window_by_index(conn):
+    """Cheap on a long history: a year of another model's runs is never read."""
+    conn.execute(
+        "INSERT INTO embedkeeper.runs (model, trigger, status, started_at, finished_at, docs_ok)"
+        " SELECT 'other', 'schedule', 'ok', t, t, 1 FROM (SELECT now() - g * interval '10 min'"
+        " AS t FROM generate_series(1, 50000) AS g) AS s"
+    )
+    for i in range(50):
+        add_run(conn, ago_s=100 + i * 600, ok=i)
+    conn.execute("ANALYZE embedkeeper.runs")
+    params = {"model": "minilm", "since_s": DAY_S, "recent": 30}
+    for statement in (BY_STATUS, MEDIANS, RECENT, LAST_SUCCESS):
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+        assert row is not None
+        plan = json.dumps(row[0])
+        assert '"Index Name": "runs_model_started_idx"' in plan, statement
+        assert "Seq Scan" not in plan, statement
