@@ -195,3 +195,23 @@ def test_a_stopped_worker_loses_its_claims_and_its_late_write_lands_nowhere(cli,
     assert after == before  # the late write changed nothing
     assert "database connection lost" in zombie.output()[1]
     check_invariants(conn, model="nomic")
+
+
+def test_run_once_stopped_by_sigterm_exits_143_and_logs_the_pass_interrupted(cli, conn, server):
+    insert_docs(conn, [f"served text {i}" for i in range(4)])
+    cli.configure(models=[{"name": "nomic", "backend": "ollama", "model": "m", "url": server.url}])
+    child = cli.start("run", "--once")
+    wait_for(lambda: server.calls.requests >= 1, 30, "the probe", alive=child)
+    server.faults.hang_first, server.faults.hang_s = 1, 3.0  # the first batch is slow
+    wait_for(lambda: server.calls.requests >= 2, 30, "the slow batch", alive=child)
+
+    child.process.send_signal(signal.SIGTERM)
+    code = child.wait(30)
+    _, stderr = child.output()
+
+    assert code == 143, stderr
+    assert "pass_start model=nomic trigger=schedule" in stderr
+    assert "pass_interrupted model=nomic trigger=schedule ok=4" in stderr
+    assert "pass_done" not in stderr
+    runs = conn.execute("SELECT status, docs_ok FROM embedkeeper.runs").fetchall()
+    assert runs == [("interrupted", 4)]

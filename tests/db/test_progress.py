@@ -141,3 +141,17 @@ def test_a_pass_that_fails_is_logged_failed(conn, db_url, make_app, caplog):
     assert worker.passes_failed == 1
     runs = conn.execute("SELECT status FROM embedkeeper.runs").fetchall()
     assert runs == [("failed",)]
+
+
+def test_the_timer_logs_only_when_the_interval_passed_without_a_line(caplog):
+    caplog.set_level(logging.INFO)
+    progress = Progress("minilm", 100, interval_s=2.0, bar=False)
+    for _ in range(6):  # a tenth every 0.1 s: the lines come from the slices alone
+        time.sleep(0.1)
+        progress.on_slice(10)
+    time.sleep(3.0)  # then nothing moves: the timer speaks, 2 s after the last line
+    progress.close()
+
+    dones = [int(line["done"]) for line in progress_lines(caplog)]
+    assert dones[:6] == [10, 20, 30, 40, 50, 60]
+    assert dones[6:] == [60]

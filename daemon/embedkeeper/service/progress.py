@@ -1,6 +1,7 @@
 """How far a pass has come: a bar with docs/s and ETA on a terminal; otherwise a log line at
-every tenth of the way and at least every `interval_s` (a timer of its own, so a slow slice or
-a model that stalls still leaves a line), so a log shows whether the rate holds from start to end.
+every tenth of the way and whenever `interval_s` has passed without one (a timer of its own, so
+a slow slice or a model that stalls still leaves a line), so a log shows whether the rate holds
+from start to end.
 
 It moves per slice the model finishes (a request of `request_size` documents), not per claimed
 batch: a batch of 1,024 on CPU takes a minute, and a bar that jumps from 0 to 1,024 says nothing
@@ -49,7 +50,7 @@ class Progress:
         self.total = total
         self.interval_s = interval_s
         self.clock = clock
-        self.started = clock()
+        self.started = self.last_log = clock()
         self.sliced = 0  # documents the model has finished
         self.written = 0  # documents written, failed or skipped (RunStats.done)
         self.failed = 0
@@ -91,9 +92,14 @@ class Progress:
             self._bar.close()
 
     def _tick(self) -> None:
-        while not self._closed.wait(self.interval_s):
+        """A line once `interval_s` has passed since the last one, whoever logged it."""
+        wait_s = self.interval_s
+        while not self._closed.wait(wait_s):
             with self._lock:
-                self._show(timed=True)
+                wait_s = self.last_log + self.interval_s - self.clock()
+                if wait_s <= 0:
+                    self._show(timed=True)
+                    wait_s = self.interval_s
 
     def _show(self, *, timed: bool) -> None:
         done = self.done
@@ -105,7 +111,8 @@ class Progress:
         if not timed and tenth <= self.last_tenth:
             return
         self.last_tenth = max(tenth, self.last_tenth)
-        elapsed_s = self.clock() - self.started
+        self.last_log = self.clock()
+        elapsed_s = self.last_log - self.started
         fields: dict[str, object] = {"model": self.model, "done": done}
         if self.total is not None:
             fields["total"] = self.total
