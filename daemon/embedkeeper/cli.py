@@ -36,6 +36,7 @@ HANDLERS = {
     "failures": "embedkeeper.commands.failures:cmd_failures",
     "index": "embedkeeper.commands.index:cmd_index",
     "deletes": "embedkeeper.commands.deletes:cmd_deletes",
+    "search": "embedkeeper.commands.search:cmd_search",
     "demo": "embedkeeper.commands.demo:cmd_demo",
 }
 
@@ -108,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
     p.add_argument("--model", help="only this [[models]] name")
     p.add_argument("--since", type=_duration, help="the window, e.g. 1h or 7d (default 24h)")
+    p = add("search", "the documents nearest to a question, with the model that embedded them")
+    p.add_argument("query", metavar="QUESTION", help="the text to search for")
+    p.add_argument("--model", help="the [[models]] name (default: the first)")
+    p.add_argument("-k", type=_positive, default=10, help="how many documents (default 10)")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per document")
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")

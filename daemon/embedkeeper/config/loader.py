@@ -75,6 +75,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "device": choice(*DEVICES),
         "normalize": bool_value,
         "prefix": str_value,
+        "query_prefix": str_value,
         "max_tokens": positive_int,
         "url": http_url,
         "concurrency": positive_int,

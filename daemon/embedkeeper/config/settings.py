@@ -68,6 +68,7 @@ class ModelConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     normalize: bool = True
     prefix: str = ""
+    query_prefix: str = ""  # in place of prefix on questions (`embedkeeper search`)
     max_tokens: int | None = None
     # HTTP backends (ollama, openai)
     url: str | None = None

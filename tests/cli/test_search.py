@@ -1,0 +1,53 @@
+"""`embedkeeper search` through the installed command: the question embedded with the model's
+query_prefix, one row per document nearest first, `--json` fields, and usage errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.conftest import insert_docs, vectors
+
+TEXTS = [
+    "PostgreSQL keeps table rows in heap pages of eight kilobytes.",
+    "Bread rises because yeast ferments the sugars in the dough.",
+    "A comet's tail always points away from the sun.",
+]
+
+
+def test_search_prints_the_nearest_documents_as_json_and_as_a_table(cli, conn, minilm):
+    ids = insert_docs(conn, TEXTS)
+    cli.configure(model={"query_prefix": "question: "})
+    assert cli("backfill").returncode == 0
+
+    result = cli("search", "why does dough rise?", "-k", "2", "--json")
+
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert [h["document_id"] for h in hits] == [ids[1], hits[1]["document_id"]]
+    assert set(hits[0]) >= {"source", "model", "document_id", "chunk", "distance", "text"}
+    assert hits[0]["model"] == "minilm"
+    assert hits[0]["source"] == "public.docs"
+    assert hits[0]["text"] == TEXTS[1]
+    # The question was embedded with the query_prefix, as a direct call of the model does.
+    question = minilm.model.encode("question: why does dough rise?", normalize_embeddings=True)
+    expected = 1.0 - float(np.dot(vectors(conn)[ids[1]], question))
+    assert abs(hits[0]["distance"] - expected) < 1e-4
+
+    table = cli("search", "comet tails")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["distance", "document", "text"]
+    assert lines[1].split()[1] == str(ids[2])
+    assert len(lines) == 1 + len(TEXTS)
+
+
+def test_an_empty_question_or_an_unknown_model_is_one_line_and_exit_2_or_1(cli, conn):
+    insert_docs(conn, TEXTS)
+    empty = cli("search", "   ")
+    assert empty.returncode == 2
+    assert "the question is empty" in empty.stderr
+    unknown = cli("search", "bread", "--model", "nope")
+    assert unknown.returncode == 1
+    assert 'no model named "nope"' in unknown.stderr
