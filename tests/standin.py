@@ -38,6 +38,7 @@ class Faults:
     serves: list[str] | None = None  # the only model names served (None: any), as infinity
     answers_as: str | None = None  # the `model` the response names, whatever was asked
     char_usage: bool = False  # usage in characters, as infinity counts by default
+    refuse_all: str | None = None  # 400 with this FastAPI `detail` for any request at all
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Calls:
     inputs: list[list[str]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each 200
 
 
 class StandIn:
@@ -134,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         if s.take("rate_limited_first"):
             self.reply(429, {"error": "slow down"}, {"Retry-After": s.faults.retry_after})
             return True
+        if s.faults.refuse_all:
+            self.reply(400, {"detail": s.faults.refuse_all})
+            return True
         if s.faults.poison and any(s.faults.poison in t for t in texts):
             message = "input length exceeds maximum context length"
             error: Any = message
@@ -192,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         if padding:
             payload["padding"] = padding
+        with s.lock:
+            s.calls.answered_at.append(time.monotonic())
         self.reply(200, payload)
 
     @staticmethod

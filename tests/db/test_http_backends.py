@@ -30,7 +30,9 @@ def server(minilm) -> Iterator[StandIn]:
     standin.stop()
 
 
-def http_config(db_url: str, server: StandIn, backend: str, **model: Any) -> Config:
+def http_config(
+    db_url: str, server: StandIn, backend: str, retry: dict[str, Any] | None = None, **model: Any
+) -> Config:
     entry: dict[str, Any] = {
         "name": "remote",
         "backend": backend,
@@ -45,7 +47,12 @@ def http_config(db_url: str, server: StandIn, backend: str, **model: Any) -> Con
     document = {
         "source": {"table": "public.docs"},
         "models": [entry],
-        "retry": {"max_attempts": 2, "transient_attempts": 3, "transient_backoff_max": "200ms"},
+        "retry": {
+            "max_attempts": 2,
+            "transient_attempts": 3,
+            "transient_backoff_max": "200ms",
+            **(retry or {}),
+        },
     }
     env = {"EMBEDKEEPER_DATABASE_URL": db_url, "EK_TEST_KEY": KEY}
     return parse_config(document, env, path=Path("test.toml"))

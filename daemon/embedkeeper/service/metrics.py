@@ -3,7 +3,9 @@
 Counters and the batch-latency histogram are fed from the passes as they happen; the coverage
 gauges (pending, stale, failed per model) come from the coverage query on their own, slower
 cadence, since on a big table that query reads every row. /healthz answers 200 while the daemon
-can work (its last pass did not fail for lack of the database or the backend), 503 otherwise.
+can work (its last pass did not fail for lack of the database or the backend), 503 otherwise. The
+server starts with the daemon, before the database and the backend are reached, and says
+"starting" (503) until they are: a probe then tells a daemon that waits from one that is gone.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Metrics:
             registry=r,
         )
         self.healthy = True
+        self.ready = False  # /healthz says "starting" until the daemon has its database and models
 
     def record_batch(self, model: str, seconds: float, ok: int, failed: int) -> None:
         self.batch_seconds.labels(model).observe(seconds)
@@ -97,6 +100,8 @@ def serve(metrics: Metrics, host: str, port: int) -> Callable[[], None]:
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz" and not metrics.ready:
+                self._send(503, b"starting\n", "text/plain")
             elif self.path == "/healthz":
                 ok = metrics.healthy
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
