@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(BIN)/embedkeeper demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/servers
 
 # The real OpenAI-compatible server, infinity-emb, serving the packaged MiniLM on loopback.
 test-servers: $(STAMP)

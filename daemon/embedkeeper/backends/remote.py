@@ -92,6 +92,10 @@ class RemoteBackend:
         except BaseException:
             self.http.close()
             raise
+        # Where the stored token counts come from: our count, or the server's own figure.
+        counts: dict[str, object] = {"token_counts": "server"}
+        if self.counter is not None:
+            counts = {"token_counts": "tokenizer", "window": self.counter.window}
         event(
             log,
             logging.INFO,
@@ -100,8 +104,7 @@ class RemoteBackend:
             backend=config.backend,
             url=self.wire.url,
             dimensions=self._dimensions,
-            token_counts=f"tokenizer {config.tokenizer}" if self.counter else "server",
-            window=self.counter.window if self.counter else None,
+            **counts,
         )
 
     def _probe(self, retry: RetryConfig) -> int:
