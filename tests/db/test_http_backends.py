@@ -290,6 +290,8 @@ def test_the_api_key_is_never_logged(conn, db_url, server, caplog):
         ({"device": "cuda"}, 'device applies to backend sentence-transformers, not "ollama"'),
         ({"api_key_env": "EK_NOT_SET"}, "EK_NOT_SET, which is not set"),
         ({"encoding_format": "base64"}, 'encoding_format applies to backend openai, not "ollama"'),
+        ({"max_tokens": 256}, "max_tokens needs tokenizer"),
+        ({"backend": "sentence-transformers", "tokenizer": "x"}, "tokenizer applies to backend"),
     ],
 )
 def test_http_config_errors(entry, message):
