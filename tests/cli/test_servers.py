@@ -36,6 +36,7 @@ def test_backfill_with_ollama_needs_only_url_and_model(cli, conn, server):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("nomic: 12 embedded, 0 failed")
+    assert " tokens (the server's count) in " in result.stdout.splitlines()[0]
     row = conn.execute(
         "SELECT count(*), min(vector_dims(embedding)) FROM embedkeeper.embeddings"
         " WHERE model = 'nomic'"

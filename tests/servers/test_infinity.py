@@ -93,6 +93,7 @@ def test_vectors_token_counts_and_truncation_match_the_model(
     tokens = conn.execute("SELECT sum(tokens) FROM embedkeeper.runs").fetchone()[0]
     assert tokens == sum(min(n, WINDOW) for n in counts.values())  # not infinity's characters
     assert "token_counts=tokenizer window=256" in result.stderr
+    assert f" {tokens} tokens in " in result.stdout  # ours: not marked as the server's
 
 
 def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
