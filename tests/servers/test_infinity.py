@@ -122,7 +122,9 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
     log.info(
         "after /health answered: probe through in %.1f s, 20 documents in %.1f s", resumed_s, done_s
     )
-    assert resumed_s < 2.0  # a probe a second; the embedding itself takes seconds on 2 cores
+    # A probe a second, and the cold model's first inference: 0.7 s and 2.0 s measured on two
+    # busy cores. The 20 documents then take seconds more: the embedding itself.
+    assert resumed_s < 3.0
 
     infinity.kill()  # the operator restarts it serving other models: "minilm" is gone
     insert_docs(conn, paragraphs(60)[40:], start=41)

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import Event
 from typing import Any
 
 import httpx
@@ -36,6 +37,9 @@ from embedkeeper.retry import Backoff
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often a recovery probe goes out while we wait for a server to come back
+# A probe is one short text: a server that takes longer is not back yet (and a hung one must not
+# hold the wait, or a stop, for the whole read timeout).
+PROBE_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +140,17 @@ class HttpClient:
                 event(log, logging.INFO, "circuit_closed", backend=self.label)
             return body
 
-    def _post_once(self, url: str, payload: dict[str, Any], max_bytes: int) -> Any:
+    def _post_once(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        max_bytes: int,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
         try:
-            with self.client.stream("POST", url, json=payload) as response:
+            with self.client.stream(
+                "POST", url, json=payload, timeout=timeout or self.client.timeout
+            ) as response:
                 status = response.status_code
                 raw = _read_capped(response, max_bytes)
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
@@ -187,24 +199,30 @@ class HttpClient:
         """One request, no retry and past the breaker: True if the server answered it in full.
         This is the recovery probe; on success the breaker closes."""
         try:
-            self._post_once(url, payload, max_bytes)
+            self._post_once(url, payload, max_bytes, PROBE_TIMEOUT)
         except (TryAgain, BackendRefused, InputRejected):
             return False
         if self.breaker.record_success():
             event(log, logging.INFO, "circuit_closed", backend=self.label)
         return True
 
-    def pause(self, delay_s: float, stop: Callable[[], bool] | None = None) -> bool:
-        """Wait up to `delay_s` before the next try; True as soon as a recovery probe got
-        through (the server is back, so the rest of the wait is skipped). After a 429 it only
-        waits: the server is there and asked for time."""
+    def pause(self, delay_s: float, stop: Event | None = None) -> bool:
+        """Wait up to `delay_s` before the next try, or until `stop` is set; True as soon as a
+        recovery probe got through (the server is back, so the rest of the wait is skipped).
+        After a 429 it only waits: the server is there and asked for time."""
         deadline = time.monotonic() + delay_s
         probe = None if self.throttled else self.recovery_probe
+        if probe is None:
+            if stop is not None:
+                stop.wait(delay_s)
+            else:
+                time.sleep(delay_s)
+            return False
+        sleeper = stop or Event()  # never set: a plain sleep
         while (left := deadline - time.monotonic()) > 0:
-            if stop is not None and stop():
+            if sleeper.wait(min(left, POLL_S)):
                 return False
-            time.sleep(min(left, POLL_S) if probe is not None else min(left, 0.25))
-            if probe is not None and time.monotonic() < deadline and probe():
+            if time.monotonic() < deadline and probe():
                 return True
         return False
 

@@ -37,6 +37,7 @@ from embedkeeper.retry import Backoff
 log = logging.getLogger(__name__)
 
 PROBE_TEXT = "embedkeeper dimension probe"
+_NOT_YET = object()
 BYTES_PER_NUMBER = 32  # a float as JSON text, with room to spare
 
 
@@ -85,7 +86,7 @@ class RemoteBackend:
             ),
         )
         self.http.recovery_probe = self.probe_once
-        self._warned_runs: set[object] = set()
+        self._warned_run: object = _NOT_YET  # the pass (run id) last warned about the model
         self._warn_lock = Lock()
         try:
             self._dimensions = self._probe(retry)
@@ -137,7 +138,7 @@ class RemoteBackend:
 
     def wait_for_recovery(self, delay_s: float, stop: Event) -> bool:
         """Wait up to `delay_s` after an outage; True as soon as the server embeds again."""
-        return self.http.pause(delay_s, stop.is_set)
+        return self.http.pause(delay_s, stop)
 
     @property
     def dimensions(self) -> int:
@@ -177,12 +178,13 @@ class RemoteBackend:
 
     def _warn_other_model(self, answered: str) -> None:
         """Once per pass (per run id), or once at start: a server with one model loaded may
-        answer any name with that model's vectors."""
+        answer any name with that model's vectors. A model's passes never overlap, so the last
+        run warned about is all there is to remember."""
         run = log_field("run")
         with self._warn_lock:
-            if run in self._warned_runs:
+            if run == self._warned_run:
                 return
-            self._warned_runs.add(run)
+            self._warned_run = run
         event(
             log,
             logging.WARNING,
