@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ from embedkeeper.chunking import load_tokenizer
 from embedkeeper.config.settings import DEFAULT_MODEL_REF
 from tests.cli.helpers import assert_one_error_line, paragraphs, wait_for
 from tests.conftest import insert_docs, vectors
-from tests.servers.infinity import Infinity, infinity_command
+from tests.servers.infinity import Infinity, free_port, infinity_command
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,12 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
         models=[model_entry(infinity, model_dir)],
         retry={"transient_attempts": 3, "transient_backoff_max": "5s"},
     )
-    child = cli.start("run")
+    port = free_port()
+    child = cli.start("run", "--metrics-port", str(port))
     embedded = "SELECT count(*) FROM embedkeeper.embeddings"
     wait_for(lambda: conn.execute(embedded).fetchone() == (20,), 60, "the first pass", alive=child)
+    health = f"http://127.0.0.1:{port}/healthz"
+    assert httpx.get(health, timeout=2).status_code == 200
 
     # A crash, and the server back 10 s later: work resumes within a couple of seconds of its
     # return, not at the end of a grown backoff (12.6 s and 36 s were seen before).
@@ -136,6 +140,7 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
         return [line for line in lines if "pass_failed" in line and "BackendRefused" in line]
 
     lines = wait_for(refused, 60, "the pass to stop on the refusal", alive=child)
+    assert httpx.get(health, timeout=2).status_code == 503  # it cannot work: alert
     child.process.send_signal(signal.SIGTERM)
     assert child.wait(30) == 0
     assert re.search(

@@ -80,7 +80,11 @@ class Metrics:
             self.healthy = True
         else:
             self.backend_errors.labels(model, error).inc()
-            self.healthy = error not in ("DatabaseUnavailable", "BackendUnavailable")
+            self.healthy = error not in (
+                "DatabaseUnavailable",
+                "BackendUnavailable",
+                "BackendRefused",
+            )
 
     def record_coverage(self, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
