@@ -95,6 +95,22 @@ def test_vectors_token_counts_and_truncation_match_the_model(
     assert tokens == sum(min(n, WINDOW) for n in counts.values())  # not infinity's characters
     assert "token_counts=tokenizer window=256" in result.stderr
     assert f" {tokens} tokens in " in result.stdout  # ours: not marked as the server's
+    assert "backend_other_model" not in result.stderr
+
+
+def test_a_reply_for_another_model_is_warned_about_once_per_pass(cli, conn, infinity, model_dir):
+    """infinity serving one model answers any name with it: say so, once at start and once in
+    the pass, however many requests."""
+    insert_docs(conn, paragraphs(40))
+    cli.configure(models=[model_entry(infinity, model_dir, model="all-minilm-l6-v2")])
+
+    result = cli("backfill")
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "backend_other_model" in line]
+    assert len(warnings) == 2, result.stderr  # the start-up probe, then the pass (3 requests)
+    assert "asked=all-minilm-l6-v2 answered=minilm" in warnings[1]
+    assert " run=" in warnings[1]
 
 
 def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
