@@ -1,5 +1,10 @@
 """A stand-in embedding server on loopback: Ollama's POST /api/embed and OpenAI's
-POST /v1/embeddings with their exact JSON, real vectors from the local MiniLM, and faults on demand.
+POST /v1/embeddings (and POST /embeddings, infinity's default path) with their exact JSON, real
+vectors from the local MiniLM, and faults on demand.
+
+Some faults play what the real infinity-emb 0.0.78 does: a 400 naming the model for a model it
+does not serve (`serves`), `usage` counted in characters (`char_usage`), and FastAPI's
+`{"detail": ...}` body for a path it does not have.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ class Faults:
     redirect: bool = False  # answer 307 to another address
     huge_first: int = 0  # pad the body past any sane size, the first N requests
     shuffle: bool = True  # OpenAI: return `data` out of order (clients must use `index`)
+    serves: list[str] | None = None  # the only model names served (None: any), as infinity
+    answers_as: str | None = None  # the `model` the response names, whatever was asked
+    char_usage: bool = False  # usage in characters, as infinity counts by default
+    refuse_all: str | None = None  # 400 with this FastAPI `detail` for any request at all
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Calls:
     inputs: list[list[str]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each 200
 
 
 class StandIn:
@@ -101,15 +111,15 @@ class _Handler(BaseHTTPRequestHandler):
             s.calls.requests += 1
             s.calls.bodies.append(body)
             s.calls.authorization.append(self.headers.get("authorization"))
-        if self.path not in ("/api/embed", "/v1/embeddings"):
-            self.reply(404, {"error": f"no route {self.path}"})
+        if self.path not in ("/api/embed", "/v1/embeddings", "/embeddings"):
+            self.reply(404, {"detail": "Not Found"})  # FastAPI's answer for an unknown path
             return
         ollama = self.path == "/api/embed"
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         with s.lock:
             s.calls.inputs.append(texts)
-        if not self.fault(texts, ollama):
+        if not self.fault(texts, ollama) and not self.unknown_model(body.get("model"), ollama):
             self.answer(texts, body, ollama)
 
     def fault(self, texts: list[str], ollama: bool) -> bool:
@@ -126,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         if s.take("rate_limited_first"):
             self.reply(429, {"error": "slow down"}, {"Retry-After": s.faults.retry_after})
             return True
+        if s.faults.refuse_all:
+            self.reply(400, {"detail": s.faults.refuse_all})
+            return True
         if s.faults.poison and any(s.faults.poison in t for t in texts):
             message = "input length exceeds maximum context length"
             error: Any = message
@@ -135,6 +148,24 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def unknown_model(self, model: Any, ollama: bool) -> bool:
+        """Refuse a model not served: Ollama's 404, or infinity's 400 naming the model."""
+        served = self.standin.faults.serves
+        if served is None or model in served:
+            return False
+        if ollama:
+            self.reply(404, {"error": f'model "{model}" not found, try pulling it first'})
+            return True
+        message = (
+            f"Invalid model: Engine for model name `{model}` not found. "
+            f"Available model names are {served}"
+        )
+        self.reply(
+            400,
+            {"error": {"message": message, "type": None, "param": None, "code": 400}},
+        )
+        return True
+
     def answer(self, texts: list[str], body: dict[str, Any], ollama: bool) -> None:
         s = self.standin
         vectors = s.vectors(texts)
@@ -142,9 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
             vectors = vectors[:-1]
         padding = "x" * 50_000_000 if s.take("huge_first") else None
         tokens = sum(len(t.split()) + 2 for t in texts)
+        if s.faults.char_usage:
+            tokens = sum(len(t) for t in texts)
+        model = s.faults.answers_as or body.get("model")
         if ollama:
             payload: dict[str, Any] = {
-                "model": body.get("model"),
+                "model": model,
                 "embeddings": vectors,
                 "prompt_eval_count": tokens,
             }
@@ -158,11 +192,13 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {
                 "object": "list",
                 "data": data,
-                "model": body.get("model"),
+                "model": model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         if padding:
             payload["padding"] = padding
+        with s.lock:
+            s.calls.answered_at.append(time.monotonic())
         self.reply(200, payload)
 
     @staticmethod

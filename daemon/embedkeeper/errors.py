@@ -13,6 +13,8 @@
     +-- ModelError              the model cannot be loaded or used
     +-- BackendError
         +-- BackendUnavailable  (also Transient) the server or device cannot embed now
+        +-- BackendRefused      the server refuses us whatever the input (key, URL, model):
+        |                       stop the pass as a configuration error, charge no document
         +-- InputRejected       this document only: charge it, spare its neighbours
 
 The pass and the service catch Transient, never its two members one by one, so an outage of either
@@ -85,6 +87,11 @@ class BackendError(EmbedkeeperError):
 
 class BackendUnavailable(BackendError, Transient):
     """The embedding backend is unavailable for now; no document is charged."""
+
+
+class BackendRefused(BackendError):
+    """The embedding server refuses every request, whatever the input; check [[models]] url,
+    model and the API key. No document is charged."""
 
 
 class InputRejected(BackendError):

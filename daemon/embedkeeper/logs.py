@@ -48,6 +48,11 @@ _context: contextvars.ContextVar[tuple[tuple[str, object], ...]] = contextvars.C
 )
 
 
+def log_field(name: str) -> object | None:
+    """A field lines logged from this context carry (the pass's run id, say), or None."""
+    return dict(_context.get()).get(name)
+
+
 def set_log_fields(**fields: object) -> None:
     """Fields every line logged from this context carries (run=…, batch=…); None removes one."""
     current = dict(_context.get())

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cli.helpers import wait_for
+from tests.cli.helpers import assert_one_error_line, wait_for
 from tests.conftest import insert_docs
 from tests.invariants import check_invariants
 from tests.standin import StandIn
@@ -36,6 +36,7 @@ def test_backfill_with_ollama_needs_only_url_and_model(cli, conn, server):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("nomic: 12 embedded, 0 failed")
+    assert " tokens (the server's count) in " in result.stdout.splitlines()[0]
     row = conn.execute(
         "SELECT count(*), min(vector_dims(embedding)) FROM embedkeeper.embeddings"
         " WHERE model = 'nomic'"
@@ -215,3 +216,81 @@ def test_run_once_stopped_by_sigterm_exits_143_and_logs_the_pass_interrupted(cli
     assert "pass_done" not in stderr
     runs = conn.execute("SELECT status, docs_ok FROM embedkeeper.runs").fetchall()
     assert runs == [("interrupted", 4)]
+
+
+def openai_model(server: StandIn, **extra: object) -> dict[str, object]:
+    return {"name": "mini", "backend": "openai", "model": "minilm", "url": server.url, **extra}
+
+
+def test_a_model_the_server_does_not_serve_is_one_line_naming_entry_url_and_fix(cli, conn, server):
+    insert_docs(conn, ["text"])
+    server.faults.serves = ["other-model"]  # infinity's 400 naming the model
+    cli.configure(models=[openai_model(server, url=server.url + "/embeddings")])
+
+    result = cli("backfill")
+
+    line = assert_one_error_line(result, 1, "embedkeeper: error: ")
+    assert line == (
+        f'embedkeeper: error: [[models]] "mini": openai at {server.url}/embeddings does not serve'
+        ' model "minilm" (HTTP 400: Invalid model: Engine for model name `minilm` not found.'
+        " Available model names are ['other-model']); set model to a name the server serves"
+    )
+    assert server.calls.requests == 1  # refused at once, not retried
+    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+
+
+def test_a_wrong_path_shows_the_servers_words_not_a_dict(cli, conn, server):
+    insert_docs(conn, ["text"])
+    cli.configure(models=[openai_model(server, url=server.url + "/api")])
+
+    result = cli("backfill")
+
+    line = assert_one_error_line(result, 1, "embedkeeper: error: ")
+    assert line == (
+        f'embedkeeper: error: [[models]] "mini": openai at {server.url}/api/v1/embeddings answered'
+        " HTTP 404: Not Found; check url (the server's embeddings path, see the README's table of"
+        ' servers) and model "minilm"'
+    )
+
+
+def test_healthz_answers_from_the_first_second_and_work_starts_when_the_server_does(
+    cli, conn, server
+):
+    insert_docs(conn, [f"served text {i}" for i in range(6)])
+    server.faults.unavailable_first = 10**6  # the server is there but not ready (503)
+    cli.configure(
+        models=[openai_model(server)],
+        retry={"transient_backoff_max": "30s"},
+    )
+    port = free_port()
+    started = time.monotonic()
+    child = cli.start("run", "--metrics-port", str(port))
+    health = f"http://127.0.0.1:{port}/healthz"
+
+    def answer() -> httpx.Response | None:
+        try:
+            return httpx.get(health, timeout=1)
+        except httpx.HTTPError:
+            return None
+
+    first = wait_for(answer, 10, "/healthz to answer", interval_s=0.02, alive=child)
+    assert (first.status_code, first.text) == (503, "starting\n")
+    # 1.5 s measured on 2 busy cores, the interpreter's start-up and imports included; before,
+    # nothing listened until the database and the backend had been reached.
+    assert time.monotonic() - started < 3.0
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+    assert metrics.status_code == 200
+
+    wait_for(lambda: server.calls.requests >= 8, 60, "the start-up probes", alive=child)
+    back = time.monotonic()
+    server.faults.unavailable_first = 0
+    wait_for(lambda: (r := answer()) is not None and r.status_code == 200, 30, "ready", alive=child)
+    wait_for(
+        lambda: conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (6,),
+        30,
+        "the documents",
+        alive=child,
+    )
+    assert server.calls.answered_at[0] - back < 2.5  # probed each second, not after 30 s
+    child.process.send_signal(signal.SIGTERM)
+    assert child.wait(30) == 0

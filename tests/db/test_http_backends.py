@@ -30,7 +30,9 @@ def server(minilm) -> Iterator[StandIn]:
     standin.stop()
 
 
-def http_config(db_url: str, server: StandIn, backend: str, **model: Any) -> Config:
+def http_config(
+    db_url: str, server: StandIn, backend: str, retry: dict[str, Any] | None = None, **model: Any
+) -> Config:
     entry: dict[str, Any] = {
         "name": "remote",
         "backend": backend,
@@ -45,7 +47,12 @@ def http_config(db_url: str, server: StandIn, backend: str, **model: Any) -> Con
     document = {
         "source": {"table": "public.docs"},
         "models": [entry],
-        "retry": {"max_attempts": 2, "transient_attempts": 3, "transient_backoff_max": "200ms"},
+        "retry": {
+            "max_attempts": 2,
+            "transient_attempts": 3,
+            "transient_backoff_max": "200ms",
+            **(retry or {}),
+        },
     }
     env = {"EMBEDKEEPER_DATABASE_URL": db_url, "EK_TEST_KEY": KEY}
     return parse_config(document, env, path=Path("test.toml"))
@@ -283,6 +290,8 @@ def test_the_api_key_is_never_logged(conn, db_url, server, caplog):
         ({"device": "cuda"}, 'device applies to backend sentence-transformers, not "ollama"'),
         ({"api_key_env": "EK_NOT_SET"}, "EK_NOT_SET, which is not set"),
         ({"encoding_format": "base64"}, 'encoding_format applies to backend openai, not "ollama"'),
+        ({"max_tokens": 256}, "max_tokens needs tokenizer"),
+        ({"backend": "sentence-transformers", "tokenizer": "x"}, "tokenizer applies to backend"),
     ],
 )
 def test_http_config_errors(entry, message):

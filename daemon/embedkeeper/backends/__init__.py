@@ -8,7 +8,8 @@ it cannot embed (the pipeline then splits the batch to find the culprits).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from threading import Event
+from typing import Protocol, runtime_checkable
 
 from embedkeeper.config import ModelConfig, RetryConfig
 from embedkeeper.errors import ConfigError
@@ -41,6 +42,23 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Recovering(Protocol):
+    """A backend that can tell when an outage is over (a server answering its probe again)."""
+
+    def wait_for_recovery(self, delay_s: float, stop: Event) -> bool: ...
+
+
+def wait_after_outage(backend: Backend, delay_s: float, stop: Event) -> bool:
+    """Wait `delay_s` after an outage, or less if the backend is back sooner; True if `stop` was
+    set. A server is probed every second meanwhile, so a pass resumes within about a second of
+    its return rather than at the end of a backoff grown to a minute."""
+    if isinstance(backend, Recovering):
+        backend.wait_for_recovery(delay_s, stop)
+        return stop.is_set()
+    return stop.wait(delay_s)
 
 
 def make_backend(model: ModelConfig, retry: RetryConfig | None = None) -> Backend:

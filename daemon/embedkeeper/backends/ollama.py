@@ -2,15 +2,20 @@
 
 Request:  {"model": ..., "input": [...], "truncate": true, "keep_alive": "5m", "options": {...}}
 Response: {"model": ..., "embeddings": [[...], ...], "prompt_eval_count": N}
+Ollama also serves the OpenAI API under /v1 (backend "openai", url "http://host:11434/v1").
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from embedkeeper.backends.wire import WireError, vectors_from_lists
+from embedkeeper.backends.wire import (
+    Reply,
+    WireError,
+    model_named,
+    server_figure,
+    vectors_from_lists,
+)
 from embedkeeper.config import ModelConfig
 
 
@@ -34,9 +39,8 @@ class OllamaWire:
             body["options"] = dict(self.config.options)
         return body
 
-    def parse(self, data: Any, count: int) -> tuple[list[np.ndarray], int]:
+    def parse(self, data: Any, count: int) -> Reply:
         if not isinstance(data, dict) or not isinstance(data.get("embeddings"), list):
             raise WireError("response has no embeddings list")
         vectors = vectors_from_lists(data["embeddings"], count)
-        tokens = data.get("prompt_eval_count")
-        return vectors, tokens if isinstance(tokens, int) and tokens >= 0 else 0
+        return Reply(vectors, server_figure(data.get("prompt_eval_count")), model_named(data))

@@ -1,5 +1,9 @@
 """The OpenAI-compatible embedding API (OpenAI, text-embeddings-inference, vLLM, infinity,
-llama.cpp server, LM Studio): POST {url}/embeddings, or {url}/v1/embeddings when url has no /v1.
+llama.cpp server, LM Studio, Ollama's /v1).
+
+The URL rule (embeddings_url): a url ending in /embeddings is used as it is; one ending in /v1 gets
+/embeddings; any other gets /v1/embeddings. So infinity, which serves POST /embeddings at its root
+unless started with --url-prefix /v1, is reached with url = "http://host:7997/embeddings".
 
 Request:  {"model": ..., "input": [...], "encoding_format": "float", "dimensions": N?}
 Response: {"data": [{"index": i, "embedding": [...] or base64}, ...], "usage": {"prompt_tokens": N}}
@@ -14,11 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from embedkeeper.backends.wire import WireError, vectors_from_lists
+from embedkeeper.backends.wire import (
+    Reply,
+    WireError,
+    model_named,
+    server_figure,
+    vectors_from_lists,
+)
 from embedkeeper.config import ModelConfig
 
 
 def embeddings_url(base: str) -> str:
+    """The endpoint for a configured url (the rule in the module docstring)."""
     if base.endswith("/embeddings"):
         return base
     if base.endswith("/v1"):
@@ -44,7 +55,7 @@ class OpenAIWire:
             body["dimensions"] = self.config.dimensions
         return body
 
-    def parse(self, data: Any, count: int) -> tuple[list[np.ndarray], int]:
+    def parse(self, data: Any, count: int) -> Reply:
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise WireError("response has no data list")
@@ -61,7 +72,7 @@ class OpenAIWire:
         tokens: Any = 0
         if isinstance(usage, dict):
             tokens = usage.get("prompt_tokens", usage.get("total_tokens"))
-        return vectors, tokens if isinstance(tokens, int) and tokens >= 0 else 0
+        return Reply(vectors, server_figure(tokens), model_named(data))
 
 
 def _decode(embedding: Any) -> Any:

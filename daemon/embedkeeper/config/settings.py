@@ -22,7 +22,8 @@ DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434"}
 # Keys that only some backends take; any other backend refuses them by name.
 BACKEND_KEYS = {
     "device": ("sentence-transformers",),
-    "max_tokens": ("sentence-transformers",),
+    "max_tokens": ("sentence-transformers", *HTTP_BACKENDS),
+    "tokenizer": HTTP_BACKENDS,
     "url": HTTP_BACKENDS,
     "concurrency": HTTP_BACKENDS,
     "timeout": HTTP_BACKENDS,
@@ -69,8 +70,9 @@ class ModelConfig:
     normalize: bool = True
     prefix: str = ""
     query_prefix: str = ""  # in place of prefix on questions (`embedkeeper search`)
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # servers: the window they embed of each input
     # HTTP backends (ollama, openai)
+    tokenizer: str | None = None  # the model's tokenizer: token counts and truncation are ours
     url: str | None = None
     concurrency: int = 2
     timeout_s: float = 60.0

@@ -29,6 +29,8 @@ from embedkeeper.service.worker import Worker
 
 log = logging.getLogger(__name__)
 
+BACKEND_RETRY_S = 1.0
+
 
 def start_when_database_is_up(
     config: Config, stop: threading.Event, backend_factory: BackendFactory | None = None
@@ -45,6 +47,8 @@ def start_when_database_is_up(
         except Transient as exc:
             delay = backoff.next_delay_s() or 0.0  # never None: no limit on attempts
             down = "database" if isinstance(exc, DatabaseUnavailable) else "backend"
+            if down == "backend":  # its probes already waited, each second: try again soon
+                delay = min(delay, BACKEND_RETRY_S)
             event(
                 log,
                 logging.WARNING,
@@ -81,8 +85,8 @@ def _on_stop(scheduler_box: dict[str, Any]) -> Callable[[], None]:
 
 def _side_jobs(
     worker: Worker, config: Config, metrics_port: int | None
-) -> tuple[dict[str, tuple[Callable[[], None], float]], Callable[[], None] | None]:
-    """The watchdog ping (under systemd) and the metrics server with its coverage job."""
+) -> dict[str, tuple[Callable[[], None], float]]:
+    """The watchdog ping (under systemd) and the metrics' coverage and backlog jobs."""
     every: dict[str, tuple[Callable[[], None], float]] = {}
     interval = watchdog_interval_s()
     if interval:
@@ -93,15 +97,26 @@ def _side_jobs(
 
         every["watchdog"] = (ping_watchdog, interval)
     if worker.metrics is None or not metrics_port:
-        return every, None
-    stop_metrics = serve(worker.metrics, config.metrics.host, metrics_port)
+        return every
     every["coverage"] = (worker.refresh_coverage, config.metrics.coverage_interval_s)
     every["backlog"] = (
         partial(refresh_backlog, worker.app, worker.metrics),
         config.metrics.backlog_interval_s,
     )
-    event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=metrics_port)
-    return every, stop_metrics
+    return every
+
+
+def _serve_metrics(
+    config: Config, port: int | None
+) -> tuple[Metrics | None, Callable[[], None] | None]:
+    """/metrics and /healthz before the database and the backend are reached, so a probe can
+    tell a daemon that waits for them ("starting", 503) from one that is not there."""
+    if not port:
+        return None, None
+    metrics = Metrics([m.name for m in config.models])
+    stop_metrics = serve(metrics, config.metrics.host, port)
+    event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=port)
+    return metrics, stop_metrics
 
 
 def run_once(config: Config) -> int:
@@ -128,12 +143,17 @@ def run_daemon(
     stop = threading.Event()
     scheduler_box: dict[str, Any] = {}
     stop_on_signals(stop, on_stop=_on_stop(scheduler_box), exit_on_second=True)
+    port = metrics_port or config.metrics.port
+    metrics, stop_metrics = _serve_metrics(config, port)  # from the first second: "starting"
     app = start_when_database_is_up(config, stop, backend_factory)
     if app is None:
+        if stop_metrics is not None:
+            stop_metrics()
         return 0
-    port = metrics_port or config.metrics.port
-    worker = Worker(app, stop, Metrics([m.name for m in config.models]) if port else None)
-    every, stop_metrics = _side_jobs(worker, config, port)
+    worker = Worker(app, stop, metrics)
+    every = _side_jobs(worker, config, port)
+    if metrics is not None:
+        metrics.ready = True
     scheduler = build_scheduler(config.schedule, worker.tick, every=every)
     scheduler_box["scheduler"] = scheduler
     if not stop.is_set():

@@ -6,7 +6,9 @@ cadence, since on a big table that query reads every row; the first refresh runs
 alert never sees "no data" after a restart. The backlog gauge is the cheap estimate of what is
 pending (store/backlog.py: no row of the source read), refreshed often. /healthz answers 200
 while the daemon can work (its last pass did not fail for lack of the database or the backend),
-503 otherwise.
+503 otherwise. The server starts with the daemon, before the database and the backend are
+reached, and says "starting" (503) until they are: a probe then tells a daemon that waits from
+one that is gone.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Metrics:
             registry=r,
         )
         self.healthy = True
+        self.ready = False  # /healthz says "starting" until the daemon has its database and models
         for model in models:  # every series from the start: rate() needs the first sample at 0
             for counter in (self.embedded, self.failed, self.tokens):
                 counter.labels(model)
@@ -99,7 +102,11 @@ class Metrics:
             self.healthy = True
         else:
             self.backend_errors.labels(model, error).inc()
-            self.healthy = error not in ("DatabaseUnavailable", "BackendUnavailable")
+            self.healthy = error not in (
+                "DatabaseUnavailable",
+                "BackendUnavailable",
+                "BackendRefused",
+            )
 
     def record_coverage(self, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
@@ -122,6 +129,8 @@ def serve(metrics: Metrics, host: str, port: int) -> Callable[[], None]:
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz" and not metrics.ready:
+                self._send(503, b"starting\n", "text/plain")
             elif self.path == "/healthz":
                 ok = metrics.healthy
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")

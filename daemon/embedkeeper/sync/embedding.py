@@ -82,10 +82,16 @@ def embed_claimed(
         documents = sorted(documents, key=lambda d: len(d.text))
     parts = [documents[i : i + size] for i in range(0, len(documents), size)]
 
+    failed = Event()  # a part raised (an outage, a refusal): the others would meet it too
+
     def embed_part(part: Sequence[Document]) -> tuple[list[Embedded], list[Rejected]] | None:
-        if stop is not None and stop.is_set():
+        if (stop is not None and stop.is_set()) or failed.is_set():
             return None  # stopping: the parts not started yet are released, uncharged
-        result = embed_isolating_poison(backend, part, dimensions)
+        try:
+            result = embed_isolating_poison(backend, part, dimensions)
+        except BaseException:
+            failed.set()
+            raise
         if on_slice is not None:
             on_slice(len(part))
         return result

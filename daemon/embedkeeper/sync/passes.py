@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 
 from embedkeeper.app import App
-from embedkeeper.backends import Backend
+from embedkeeper.backends import Backend, wait_after_outage
 from embedkeeper.config import ModelConfig
-from embedkeeper.errors import Transient
+from embedkeeper.errors import BackendRefused, BackendUnavailable, Transient
 from embedkeeper.logs import event, set_log_fields
 from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
@@ -99,6 +99,10 @@ class _Pass:
         while True:
             try:
                 return self._attempt()
+            except BackendRefused as exc:  # a configuration error: no retry, nobody charged
+                self._after_outage()
+                self._record_failed_run(exc)
+                raise
             except Transient as exc:
                 self._after_outage()
                 delay = backoff.next_delay_s(exc.retry_after_s)
@@ -115,9 +119,16 @@ class _Pass:
                     attempt=backoff.attempt,
                     retry_in_s=delay,
                 )
-                if self.ctx.stop.wait(delay):
+                if self._wait(exc, delay):
                     self._record_failed_run(exc)
                     raise
+
+    def _wait(self, outage: Transient, delay_s: float) -> bool:
+        """Back off after an outage; True if told to stop meanwhile. A server outage ends
+        early when the server answers its probe again."""
+        if isinstance(outage, BackendUnavailable):
+            return wait_after_outage(self.ctx.backend, delay_s, self.ctx.stop)
+        return self.ctx.stop.wait(delay_s)
 
     def _attempt(self) -> PassResult:
         ctx = self.ctx
