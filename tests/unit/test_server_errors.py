@@ -124,3 +124,30 @@ def test_the_window_is_read_from_the_model_directory(tmp_path: Path):
     (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1e30}')
     with pytest.raises(ModelError, match="set max_tokens"):
         window_of(tmp_path, '[[models]] "m"')
+
+
+def test_an_error_that_echoes_megabytes_of_input_is_read_from_its_start():
+    """infinity answers an input over 122,880 characters with a 422 that repeats the input: the
+    error is the input's (the document's), not an outage, and its words are found."""
+    body = {
+        "detail": [
+            {
+                "type": "string_too_long",
+                "loc": ["body", "input", 0],
+                "msg": "String should have at most 122880 characters",
+                "input": "binutils (2.40-2) unstable; " * 200_000,
+            }
+        ]
+    }
+    with pytest.raises(InputRejected) as raised:
+        client(422, body).post_json("http://server/v1/embeddings", {}, 10_000)
+    assert str(raised.value) == "HTTP 422: String should have at most 122880 characters"
+
+
+def test_a_server_is_sent_what_its_window_can_hold_and_never_over_infinitys_limit():
+    from embedkeeper.backends.remote import text_budget
+    from embedkeeper.config import ModelConfig
+
+    model = ModelConfig(name="mini", backend="openai", model="m", prefix="p: ")
+    assert text_budget(model, 256) == len("p: ") + 256 * 32
+    assert text_budget(model, None) < 122_880

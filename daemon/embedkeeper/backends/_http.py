@@ -40,6 +40,7 @@ POLL_S = 1.0  # how often a recovery probe goes out while we wait for a server t
 # A probe is one short text: a server that takes longer is not back yet (and a hung one must not
 # hold the wait, or a stop, for the whole read timeout).
 PROBE_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+ERROR_BODY_BYTES = 65_536  # of an error response: enough for any server's message
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,12 @@ class HttpClient:
                 "POST", url, json=payload, timeout=timeout or self.client.timeout
             ) as response:
                 status = response.status_code
-                raw = _read_capped(response, max_bytes)
+                if status >= 400:
+                    # An error's words come first; FastAPI servers (infinity, vLLM) echo the whole
+                    # input after them, megabytes for long texts: read the start only.
+                    raw = _read_start(response, ERROR_BODY_BYTES)
+                else:
+                    raw = _read_capped(response, max_bytes)
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
                 location = response.headers.get("location", "")
         except httpx.TimeoutException as exc:
@@ -228,6 +234,18 @@ class HttpClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _read_start(response: httpx.Response, size: int) -> bytes:
+    """The first `size` bytes of the body; the rest is not read."""
+    chunks: list[bytes] = []
+    read = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        read += len(chunk)
+        if read >= size:
+            break
+    return b"".join(chunks)[:size]
 
 
 def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:

@@ -26,6 +26,7 @@ import numpy as np
 
 from embedkeeper.backends._http import HttpClient, RetryPolicy
 from embedkeeper.backends.breaker import CircuitBreaker
+from embedkeeper.backends.local import CHARS_PER_TOKEN_BOUND
 from embedkeeper.backends.token_count import TokenCounter
 from embedkeeper.backends.wire import Reply, WireError
 from embedkeeper.config import ModelConfig, RetryConfig
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 PROBE_TEXT = "embedkeeper dimension probe"
 _NOT_YET = object()
 BYTES_PER_NUMBER = 32  # a float as JSON text, with room to spare
+SERVER_MAX_CHARS = 100_000  # of a text, sent to a server whose window we do not know
 
 
 class Wire(Protocol):
@@ -58,6 +60,16 @@ def make_wire(config: ModelConfig) -> Wire:
     from embedkeeper.backends.openai import OpenAIWire
 
     return OpenAIWire(config)
+
+
+def text_budget(config: ModelConfig, window: int | None) -> int:
+    """How much of a text to send. With the window known (a tokenizer): what it can hold, with
+    the local model's margin. Otherwise the server truncates (Ollama's truncate, or its own
+    limit), but some refuse a long input outright (infinity: over 122,880 characters), so stay
+    under that."""
+    if window is not None:
+        return len(config.prefix) + window * CHARS_PER_TOKEN_BOUND
+    return SERVER_MAX_CHARS
 
 
 class RemoteBackend:
@@ -146,8 +158,7 @@ class RemoteBackend:
 
     @property
     def max_chars(self) -> int:
-        # The server truncates (Ollama's truncate, or the server's own limit); a generous prefix.
-        return 200_000
+        return text_budget(self.config, self.counter.window if self.counter else None)
 
     @property
     def request_size(self) -> int:

@@ -16,13 +16,21 @@ from embedkeeper.records import clean_message
 
 LIMIT = 300
 
+_FIRST_MESSAGE = re.compile(
+    r'^\s*[\[{].*?"(?:msg|message|detail|error)"\s*:\s*"((?:[^"\\]|\\.){1,500})"', re.S
+)
+
 
 def server_message(raw: bytes) -> str:
     """The message of an error body, unwrapped; the body itself (cut) if it is not JSON."""
     try:
         data = json.loads(raw)
     except ValueError:
-        return clean_message(raw[:LIMIT].decode("utf-8", "replace"), LIMIT)
+        text = raw.decode("utf-8", "replace")
+        # A JSON body cut short (its start is all that was read): its first message, if any.
+        if cut := _FIRST_MESSAGE.search(text):
+            return clean_message(cut.group(1), LIMIT)
+        return clean_message(text[:LIMIT], LIMIT)
     return clean_message(_unwrap(data), LIMIT)
 
 
