@@ -17,8 +17,6 @@ from psycopg import sql
 
 from embedkeeper.store.source_sql import (
     TRUE,
-    E,
-    F,
     Scope,
     SourceSql,
     StaleBy,
@@ -83,20 +81,31 @@ class SourceQueries(SourceSql):
         failures_first: bool = False,
     ) -> sql.Composable:
         e_join = sql.SQL(
-            "LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id} AND {a}"
-        ).format(embeddings=E, id=self.id, a=after)
+            "LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id} AND {a}"
+        ).format(embeddings=self.vectors, e_model=self.of_model("e"), id=self.id, a=after)
         if failures_first:
             return sql.SQL("{f} AS f JOIN {table} AS s ON {id} = f.document_id {e}").format(
-                f=F, table=self.documents, id=self.id, e=self._probe(E, "e")
+                f=self.failures,
+                table=self.documents,
+                id=self.id,
+                e=self._probe(self.vectors, "e"),
             )
         return sql.SQL(
-            "{table} AS s {e} LEFT JOIN {f} AS f"
-            " ON f.model = %(model)s AND f.document_id = {id} AND {fa}"
-        ).format(table=self.documents, e=e_join, f=F, id=self.id, fa=f_after or after)
+            "{table} AS s {e} LEFT JOIN {f} AS f ON {f_model}f.document_id = {id} AND {fa}"
+        ).format(
+            table=self.documents,
+            e=e_join,
+            f=self.failures,
+            f_model=self.of_model("f"),
+            id=self.id,
+            fa=f_after or after,
+        )
 
     def _probed(self) -> sql.Composable:
         return sql.SQL("{table} AS s {e} {f}").format(
-            table=self.documents, e=self._probe(E, "e"), f=self._probe(F, "f")
+            table=self.documents,
+            e=self._probe(self.vectors, "e"),
+            f=self._probe(self.failures, "f"),
         )
 
     def _probe(self, table: sql.Composable, alias: str) -> sql.Composable:
@@ -104,9 +113,9 @@ class SourceQueries(SourceSql):
         from flattening it into a join it may plan as a scan of the whole table: right after a
         large backfill, before autovacuum has analyzed, it believes the table is small."""
         return sql.SQL(
-            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE x.model = %(model)s"
-            " AND x.document_id = {id} LIMIT 1) AS {a} ON TRUE"
-        ).format(t=table, id=self.id, a=sql.Identifier(alias))
+            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE {x_model}"
+            "x.document_id = {id} LIMIT 1) AS {a} ON TRUE"
+        ).format(t=table, x_model=self.of_model("x"), id=self.id, a=sql.Identifier(alias))
 
     def _walk_all(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
@@ -131,8 +140,8 @@ class SourceQueries(SourceSql):
 
     def _walk_retries(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         """The model's failed documents that are due (a short walk of the failures' key)."""
-        where = sql.SQL("f.model = %(model)s AND f.status = 'retry' AND {a}").format(
-            a=self._after(sql.Identifier("f", "document_id"), after)
+        where = sql.SQL("{f_model}f.status = 'retry' AND {a}").format(
+            f_model=self.of_model("f"), a=self._after(sql.Identifier("f", "document_id"), after)
         )
         return self._joined(failures_first=True), where, sql.Identifier("f", "document_id")
 
@@ -144,8 +153,9 @@ class SourceQueries(SourceSql):
         return self._fmt(
             """
             SELECT document_id, content_hash, source_updated_at FROM {embeddings}
-            WHERE model = %(model)s AND document_id = ANY(%(ids)s::{id_type}[])
-            """
+            WHERE {model}document_id = ANY(%(ids)s::{id_type}[])
+            """,
+            model=self.of_model(),
         )
 
     def touch(self) -> sql.Composed:
@@ -154,7 +164,7 @@ class SourceQueries(SourceSql):
             """
             UPDATE {embeddings} AS e SET source_updated_at = x.updated_at
             FROM unnest(%(ids)s::{id_type}[], %(updated)s::timestamptz[]) AS x(id, updated_at)
-            WHERE e.model = %(model)s AND e.document_id = x.id
+            WHERE {e_model}e.document_id = x.id
             """
         )
 
@@ -268,7 +278,7 @@ class SourceQueries(SourceSql):
             )
             SELECT {id}, {text_hash}, ids.solo
             FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
-            LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
+            LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id}
             WHERE {text} IS NOT NULL
               AND (e.document_id IS NULL OR e.content_hash <> {text_hash})
             """

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from embedkeeper.records import DocumentId
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source_sql import E, SourceSql
+from embedkeeper.store.source_sql import SourceSql
 
 PASSAGE_CHARS = 1000  # of a document's text, returned with each hit
 MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
@@ -49,12 +49,17 @@ def nearest(
         SELECT e.document_id, e.embedding::{vector} <=> %(q)s::{vector} AS distance,
                left({text}::text, %(chars)s)
         FROM {embeddings} AS e JOIN {documents} AS s ON {id} = e.document_id
-        WHERE e.model = %(model)s
+        WHERE {e_model}TRUE
         ORDER BY e.embedding::{vector} <=> %(q)s::{vector}
         LIMIT %(k)s
         """
     ).format(
-        vector=vector, text=queries.text, embeddings=E, documents=queries.documents, id=queries.id
+        vector=vector,
+        text=queries.text,
+        embeddings=queries.vectors,
+        e_model=queries.of_model("e"),
+        documents=queries.documents,
+        id=queries.id,
     )
     params = {"q": query, "model": model, "k": k, "chars": PASSAGE_CHARS}
     with mapped_errors("searching"), conn.transaction():

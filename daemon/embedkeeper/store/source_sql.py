@@ -7,7 +7,7 @@ an operator writes, is inserted as trusted SQL in parentheses. Values are always
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from psycopg import sql
@@ -44,10 +44,24 @@ TRUE = sql.SQL("TRUE")
 
 @dataclass(frozen=True, slots=True)
 class SourceSql:
-    """One source's names; `id_type` is embeddings.document_id's type: bigint, text or uuid."""
+    """One source's names; `id_type` is embeddings.document_id's type: bigint, text or uuid.
+
+    `vectors` and `failures` are where a model's records and failures live: the shared tables,
+    whose rows carry the model's name (`by_model`: every statement picks the model's rows), or a
+    (source, model) pair's own tables (store/pair_tables.py), which hold one model only."""
 
     source: SourceConfig
     id_type: str
+    vectors: sql.Composable = field(default_factory=lambda: E)
+    failures: sql.Composable = field(default_factory=lambda: F)
+    by_model: bool = True
+
+    def of_model(self, alias: str | None = None) -> sql.Composable:
+        """`<alias>.model = %(model)s AND ` where the tables are shared; nothing where not."""
+        if not self.by_model:
+            return sql.SQL("")
+        column = sql.Identifier(alias, "model") if alias else sql.Identifier("model")
+        return sql.SQL("{} = %(model)s AND ").format(column)
 
     @property
     def table(self) -> sql.Composable:
@@ -109,8 +123,10 @@ class SourceSql:
             blank=self.blank,
             text_hash=content_hash(self.text),
             id_type=sql.SQL(self.id_type),
-            embeddings=E,
-            failures=F,
+            embeddings=self.vectors,
+            failures=self.failures,
+            e_model=self.of_model("e"),
+            f_model=self.of_model("f"),
             **extra,
         )
 
@@ -138,10 +154,15 @@ class SourceSql:
         return self._delete_gone(
             sql.SQL(
                 "SELECT x.document_id AS id FROM {embeddings} AS x"
-                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
+                " WHERE {x_model}NOT EXISTS ({match})"
                 " UNION ALL SELECT x.document_id FROM {failures} AS x"
-                " WHERE x.model = %(model)s AND NOT EXISTS ({match})"
-            ).format(embeddings=E, failures=F, match=match)
+                " WHERE {x_model}NOT EXISTS ({match})"
+            ).format(
+                embeddings=self.vectors,
+                failures=self.failures,
+                match=match,
+                x_model=self.of_model("x"),
+            )
         )
 
     def newest_update(self) -> sql.Composed:
@@ -188,11 +209,11 @@ class SourceSql:
             """
             WITH gone AS ({gone}), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
-                WHERE e.model = %(model)s AND e.document_id = ANY(ARRAY(SELECT id FROM gone))
+                WHERE {e_model}e.document_id = ANY(ARRAY(SELECT id FROM gone))
                 RETURNING 1
             ), gone_failures AS (
                 DELETE FROM {failures} AS f
-                WHERE f.model = %(model)s AND f.document_id = ANY(ARRAY(SELECT id FROM gone))
+                WHERE {f_model}f.document_id = ANY(ARRAY(SELECT id FROM gone))
             )
             SELECT count(*) FROM gone_vectors
             """,
@@ -232,8 +253,8 @@ class SourceSql:
                        coalesce(f.status, '') AS f_status,
                        f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
                 FROM {table} AS s
-                LEFT JOIN {embeddings} AS e ON e.model = %(model)s AND e.document_id = {id}
-                LEFT JOIN {failures} AS f ON f.model = %(model)s AND f.document_id = {id}
+                LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id}
+                LEFT JOIN {failures} AS f ON {f_model}f.document_id = {id}
                 CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
                                                   OR f.document_id IS NOT NULL
                                                 THEN {text_hash} END

@@ -1,0 +1,58 @@
+"""The source's statements over a (source, model) pair's own tables: the same coverage and prune
+as on the shared tables, with no `model` column to pick (issue 13: the storage switch)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from psycopg import sql
+
+from embedkeeper.store.coverage import measure
+from embedkeeper.store.pair_tables import PairNames, create_pair_tables
+from embedkeeper.store.queries import SourceQueries
+from tests.conftest import insert_docs, source_config
+
+
+def md5(text: str) -> bytes:
+    return hashlib.md5(text.encode()).digest()
+
+
+def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
+    names = PairNames.of("docs", "minilm")
+    with conn.transaction():
+        create_pair_tables(conn, names, key_type="bigint", dimensions=3)
+    texts = ["current", "edited", "in review", "new", "   "]
+    ids = insert_docs(conn, texts)
+    record = sql.SQL(
+        "INSERT INTO {} (document_id, content_hash, chunking, chunk_count, token_count,"
+        " truncated) VALUES (%s, %s, 'none', 1, 1, false)"
+    ).format(names.documents)
+    conn.execute(record, (ids[0], md5("current")))
+    conn.execute(record, (ids[1], md5("the text before the edit")))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (document_id, attempts, error_class, message, content_hash, status)"
+            " VALUES (%s, 3, 'InputRejected', 'no', %s, 'review')"
+        ).format(names.failures),
+        (ids[2], md5("in review")),
+    )
+    queries = SourceQueries(
+        source_config(db_url).source,
+        "bigint",
+        vectors=names.documents,
+        failures=names.failures,
+        by_model=False,
+    )
+
+    figures = measure(conn, queries, "minilm")
+
+    assert (figures.total, figures.skipped, figures.embedded, figures.stale) == (5, 1, 2, 1)
+    assert (figures.pending, figures.failed, figures.ignored) == (2, 1, 0)
+
+    conn.execute("DELETE FROM public.docs WHERE id = ANY(%s)", ([ids[0], ids[2]],))
+    deleted = conn.execute(queries.prune_deleted(), {"model": "minilm"}).fetchone()
+    assert deleted == (1,)
+    left = sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+        names.documents, names.failures
+    )
+    assert conn.execute(left).fetchone() == (1, 0)
