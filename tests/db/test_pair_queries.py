@@ -56,3 +56,29 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
         names.documents, names.failures
     )
     assert conn.execute(left).fetchone() == (1, 0)
+
+
+def test_failures_are_charged_in_a_pairs_table(conn, db_url):
+    from embedkeeper.config import RetryConfig
+    from embedkeeper.records import Document, Rejected
+    from embedkeeper.store.writer import charge
+
+    names = PairNames.of("docs", "minilm")
+    with conn.transaction():
+        create_pair_tables(conn, names, key_type="bigint", dimensions=3)
+    (doc,) = insert_docs(conn, ["refused text"])
+    queries = SourceQueries(
+        source_config(db_url).source,
+        "bigint",
+        vectors=names.documents,
+        failures=names.failures,
+        by_model=False,
+    )
+    rejected = [Rejected(Document(doc, "refused text", False, md5("refused text")), "X", "no")]
+    retry = RetryConfig(max_attempts=2)
+    charge(conn, queries, "minilm", rejected, retry)
+    charge(conn, queries, "minilm", rejected, retry)
+    row = conn.execute(
+        sql.SQL("SELECT document_id, attempts, status FROM {}").format(names.failures)
+    ).fetchall()
+    assert row == [(doc, 2, "review")]

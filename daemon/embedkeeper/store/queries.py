@@ -229,14 +229,14 @@ class SourceQueries(SourceSql):
         """Charge one attempt per document; a changed text starts its count again."""
         return self._fmt(
             """
-            INSERT INTO {failures} AS f (model, document_id, attempts, error_class, message,
-                content_hash, first_seen, last_seen, next_retry_at, status)
-            SELECT %(model)s, x.id, 1, x.cls, x.msg, x.hash, now(), now(),
+            INSERT INTO {failures} AS f ({model_column}document_id, attempts, error_class,
+                message, content_hash, first_seen, last_seen, next_retry_at, status)
+            SELECT {model_value}x.id, 1, x.cls, x.msg, x.hash, now(), now(),
                    now() + make_interval(secs => %(backoff_s)s),
                    CASE WHEN %(max_attempts)s <= 1 THEN 'review' ELSE 'retry' END
             FROM unnest(%(ids)s::{id_type}[], %(classes)s::text[], %(messages)s::text[],
                         %(hashes)s::bytea[]) AS x(id, cls, msg, hash)
-            ON CONFLICT (model, document_id) DO UPDATE SET
+            ON CONFLICT ({model_column}document_id) DO UPDATE SET
                 attempts = {n}, error_class = excluded.error_class,
                 message = excluded.message, content_hash = excluded.content_hash,
                 last_seen = now(),
@@ -248,6 +248,8 @@ class SourceQueries(SourceSql):
                 "(CASE WHEN f.content_hash IS DISTINCT FROM excluded.content_hash"
                 " THEN 1 ELSE f.attempts + 1 END)"
             ),
+            model_column=sql.SQL("model, " if self.by_model else ""),
+            model_value=sql.SQL("%(model)s, " if self.by_model else ""),
         )
 
     def begin_inflight(self) -> sql.Composed:
