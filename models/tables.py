@@ -185,3 +185,23 @@ runs = Table(
     # never a scan of the whole history (store/runs.py, prune_runs).
     Index("runs_finished_idx", "finished_at"),
 )
+
+# The (source, model) pairs whose tables (models/pairs.py) `migrate` has created from the config:
+# which table each source name stood for, its key type, and the vectors' size and storage. A config
+# that later points a source name at another table, or a model at another size, is refused
+# against this record instead of mixing two tables' documents in one pair's tables.
+pairs = Table(
+    "pairs",
+    metadata,
+    Column("source", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("base_name", Text, nullable=False, unique=True),  # every table of the pair starts so
+    Column("source_table", Text, nullable=False),  # schema.table as the config names it
+    Column("key_type", Text, nullable=False),
+    Column("dimensions", Integer, nullable=False),
+    Column("storage", Text, nullable=False),
+    now_column("created_at"),
+    PrimaryKeyConstraint("source", "model", name="pairs_pkey"),
+    CheckConstraint("storage IN ('vector', 'halfvec')", name="pairs_storage_check"),
+    CheckConstraint("key_type IN ('bigint', 'text', 'uuid')", name="pairs_key_type_check"),
+)

@@ -101,3 +101,30 @@ def test_pair_names_are_plain_when_they_can_be_and_never_collide_or_overflow():
     longest = max(len(s) for s in SUFFIXES)
     assert all(len(b) + longest <= MAX_NAME for b in bases)
     assert all(b == b.lower() and b.replace("_", "").isalnum() for b in bases)
+
+
+def test_a_pair_is_recorded_once_and_a_config_that_moves_it_is_refused_naming_both(conn):
+    from embedkeeper.errors import ConfigError, DimensionMismatch
+    from embedkeeper.store.pair_tables import PairRecord, record_pair
+
+    names = PairNames.of("articles", "minilm")
+    made = PairRecord("public.articles", "bigint", 384, "vector")
+    record_pair(conn, names, made)
+    record_pair(conn, names, made)  # the same config again: nothing changes
+    rows = conn.execute(
+        "SELECT source, model, base_name, source_table, dimensions FROM embedkeeper.pairs"
+    ).fetchall()
+    assert rows == [("articles", "minilm", "articles__minilm", "public.articles", 384)]
+    with pytest.raises(ConfigError) as moved:
+        record_pair(conn, names, PairRecord("public.pages", "bigint", 384, "vector"))
+    message = str(moved.value)
+    assert "table public.pages" in message
+    assert "made from table public.articles" in message
+    with pytest.raises(ConfigError, match="key is now text"):
+        record_pair(conn, names, PairRecord("public.articles", "text", 384, "vector"))
+    with pytest.raises(DimensionMismatch, match=r"halfvec\(768\).*vector\(384\)"):
+        record_pair(conn, names, PairRecord("public.articles", "bigint", 768, "halfvec"))
+    record_pair(
+        conn, PairNames.of("pages", "minilm"), PairRecord("public.pages", "text", 384, "vector")
+    )
+    assert conn.execute("SELECT count(*) FROM embedkeeper.pairs").fetchone() == (2,)

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from embedkeeper.errors import ConfigError, DimensionMismatch
 from embedkeeper.models.pairs import Storage, pair_base_name, pair_tables
 from embedkeeper.models.tables import SCHEMA
 from embedkeeper.store.db import mapped_errors
@@ -82,3 +83,59 @@ def vector_column_type(conn: psycopg.Connection[Any], names: PairNames) -> str |
         (names.chunks.as_string(conn),),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class PairRecord:
+    """What a pair's tables were made for (a row of embedkeeper.pairs)."""
+
+    source_table: str
+    key_type: str
+    dimensions: int
+    storage: str
+
+
+def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRecord) -> None:
+    """Record the pair, or hold the config to its record: a source name that now stands for
+    another table, or a model of another size or storage, would put two kinds of vectors in
+    one pair's tables. The caller owns the transaction."""
+    with mapped_errors(f"recording the pair {names.source}/{names.model}"):
+        conn.execute(
+            "INSERT INTO embedkeeper.pairs (source, model, base_name, source_table, key_type,"
+            " dimensions, storage) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (source, model) DO NOTHING",
+            (
+                names.source,
+                names.model,
+                names.base,
+                wanted.source_table,
+                wanted.key_type,
+                wanted.dimensions,
+                wanted.storage,
+            ),
+        )
+        row = conn.execute(
+            "SELECT source_table, key_type, dimensions, storage FROM embedkeeper.pairs"
+            " WHERE source = %s AND model = %s",
+            (names.source, names.model),
+        ).fetchone()
+    assert row is not None
+    recorded = PairRecord(str(row[0]), str(row[1]), int(row[2]), str(row[3]))
+    pair = f'source "{names.source}", model "{names.model}"'
+    if recorded.source_table != wanted.source_table:
+        raise ConfigError(
+            f"config: {pair}: the source is table {wanted.source_table}, but this pair's vectors"
+            f" were made from table {recorded.source_table}; give the source another name in"
+            " [[sources]], or point it back at its table"
+        )
+    if recorded.key_type != wanted.key_type:
+        raise ConfigError(
+            f"config: {pair}: the source's key is now {wanted.key_type}, but this pair's tables"
+            f" hold {recorded.key_type} keys; give the source another name"
+        )
+    if (recorded.dimensions, recorded.storage) != (wanted.dimensions, wanted.storage):
+        raise DimensionMismatch(
+            f"{pair}: the model makes {wanted.storage}({wanted.dimensions}) vectors, but this"
+            f" pair's tables hold {recorded.storage}({recorded.dimensions}); give the model"
+            " another name in [[models]] to embed again beside the old vectors"
+        )
