@@ -139,21 +139,27 @@ def test_a_concurrent_reader_sees_the_old_chunks_or_the_new_never_a_mix(conn, db
     writer.replace([embedded(doc, *versions["A"])])
     seen: set[tuple[Any, ...]] = set()
     done = threading.Event()
+    reading = threading.Event()  # the reader has read once: the rewrites may start
 
     def read() -> None:
         query = psycopg.sql.SQL(
             "SELECT array_agg(DISTINCT left(passage, 1)), count(*) FROM {} WHERE document_id = %s"
         ).format(names.chunks)
         with connect(db_url) as reader:
-            while not done.is_set():
+            while True:
+                last = done.is_set()  # one read more after the rewrites: their final state
                 row = reader.execute(query, (doc,)).fetchone()
                 assert row is not None
                 seen.add((tuple(row[0]), row[1]))
+                reading.set()
+                if last:
+                    return
 
     thread = threading.Thread(target=read)
     thread.start()
+    assert reading.wait(30)
     try:
-        for round_ in range(60):
+        for round_ in range(61):  # ends on B: the reader has seen A before the first
             label = "B" if round_ % 2 == 0 else "A"
             text, pieces = versions[label]
             conn.execute("UPDATE public.docs SET body = %s WHERE id = %s", (text, doc))
@@ -162,4 +168,4 @@ def test_a_concurrent_reader_sees_the_old_chunks_or_the_new_never_a_mix(conn, db
         done.set()
         thread.join()
     assert seen <= {(("A",), 3), (("B",), 5)}
-    assert len(seen) == 2  # the reader did see both versions
+    assert len(seen) == 2  # A before the rewrites, B after them, and never anything else
