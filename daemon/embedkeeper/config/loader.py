@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from embedkeeper.config.keys import SECTIONS
 from embedkeeper.config.settings import (
     BACKEND_KEYS,
-    BACKENDS,
     DEFAULT_MODEL,
     DEFAULT_PATHS,
     DEFAULT_URLS,
     DEMO_SOURCE,
-    DEVICES,
     HTTP_BACKENDS,
     Config,
     LoggingConfig,
@@ -35,85 +34,9 @@ from embedkeeper.config.settings import (
     SourceConfig,
 )
 from embedkeeper.config.values import (
-    Parser,
-    bool_value,
-    choice,
-    column_value,
-    http_url,
-    nonempty_str,
-    parse_duration,
-    positive_int,
     split_qualified_name,
-    str_value,
-    table_value,
 )
 from embedkeeper.errors import ConfigError
-
-SECTIONS: dict[str, dict[str, Parser]] = {
-    "database": {
-        "url": nonempty_str,
-        "data_dir": nonempty_str,
-        "connect_timeout": parse_duration,
-        "claim_lease": parse_duration,
-    },
-    "source": {
-        "table": nonempty_str,
-        "id_column": column_value,
-        "text_column": column_value,
-        "updated_at_column": column_value,
-        "text_expression": nonempty_str,
-        "where": nonempty_str,
-        "watermark_lag": parse_duration,
-    },
-    "models": {
-        "name": nonempty_str,
-        "backend": choice(*BACKENDS),
-        "model": nonempty_str,
-        "dimensions": positive_int,
-        "batch_size": positive_int,
-        "claim_size": positive_int,
-        "device": choice(*DEVICES),
-        "normalize": bool_value,
-        "prefix": str_value,
-        "query_prefix": str_value,
-        "max_tokens": positive_int,
-        "tokenizer": nonempty_str,
-        "url": http_url,
-        "concurrency": positive_int,
-        "timeout": parse_duration,
-        "api_key_env": nonempty_str,
-        "api_key_file": nonempty_str,
-        "truncate": bool_value,
-        "keep_alive": nonempty_str,
-        "options": table_value,
-        "request_dimensions": bool_value,
-        "encoding_format": choice("float", "base64"),
-    },
-    "schedule": {
-        "interval": parse_duration,
-        "cron": nonempty_str,
-        "sweep_interval": parse_duration,
-        "misfire_grace": parse_duration,
-    },
-    "retry": {
-        "max_attempts": positive_int,
-        "backoff": parse_duration,
-        "backoff_max": parse_duration,
-        "transient_attempts": positive_int,
-        "transient_backoff_max": parse_duration,
-    },
-    "metrics": {
-        "port": positive_int,
-        "host": nonempty_str,
-        "coverage_interval": parse_duration,
-        "backlog_interval": parse_duration,
-    },
-    "runs": {"keep": parse_duration},
-    "logging": {
-        "level": choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        "format": choice("text", "json"),
-    },
-}
 
 
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
