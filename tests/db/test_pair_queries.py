@@ -17,10 +17,23 @@ def md5(text: str) -> bytes:
     return hashlib.md5(text.encode()).digest()
 
 
-def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
+def pair_queries(conn, db_url) -> tuple[PairNames, SourceQueries]:
+    """public.docs's statements over the tables of its pair with minilm."""
     names = PairNames.of("docs", "minilm")
     with conn.transaction():
         create_pair_tables(conn, names, key_type="bigint", dimensions=3)
+    queries = SourceQueries(
+        source_config(db_url).source,
+        "bigint",
+        vectors=names.documents,
+        failures=names.failures,
+        by_model=False,
+    )
+    return names, queries
+
+
+def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
+    names, queries = pair_queries(conn, db_url)
     texts = ["current", "edited", "in review", "new", "   "]
     ids = insert_docs(conn, texts)
     record = sql.SQL(
@@ -36,14 +49,6 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
         ).format(names.failures),
         (ids[2], md5("in review")),
     )
-    queries = SourceQueries(
-        source_config(db_url).source,
-        "bigint",
-        vectors=names.documents,
-        failures=names.failures,
-        by_model=False,
-    )
-
     figures = measure(conn, queries, "minilm")
 
     assert (figures.total, figures.skipped, figures.embedded, figures.stale) == (5, 1, 2, 1)
@@ -63,17 +68,8 @@ def test_failures_are_charged_in_a_pairs_table(conn, db_url):
     from embedkeeper.records import Document, Rejected
     from embedkeeper.store.writer import charge
 
-    names = PairNames.of("docs", "minilm")
-    with conn.transaction():
-        create_pair_tables(conn, names, key_type="bigint", dimensions=3)
+    names, queries = pair_queries(conn, db_url)
     (doc,) = insert_docs(conn, ["refused text"])
-    queries = SourceQueries(
-        source_config(db_url).source,
-        "bigint",
-        vectors=names.documents,
-        failures=names.failures,
-        by_model=False,
-    )
     rejected = [Rejected(Document(doc, "refused text", False, md5("refused text")), "X", "no")]
     retry = RetryConfig(max_attempts=2)
     charge(conn, queries, "minilm", rejected, retry)

@@ -38,12 +38,11 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
         dimensions = model_dimensions(conn, model)
-    backend = app.backend_factory(replace(model, prefix=model.query_prefix))
-    try:
-        vector = embed_question(backend, question, dimensions, model.name)
-    finally:
-        backend.close()
-    with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        backend = app.backend_factory(replace(model, prefix=model.query_prefix))
+        try:
+            vector = embed_question(backend, question, dimensions, model.name)
+        finally:
+            backend.close()
         hits = nearest(conn, app.queries, model.name, dimensions, vector, args.k)
     source = config.source.display_name
     if args.json:
