@@ -265,7 +265,7 @@ def _explain(url: str) -> dict[str, Any]:
     queries = SourceQueries(config.source, "bigint")
     plans: dict[str, Any] = {}
     with psycopg.connect(url) as conn:
-        since = load(conn, "null").since(config.source)
+        since = load(conn, config.source, "null").since(config.source)
         params = {
             "model": "null",
             "since": since,

@@ -48,6 +48,13 @@ def now_column(name: str, nullable: bool = False) -> Column[Any]:
     return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now())
 
 
+def source_column() -> Column[Any]:
+    """The (source, model) pair a row of the pass's own tables belongs to: its source's name
+    ([source] name). Rows from before sources had names (v0.1) carry '' until `migrate` files
+    them under the config's source."""
+    return Column("source", Text, nullable=False, server_default=text("''"))
+
+
 def embeddings_table(meta: MetaData, document_id_type: TypeEngine[Any]) -> Table:
     return Table(
         "embeddings",
@@ -107,12 +114,13 @@ inflight = Table(
     "inflight",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
+    source_column(),
     Column("model", Text, nullable=False),
     Column("document_ids", ARRAY(Text), nullable=False),
     Column("backend_pid", Integer, nullable=False),
     Column("backend_start", DateTime(timezone=True), nullable=False),
     now_column("started_at"),
-    Index("inflight_model_idx", "model"),
+    Index("inflight_pair_idx", "source", "model"),
 )
 
 # What the last complete pass of a model saw, for the next pass to start from: the newest
@@ -122,7 +130,8 @@ inflight = Table(
 sync_state = Table(
     "sync_state",
     metadata,
-    Column("model", Text, primary_key=True),
+    source_column(),
+    Column("model", Text, nullable=False),
     Column("source_signature", Text, nullable=False),
     Column("watermark", DateTime(timezone=True), nullable=True),
     Column("table_fingerprint", Text, nullable=True),
@@ -133,6 +142,7 @@ sync_state = Table(
     Column("delete_log_position", BigInteger, nullable=True),
     Column("deletes_baseline", BigInteger, nullable=True),
     Column("deletes_logged", BigInteger, nullable=True),
+    PrimaryKeyConstraint("source", "model", name="sync_state_pkey"),
 )
 
 # Keys of deleted documents, written by the opt-in trigger `embedkeeper deletes track` puts on
@@ -154,6 +164,7 @@ deferred_indexes = Table(
     "deferred_indexes",
     metadata,
     Column("index_name", Text, primary_key=True),
+    source_column(),
     Column("model", Text, nullable=False),
     Column("definition", Text, nullable=False),
     now_column("dropped_at"),
@@ -163,6 +174,7 @@ runs = Table(
     "runs",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
+    source_column(),
     Column("model", Text, nullable=False),
     Column("trigger", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'running'")),
@@ -179,7 +191,7 @@ runs = Table(
     Column("pid", Integer, nullable=True),
     Column("backend_pid", Integer, nullable=True),  # the pass's session; gone = run abandoned
     Column("error", Text, nullable=True),
-    Index("runs_model_started_idx", "model", "started_at"),
+    Index("runs_pair_started_idx", "source", "model", "started_at"),
     Index("runs_running_idx", "id", postgresql_where=text("status = 'running'")),
     # The daemon prunes runs older than `[runs] keep` by this index: a range at the old end,
     # never a scan of the whole history (store/runs.py, prune_runs).

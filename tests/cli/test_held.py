@@ -22,7 +22,7 @@ NULL_MODEL = {"backend": "null", "name": "null", "dimensions": 384}
 def peer(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(db_url) as session:
         session.execute(
-            "SELECT pg_advisory_lock(hashtext('embedkeeper:null'), hashtext(x::text))"
+            "SELECT pg_advisory_lock(hashtext('embedkeeper:docs:null'), hashtext(x::text))"
             " FROM unnest(%s::bigint[]) AS x",
             (HELD,),
         )

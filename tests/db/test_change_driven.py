@@ -42,7 +42,7 @@ def test_a_scheduled_pass_walks_from_the_watermark_and_the_sweep_catches_the_res
     app = app_on_updated_at(make_app, db_url, backend)
     assert one_pass(app, BACKFILL).stats.ok == 20
     newest = conn.execute("SELECT max(updated_at) FROM docs").fetchone()[0]
-    assert sync_state.load(conn, "minilm").watermark == newest
+    assert sync_state.load(conn, app.config.source, "minilm").watermark == newest
 
     conn.execute("UPDATE docs SET body = 'edited', updated_at = now() WHERE id = 3")
     insert_docs(conn, ["brand new"], start=21)
@@ -68,13 +68,13 @@ def test_the_watermark_stays_below_a_document_a_peer_held(conn, db_url, make_app
     conn.execute("UPDATE docs SET body = 'edit 4', updated_at = now() WHERE id = 4")
     with connect(db_url) as peer:
         peer.execute(
-            "SELECT pg_advisory_lock(hashtext(%s), hashtext('2'))", (claim_space("minilm"),)
+            "SELECT pg_advisory_lock(hashtext(%s), hashtext('2'))", (claim_space("docs", "minilm"),)
         )
         held = one_pass(app, SCHEDULED)
         assert held.stats.ok == 1  # doc 4; doc 2 is the peer's
     # The peer let go without writing: the next pass must still see doc 2.
     doc2 = conn.execute("SELECT updated_at FROM docs WHERE id = 2").fetchone()[0]
-    assert sync_state.load(conn, "minilm").watermark <= doc2
+    assert sync_state.load(conn, app.config.source, "minilm").watermark <= doc2
     assert one_pass(app, SCHEDULED).stats.ok == 1
     hashes = conn.execute(
         "SELECT count(*) FROM docs d JOIN embedkeeper.embeddings e ON e.document_id = d.id"
@@ -179,7 +179,7 @@ def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url,
 
     one_pass(app, limited)
 
-    assert sync_state.load(conn, "minilm").watermark is None
+    assert sync_state.load(conn, app.config.source, "minilm").watermark is None
     assert one_pass(app, SCHEDULED).stats.ok == 6  # still a full walk
 
 

@@ -149,8 +149,9 @@ def test_a_role_with_no_rights_on_embedkeeper_can_still_delete_and_is_logged(
 def test_the_log_keeps_entries_until_every_active_model_has_pruned_them(conn, db_url, make_app):
     app = tracked_app(conn, db_url, make_app, 4)
     conn.execute(
-        "INSERT INTO embedkeeper.sync_state (model, source_signature, delete_log_position,"
-        " updated_at) VALUES ('behind', 'x', 0, now()), ('gone', 'x', 0, now() - interval '8 days')"
+        "INSERT INTO embedkeeper.sync_state (source, model, source_signature,"
+        " delete_log_position, updated_at) VALUES ('docs', 'behind', 'x', 0, now()),"
+        " ('docs', 'gone', 'x', 0, now() - interval '8 days')"
     )
     conn.execute("DELETE FROM docs WHERE id IN (1, 2)")
     flush_stats(conn)
@@ -173,7 +174,9 @@ def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_ap
     upto = delete_log.position(conn, source)
     assert upto is not None  # tracked
     fingerprint = sync_state.table_fingerprint(conn, source)
-    logged = delete_log.covering(conn, source, sync_state.load(conn, "minilm"), fingerprint, upto)
+    logged = delete_log.covering(
+        conn, source, sync_state.load(conn, app.config.source, "minilm"), fingerprint, upto
+    )
     assert logged is not None
     assert logged.entries == 1
 
@@ -182,5 +185,5 @@ def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_ap
         second = delete_log.prune_from_log(other, app.queries, "minilm", fingerprint, logged)
 
     assert (first, second) == (1, None)
-    assert sync_state.load(conn, "minilm").deletes_logged == 1
+    assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1
     assert sorted(vectors(conn)) == [2, 3]

@@ -16,6 +16,7 @@ import pytest
 
 from embedkeeper.commands.backfill import EXIT_STILL_HELD, backfill
 from embedkeeper.store.db import connect
+from embedkeeper.store.locks import claim_space
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
 
@@ -32,7 +33,7 @@ def peer(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 def hold(session: psycopg.Connection[Any], ids: Sequence[int], model: str = "minilm") -> None:
     session.execute(
         "SELECT pg_advisory_lock(hashtext(%s), hashtext(x::text)) FROM unnest(%s::bigint[]) AS x",
-        (f"embedkeeper:{model}", list(ids)),
+        (claim_space("docs", model), list(ids)),
     )
 
 

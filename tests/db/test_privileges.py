@@ -120,4 +120,4 @@ def test_the_readme_grants_are_enough_to_prune_from_the_delete_log(worker_url, c
 
     assert result.deleted == 1
     assert sorted(vectors(conn)) == [1, 3, 4]
-    assert sync_state.load(conn, "minilm").deletes_logged == 1
+    assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1

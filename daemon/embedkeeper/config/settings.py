@@ -44,6 +44,9 @@ class SourceConfig:
 
     schema: str | None
     table: str
+    # What the source's vectors are filed under (their tables are <name>__<model>_...): the
+    # table's name unless the config names it, so a source can move to another table by name.
+    name: str | None = None
     id_column: str = "id"
     text_column: str = "body"
     text_expression: str | None = None  # trusted SQL over the source's columns, instead
@@ -52,6 +55,10 @@ class SourceConfig:
     # How far behind the newest updated_at already covered a scheduled pass looks again: for
     # transactions that commit after a later one, and clocks that differ between writers.
     watermark_lag_s: float = 300.0
+
+    @property
+    def source_name(self) -> str:
+        return self.name or self.table
 
     @property
     def display_name(self) -> str:
@@ -71,6 +78,12 @@ class ModelConfig:
     prefix: str = ""
     query_prefix: str = ""  # in place of prefix on questions (`embedkeeper search`)
     max_tokens: int | None = None  # servers: the window they embed of each input
+    # Whole documents: cut into chunks that fit the window, each embedded (chunking/).
+    chunking: Literal["text", "markdown", "none"] = "text"
+    chunk_tokens: int | None = None  # None: the window less special tokens and the prefix
+    chunk_overlap: int = 32
+    max_chunks: int = 1024  # a longer document is cut here, flagged truncated
+    storage: Literal["vector", "halfvec"] = "vector"
     # HTTP backends (ollama, openai)
     tokenizer: str | None = None  # the model's tokenizer: token counts and truncation are ours
     url: str | None = None

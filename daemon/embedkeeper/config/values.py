@@ -110,6 +110,12 @@ def positive_int(value: object, key: str) -> int:
     return value
 
 
+def non_negative_int(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"config: {key} must be a whole number, 0 or more (got {value!r})")
+    return value
+
+
 def bool_value(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"config: {key} must be true or false, not {value!r}")

@@ -118,7 +118,7 @@ class Worker:
         times, and a restart does not sweep again."""
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                swept_at = sync_state.load(conn, name).swept_at
+                swept_at = sync_state.load(conn, self.app.config.source, name).swept_at
                 if swept_at is None:
                     return True
                 row = conn.execute("SELECT extract(epoch FROM now() - %s)", (swept_at,))

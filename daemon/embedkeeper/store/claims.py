@@ -67,7 +67,7 @@ def claim_batch(
             "after_ts": after_ts,
             "since": since,
             "limit": limit,
-            "claim_space": claim_space(rules.model),
+            "claim_space": claim_space(queries.source.source_name, rules.model),
             "ignore_delay": rules.retry_failed_now,
             "prefix_chars": rules.prefix_chars,
         },
@@ -132,12 +132,16 @@ def release(
 ) -> None:
     if docs:
         conn.execute(
-            queries.unlock(), {"claim_space": claim_space(model), "ids": [d.id for d in docs]}
+            queries.unlock(),
+            {
+                "claim_space": claim_space(queries.source.source_name, model),
+                "ids": [d.id for d in docs],
+            },
         )
 
 
 def count_held_by_peers(
-    conn: psycopg.Connection[Any], model: str, ids: Sequence[DocumentId]
+    conn: psycopg.Connection[Any], source: str, model: str, ids: Sequence[DocumentId]
 ) -> int:
     """How many of these documents another session holds a claim on now (pg_locks: an
     advisory lock on two int4 keys shows them as classid and objid, objsubid 2)."""
@@ -152,6 +156,6 @@ def count_held_by_peers(
           AND l.classid = hashtext(%(claim_space)s)::oid
           AND l.objid IN (SELECT hashtext(x)::oid FROM unnest(%(ids)s::text[]) AS x)
         """,
-        {"claim_space": claim_space(model), "ids": [str(i) for i in ids]},
+        {"claim_space": claim_space(source, model), "ids": [str(i) for i in ids]},
     ).fetchone()
     return int(row[0]) if row else 0

@@ -146,11 +146,13 @@ def prune_from_log(
             UPDATE embedkeeper.sync_state SET table_fingerprint = %(fingerprint)s,
                 delete_log_position = %(upto)s, deletes_logged = deletes_logged + %(entries)s,
                 updated_at = now()
-            WHERE model = %(model)s AND source_signature = %(signature)s
+            WHERE source = %(source)s AND model = %(model)s
+              AND source_signature = %(signature)s
               AND delete_log_position = %(after)s
             RETURNING 1
             """,
             {
+                "source": queries.source.source_name,
                 "model": model,
                 "signature": source_signature(queries.source),
                 "fingerprint": fingerprint,
@@ -183,7 +185,8 @@ def forget_pruned(conn: psycopg.Connection[Any], source: SourceConfig) -> None:
         sql.SQL(
             "DELETE FROM {log} WHERE source_table = %s AND id <= ("
             " SELECT min(delete_log_position) FROM embedkeeper.sync_state"
-            " WHERE delete_log_position IS NOT NULL AND updated_at > now() - interval '7 days')"
+            " WHERE source = %s AND delete_log_position IS NOT NULL"
+            " AND updated_at > now() - interval '7 days')"
         ).format(log=LOG),
-        (log_name(source),),
+        (log_name(source), source.source_name),
     )

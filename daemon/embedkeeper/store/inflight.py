@@ -27,6 +27,7 @@ class InFlight:
         self.conn = conn
         self.queries = queries
         self.model = model
+        self._pair = {"source": queries.source.source_name, "model": model}
         self._session: dict[str, Any] = {}
 
     def begin(self, documents: Sequence[Document]) -> int:
@@ -38,7 +39,7 @@ class InFlight:
             self._session = {"pid": me[0], "started": me[1]}
         row = self.conn.execute(
             self.queries.begin_inflight(),
-            {"model": self.model, "ids": [str(d.id) for d in documents], **self._session},
+            {**self._pair, "ids": [str(d.id) for d in documents], **self._session},
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -50,7 +51,7 @@ class InFlight:
         """Charge the documents of batches whose process died mid-batch one attempt each; returns
         how many. A death in a batch of many cannot put a document in review (its neighbours
         may be innocent); only a death with the document alone in its batch can."""
-        rows = self.conn.execute(self.queries.recover_crashed(), {"model": self.model}).fetchall()
+        rows = self.conn.execute(self.queries.recover_crashed(), self._pair).fetchall()
         for solo in (True, False):
             dead = [
                 Rejected(

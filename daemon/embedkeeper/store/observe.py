@@ -26,7 +26,7 @@ class Observed:
 def observe(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Observed:
     source = queries.source
     with mapped_errors("reading the sync state"):
-        seen = sync_state.load(conn, model)
+        seen = sync_state.load(conn, queries.source, model)
         # Without the column there is nothing to read (and max() of NULLs would scan the table).
         newest = (
             conn.execute(queries.newest_update()).fetchone() if source.updated_at_column else None

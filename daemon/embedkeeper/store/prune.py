@@ -20,13 +20,15 @@ from embedkeeper.store.queries import SourceQueries
 
 def prune_all(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
     """Everything that is no longer a document to embed: deleted, blank, or out of `where`."""
-    return _locked(conn, queries.prune(), model, "pruning vectors of deleted documents")
+    return _locked(conn, queries, queries.prune(), model, "pruning vectors of deleted documents")
 
 
 def prune_deleted(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
     """Only documents whose key is gone (reads the source's key index, not its rows): the prune
     after deletes, when rows that changed were pruned by prune_changed."""
-    return _locked(conn, queries.prune_deleted(), model, "pruning vectors of deleted documents")
+    return _locked(
+        conn, queries, queries.prune_deleted(), model, "pruning vectors of deleted documents"
+    )
 
 
 def prune_changed(
@@ -40,11 +42,16 @@ def prune_changed(
 
 
 def _locked(
-    conn: psycopg.Connection[Any], statement: sql.Composed, model: str, doing: str
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    statement: sql.Composed,
+    model: str,
+    doing: str,
 ) -> int | None:
     with mapped_errors(doing), conn.transaction():
         got = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))", (locks.PRUNE, model)
+            "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+            (locks.PRUNE, locks.pair_key(queries.source.source_name, model)),
         ).fetchone()
         if not (got and got[0]):
             return None

@@ -255,8 +255,9 @@ class SourceQueries(SourceSql):
     def begin_inflight(self) -> sql.Composed:
         return self._fmt(
             """
-            INSERT INTO embedkeeper.inflight (model, document_ids, backend_pid, backend_start)
-            VALUES (%(model)s, %(ids)s::text[], %(pid)s, %(started)s)
+            INSERT INTO embedkeeper.inflight (source, model, document_ids, backend_pid,
+                backend_start)
+            VALUES (%(source)s, %(model)s, %(ids)s::text[], %(pid)s, %(started)s)
             RETURNING id
             """
         )
@@ -268,7 +269,7 @@ class SourceQueries(SourceSql):
             """
             WITH dead AS (
                 DELETE FROM embedkeeper.inflight AS i
-                WHERE i.model = %(model)s AND NOT EXISTS (
+                WHERE i.source = %(source)s AND i.model = %(model)s AND NOT EXISTS (
                     SELECT 1 FROM pg_stat_activity AS a
                     WHERE a.pid = i.backend_pid AND a.backend_start = i.backend_start)
                 RETURNING i.document_ids

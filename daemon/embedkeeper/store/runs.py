@@ -1,4 +1,4 @@
-"""The runs table: one row per pass per model, with its counts and throughput."""
+"""The runs table: one row per pass per (source, model) pair, with its counts and throughput."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from embedkeeper.records import RunStats
 from embedkeeper.store.db import mapped_errors
 
 
-def start_run(conn: psycopg.Connection[Any], model: str, trigger: str) -> int:
+def start_run(conn: psycopg.Connection[Any], source: str, model: str, trigger: str) -> int:
     close_abandoned_runs(conn)
     row = conn.execute(
-        "INSERT INTO embedkeeper.runs (model, trigger, host, pid, backend_pid)"
-        " VALUES (%s, %s, %s, %s, pg_backend_pid()) RETURNING id",
-        (model, trigger, socket.gethostname(), os.getpid()),
+        "INSERT INTO embedkeeper.runs (source, model, trigger, host, pid, backend_pid)"
+        " VALUES (%s, %s, %s, %s, %s, pg_backend_pid()) RETURNING id",
+        (source, model, trigger, socket.gethostname(), os.getpid()),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -1,5 +1,5 @@
 """What the last complete pass of a model saw, so that the next scheduled pass costs the change,
-not the table (embedkeeper.sync_state, one row per model).
+not the table (embedkeeper.sync_state, one row per (source, model) pair).
 
 - The watermark: the newest `updated_at_column` value a complete pass had covered. A scheduled
   pass then walks the updated_at index from `watermark - watermark_lag` only. The lag covers a
@@ -58,18 +58,22 @@ def source_signature(source: SourceConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load(conn: psycopg.Connection[Any], model: str) -> SyncState:
+def load(conn: psycopg.Connection[Any], source: SourceConfig, model: str) -> SyncState:
     row = conn.execute(
         "SELECT source_signature, watermark, table_fingerprint, swept_at, delete_log_position,"
-        " deletes_baseline, deletes_logged FROM embedkeeper.sync_state WHERE model = %s",
-        (model,),
+        " deletes_baseline, deletes_logged FROM embedkeeper.sync_state"
+        " WHERE source = %s AND model = %s",
+        (source.source_name, model),
     ).fetchone()
     return SyncState(None, None, None) if row is None else SyncState(*row)
 
 
-def record_sweep(conn: psycopg.Connection[Any], model: str) -> None:
+def record_sweep(conn: psycopg.Connection[Any], source: SourceConfig, model: str) -> None:
     """A content-hash sweep of everything drained: the next one is due sweep_interval later."""
-    conn.execute("UPDATE embedkeeper.sync_state SET swept_at = now() WHERE model = %s", (model,))
+    conn.execute(
+        "UPDATE embedkeeper.sync_state SET swept_at = now() WHERE source = %s AND model = %s",
+        (source.source_name, model),
+    )
 
 
 def table_fingerprint(conn: psycopg.Connection[Any], source: SourceConfig) -> str | None:
@@ -112,11 +116,11 @@ def save_fingerprint(
     the log's position read before that: the baseline the log is checked against from now on."""
     conn.execute(
         """
-        INSERT INTO embedkeeper.sync_state AS s (model, source_signature, table_fingerprint,
-            delete_log_position, deletes_baseline, deletes_logged)
-        VALUES (%(model)s, %(signature)s, %(fingerprint)s, %(position)s, %(baseline)s,
+        INSERT INTO embedkeeper.sync_state AS s (source, model, source_signature,
+            table_fingerprint, delete_log_position, deletes_baseline, deletes_logged)
+        VALUES (%(source)s, %(model)s, %(signature)s, %(fingerprint)s, %(position)s, %(baseline)s,
             CASE WHEN %(position)s::bigint IS NOT NULL THEN 0 END)
-        ON CONFLICT (model) DO UPDATE SET table_fingerprint = excluded.table_fingerprint,
+        ON CONFLICT (source, model) DO UPDATE SET table_fingerprint = excluded.table_fingerprint,
             delete_log_position = excluded.delete_log_position,
             deletes_baseline = excluded.deletes_baseline,
             deletes_logged = excluded.deletes_logged,
@@ -124,6 +128,7 @@ def save_fingerprint(
         WHERE s.source_signature = excluded.source_signature
         """,
         {
+            "source": source.source_name,
             "model": model,
             "signature": source_signature(source),
             "fingerprint": fingerprint,
@@ -144,9 +149,9 @@ def advance_watermark(
     set); a row under other [source] settings is replaced. Returns whether it was set."""
     row = conn.execute(
         """
-        INSERT INTO embedkeeper.sync_state AS s (model, source_signature, watermark)
-        VALUES (%(model)s, %(signature)s, %(watermark)s)
-        ON CONFLICT (model) DO UPDATE SET
+        INSERT INTO embedkeeper.sync_state AS s (source, model, source_signature, watermark)
+        VALUES (%(source)s, %(model)s, %(signature)s, %(watermark)s)
+        ON CONFLICT (source, model) DO UPDATE SET
             source_signature = excluded.source_signature, watermark = excluded.watermark,
             table_fingerprint = CASE WHEN s.source_signature = excluded.source_signature
                                      THEN s.table_fingerprint END,
@@ -157,6 +162,7 @@ def advance_watermark(
         RETURNING 1
         """,
         {
+            "source": source.source_name,
             "model": model,
             "signature": source_signature(source),
             "watermark": watermark,

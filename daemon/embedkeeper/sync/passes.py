@@ -169,7 +169,9 @@ class _Pass:
                 adopt_run(conn, self.run_id)
             return self.plan
         with mapped_errors("starting a run"):
-            run_id = start_run(conn, ctx.model.name, ctx.options.trigger)
+            run_id = start_run(
+                conn, ctx.app.config.source.source_name, ctx.model.name, ctx.options.trigger
+            )
         set_log_fields(run=run_id)
         plan = prepare(conn, ctx.app.queries, ctx.model.name, ctx.options)
         if plan.prune_later:
@@ -223,7 +225,10 @@ class _Pass:
         it recorded its fingerprint (the watermark's compare-and-set then expects it)."""
         if self._join_background():
             with mapped_errors("reading the sync state"):
-                plan = replace(plan, seen=sync_state.load(conn, self.ctx.model.name))
+                plan = replace(
+                    plan,
+                    seen=sync_state.load(conn, self.ctx.app.config.source, self.ctx.model.name),
+                )
             self.plan = plan
         return plan
 

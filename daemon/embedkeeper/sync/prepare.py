@@ -85,7 +85,7 @@ def _prune_first(
         sync_state.save_fingerprint(
             conn, model, queries.source, observed.fingerprint, observed.log_position
         )
-        return pruned, sync_state.load(conn, model)
+        return pruned, sync_state.load(conn, queries.source, model)
 
 
 def finish(
@@ -103,4 +103,4 @@ def finish(
     with mapped_errors("recording the sync state"):
         sync_state.advance_watermark(conn, model, queries.source, plan.seen, watermark)
         if options.stale_by == "hash" and plan.phases == [("all", None)]:
-            sync_state.record_sweep(conn, model)
+            sync_state.record_sweep(conn, queries.source, model)
