@@ -1,5 +1,6 @@
 """Every key the config accepts has a row in the README's configuration reference, under its
-section's heading, and every section has a heading."""
+section's heading, and every section has a heading. Sections with the same keys share a table:
+its heading names each (`### `[source]` or `[[sources]]``)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def reference_rows() -> dict[str, set[str]]:
-    """The keys in the first column of each `### [section]` table of the reference."""
+    """The keys in the first column of each `### [section]` table of the reference, for each
+    section its heading names."""
     text = README.read_text(encoding="utf-8")
     reference = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, set[str]] = {}
-    section = None
+    sections: list[str] = []
     for line in reference.splitlines():
-        heading = re.match(r"### `\[+(\w+)\]+`", line)
-        if heading:
-            section = heading.group(1)
-            rows.setdefault(section, set())
-        elif section and (cell := re.match(r"\|\s*`(\w+)`", line)):
-            rows[section].add(cell.group(1))
+        if line.startswith("### ") and (named := re.findall(r"`\[+(\w+)\]+`", line)):
+            sections = named
+            for section in sections:
+                rows.setdefault(section, set())
+        elif cell := re.match(r"\|\s*`(\w+)`", line):
+            for section in sections:
+                rows[section].add(cell.group(1))
     return rows
 
 

@@ -1,7 +1,9 @@
 """Configuration: one TOML file plus a few environment overrides, read into frozen dataclasses.
 
 settings.py holds the records, loader.py reads the file and the environment into them (the only
-reader of TOML and os.environ), values.py parses one value at a time. Import from here.
+reader of TOML and os.environ), keys.py lists every key with its parser, values.py parses one value
+at a time, sources.py builds `[source]` or `[[sources]]` and checks names across sources and models.
+Import from here.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Every key of the TOML file, section by section, with the parser of its value.
 
-The one list of what the file may say: loader.py refuses any other key (suggesting the closest),
-and the README documents each one (a test holds the two together).
+The one list of what the file may say: parse_section() refuses any other key (suggesting the
+closest), and the README documents each one (a test holds the two together).
 """
 
 from __future__ import annotations
+
+import difflib
+from typing import Any
 
 from embedkeeper.config.settings import BACKENDS, DEVICES
 from embedkeeper.config.values import (
@@ -17,9 +20,22 @@ from embedkeeper.config.values import (
     nonempty_str,
     parse_duration,
     positive_int,
+    source_names,
     str_value,
     table_value,
 )
+from embedkeeper.errors import ConfigError
+
+SOURCE_KEYS: dict[str, Parser] = {
+    "name": nonempty_str,
+    "table": nonempty_str,
+    "id_column": column_value,
+    "text_column": column_value,
+    "updated_at_column": column_value,
+    "text_expression": nonempty_str,
+    "where": nonempty_str,
+    "watermark_lag": parse_duration,
+}
 
 SECTIONS: dict[str, dict[str, Parser]] = {
     "database": {
@@ -28,16 +44,9 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "connect_timeout": parse_duration,
         "claim_lease": parse_duration,
     },
-    "source": {
-        "name": nonempty_str,
-        "table": nonempty_str,
-        "id_column": column_value,
-        "text_column": column_value,
-        "updated_at_column": column_value,
-        "text_expression": nonempty_str,
-        "where": nonempty_str,
-        "watermark_lag": parse_duration,
-    },
+    # One source, or an array of them with the same keys (a file takes one form or the other).
+    "source": SOURCE_KEYS,
+    "sources": SOURCE_KEYS,
     "models": {
         "name": nonempty_str,
         "backend": choice(*BACKENDS),
@@ -66,6 +75,7 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "options": table_value,
         "request_dimensions": bool_value,
         "encoding_format": choice("float", "base64"),
+        "sources": source_names,
     },
     "schedule": {
         "interval": parse_duration,
@@ -92,3 +102,23 @@ SECTIONS: dict[str, dict[str, Parser]] = {
         "format": choice("text", "json"),
     },
 }
+
+
+def parse_section(raw: object, name: str, where: str) -> dict[str, Any]:
+    """Parse one table of the file: check every key, convert every value. `where` is how
+    messages name the table, e.g. `[[models]] "minilm"`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: {where} must be a table")
+    parsers = SECTIONS[name]
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in parsers:
+            raise _unknown(key, list(parsers), where)
+        out[key] = parsers[key](value, f"{where} {key}")
+    return out
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f" (valid keys: {', '.join(valid)})"
+    return ConfigError(f'config: unknown key "{key}" in {where}{hint}')

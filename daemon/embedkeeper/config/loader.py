@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from embedkeeper.config.keys import SECTIONS
+from embedkeeper.config.keys import SECTIONS, parse_section
 from embedkeeper.config.settings import (
     BACKEND_KEYS,
     DEFAULT_MODEL,
     DEFAULT_PATHS,
     DEFAULT_URLS,
-    DEMO_SOURCE,
     HTTP_BACKENDS,
     Config,
     LoggingConfig,
@@ -31,46 +30,9 @@ from embedkeeper.config.settings import (
     RetryConfig,
     RunsConfig,
     ScheduleConfig,
-    SourceConfig,
 )
-from embedkeeper.config.values import (
-    split_qualified_name,
-)
+from embedkeeper.config.sources import check_model_sources, parse_sources
 from embedkeeper.errors import ConfigError
-
-
-def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else f" (valid keys: {', '.join(valid)})"
-    return ConfigError(f'config: unknown key "{key}" in {where}{hint}')
-
-
-def _section(raw: object, name: str, where: str) -> dict[str, Any]:
-    """Parse one table of the file: check every key, convert every value."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config: {where} must be a table")
-    parsers = SECTIONS[name]
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in parsers:
-            raise _unknown(key, list(parsers), where)
-        out[key] = parsers[key](value, f"{where} {key}")
-    return out
-
-
-def _source(raw: object) -> SourceConfig:
-    values = _section(raw, "source", "[source]")
-    if "table" not in values:
-        raise ConfigError('config: [source] table is required, e.g. table = "public.documents"')
-    if "text_expression" in values and "text_column" in values:
-        raise ConfigError("config: [source] takes text_column or text_expression, not both")
-    parts = split_qualified_name(values.pop("table"), "[source] table")
-    if len(parts) > 2:
-        raise ConfigError("config: [source] table must be table or schema.table")
-    schema, table = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    if "watermark_lag" in values:
-        values["watermark_lag_s"] = values.pop("watermark_lag")
-    return SourceConfig(schema=schema, table=table, **values)
 
 
 def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelConfig:
@@ -139,7 +101,7 @@ def _models(raw: object, env: Mapping[str, str]) -> tuple[ModelConfig, ...]:
     for index, entry in enumerate(raw):
         label = entry.get("name") if isinstance(entry, dict) else None
         where = f'[[models]] "{label}"' if isinstance(label, str) else f"[[models]] #{index + 1}"
-        values = _section(entry, "models", where)
+        values = parse_section(entry, "models", where)
         if "name" not in values:
             raise ConfigError(f'config: {where} needs a name, e.g. name = "minilm"')
         models.append(_model(values, where, env))
@@ -150,7 +112,7 @@ def _models(raw: object, env: Mapping[str, str]) -> tuple[ModelConfig, ...]:
 
 
 def _schedule(raw: object) -> ScheduleConfig:
-    values = _section(raw, "schedule", "[schedule]")
+    values = parse_section(raw, "schedule", "[schedule]")
     if "interval" in values and "cron" in values:
         raise ConfigError("config: [schedule] takes interval or cron, not both")
     if "cron" in values:
@@ -180,7 +142,7 @@ def _check_cron(expression: str) -> None:
 
 
 def _metrics(raw: object) -> MetricsConfig:
-    values = _section(raw, "metrics", "[metrics]")
+    values = parse_section(raw, "metrics", "[metrics]")
     for key in ("coverage_interval", "backlog_interval"):
         if key in values:
             values[f"{key}_s"] = values.pop(key)
@@ -188,12 +150,12 @@ def _metrics(raw: object) -> MetricsConfig:
 
 
 def _runs(raw: object) -> RunsConfig:
-    values = _section(raw, "runs", "[runs]")
+    values = parse_section(raw, "runs", "[runs]")
     return RunsConfig(keep_s=values["keep"]) if "keep" in values else RunsConfig()
 
 
 def _retry(raw: object) -> RetryConfig:
-    values = _section(raw, "retry", "[retry]")
+    values = parse_section(raw, "retry", "[retry]")
     renamed = {
         "backoff": "backoff_s",
         "backoff_max": "backoff_max_s",
@@ -213,24 +175,25 @@ def parse_config(
                 f'; did you mean "{close[0]}"?' if close else f" (sections: {', '.join(SECTIONS)})"
             )
             raise ConfigError(f'config: unknown section "{section}"{hint}')
-    database = _section(document.get("database", {}), "database", "[database]")
+    database = parse_section(document.get("database", {}), "database", "[database]")
     url = env.get("EMBEDKEEPER_DATABASE_URL") or env.get("DATABASE_URL") or database.get("url")
     if url is not None:
         _check_url(url)
     data_dir = env.get("EMBEDKEEPER_DATA_DIR") or database.get("data_dir")
-    in_file = path is not None
+    sources = parse_sources(document, in_file=path is not None)
+    models = _models(document["models"], env) if "models" in document else (DEFAULT_MODEL,)
+    check_model_sources(models, sources)
     return Config(
         database_url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else None,
         connect_timeout_s=database.get("connect_timeout", 10.0),
         claim_lease_s=database.get("claim_lease", 600.0),
-        source=(
-            _source(document.get("source", {})) if in_file or "source" in document else DEMO_SOURCE
-        ),
-        models=_models(document["models"], env) if "models" in document else (DEFAULT_MODEL,),
+        source=sources[0],
+        sources=sources,
+        models=models,
         schedule=_schedule(document.get("schedule", {})),
         retry=_retry(document.get("retry", {})),
-        logging=LoggingConfig(**_section(document.get("logging", {}), "logging", "[logging]")),
+        logging=LoggingConfig(**parse_section(document.get("logging", {}), "logging", "[logging]")),
         metrics=_metrics(document.get("metrics", {})),
         runs=_runs(document.get("runs", {})),
         path=path,

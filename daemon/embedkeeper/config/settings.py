@@ -95,6 +95,7 @@ class ModelConfig:
     options: Mapping[str, Any] | None = None
     request_dimensions: bool = False
     encoding_format: Literal["float", "base64"] = "float"
+    sources: tuple[str, ...] | None = None  # the source names it embeds; None: every source
 
     @property
     def is_http(self) -> bool:
@@ -149,7 +150,10 @@ class Config:
     data_dir: Path | None = None
     connect_timeout_s: float = 10.0
     claim_lease_s: float = 600.0  # a pass's session idle this long is ended, claims and all
+    # The first of `sources`: most commands and tests have one source and read it here.
     source: SourceConfig
+    # Every source in file order, names unique; filled with (source,) when not given.
+    sources: tuple[SourceConfig, ...] = ()
     models: tuple[ModelConfig, ...]
     schedule: ScheduleConfig = ScheduleConfig()
     retry: RetryConfig = RetryConfig()
@@ -158,9 +162,32 @@ class Config:
     runs: RunsConfig = RunsConfig()
     path: Path | None = None  # the file it came from; None: built-in demo defaults
 
+    def __post_init__(self) -> None:
+        if not self.sources:
+            # frozen (and slotted): a plain assignment would raise
+            object.__setattr__(self, "sources", (self.source,))
+        elif self.sources[0] != self.source:
+            raise ValueError("Config.source must be Config.sources[0]")
+
     @property
     def is_demo(self) -> bool:
         return self.path is None
+
+    def source_named(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.source_name == name:
+                return source
+        names = ", ".join(s.source_name for s in self.sources)
+        raise ConfigError(f'config: no source named "{name}" (sources: {names})')
+
+    def pairs(self) -> tuple[tuple[SourceConfig, ModelConfig], ...]:
+        """Every (source, model) the config embeds: sources in file order, then models."""
+        return tuple(
+            (source, model)
+            for source in self.sources
+            for model in self.models
+            if model.sources is None or source.source_name in model.sources
+        )
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

@@ -104,6 +104,17 @@ def nonempty_str(value: object, key: str) -> str:
     return text
 
 
+def source_names(value: object, key: str) -> tuple[str, ...]:
+    """A non-empty list of names, e.g. ["articles", "pages"]."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            f'config: {key} must be a list of source names, e.g. ["articles"], not {value!r}'
+        )
+    if not value:
+        raise ConfigError(f"config: {key} is empty; leave it out to apply to every source")
+    return tuple(nonempty_str(item, key) for item in value)
+
+
 def positive_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"config: {key} must be a positive integer, not {value!r}")
