@@ -111,7 +111,7 @@ def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
     factory = DistinctVectors if VECTORS == "distinct" else make_backend
     app = open_app(config, backend_factory=factory)
     with connect(url) as conn:
-        create_index(conn, config.models[0], HnswParams(), BuildSettings())
+        create_index(conn, app.index_target(conn, config.models[0]), HnswParams(), BuildSettings())
     REBUILDS.seconds.clear()
     start = time.perf_counter()
     try:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
@@ -89,6 +90,13 @@ def pair_tables(
         Column("passage", Text, nullable=False),
         Column("embedding", vector, nullable=False),
         PrimaryKeyConstraint("document_id", "chunk", name=f"{base}_chunks_pkey"),
+        # A document's chunks go with its record: every prune deletes records only.
+        ForeignKeyConstraint(
+            ["document_id"],
+            [documents.c.document_id],
+            name=f"{base}_chunks_document_fkey",
+            ondelete="CASCADE",
+        ),
     )
     failures = Table(
         f"{base}_failures",

@@ -124,6 +124,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield connection
 
 
+MINILM_ENTRY = {"name": "minilm", "dimensions": 384, "batch_size": 16, "claim_size": 32}
+
+
 def source_config(
     url: str | None = None, models: Sequence[dict[str, Any]] | None = None, **source: Any
 ) -> Config:
@@ -131,9 +134,7 @@ def source_config(
     given = {"table": "public.docs", "id_column": "id", "text_column": "body", **source}
     document: dict[str, Any] = {
         "source": {k: v for k, v in given.items() if v is not None},
-        "models": list(
-            models or [{"name": "minilm", "dimensions": 384, "batch_size": 16, "claim_size": 32}]
-        ),
+        "models": list(models or [MINILM_ENTRY]),
         "retry": {
             "max_attempts": 2,
             "backoff": "1s",
@@ -223,8 +224,19 @@ def insert_docs(
     return ids
 
 
-def vectors(conn: psycopg.Connection[Any], model: str = "minilm") -> dict[Any, Any]:
+from tests.pairs import CHUNKS, FAILURES, RECORDS, pair_table  # noqa: E402,F401
+
+
+def vectors(
+    conn: psycopg.Connection[Any], model: str = "minilm", source: str = "docs"
+) -> dict[Any, Any]:
+    """Each document's first chunk's vector (the test texts are one chunk each); none before
+    the pair's tables are made."""
+    table = pair_table("chunks", model, source)
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
+        return {}
     rows = conn.execute(
-        "SELECT document_id, embedding FROM embedkeeper.embeddings WHERE model = %s", (model,)
+        f"SELECT document_id, embedding FROM {pair_table('chunks', model, source)}"  # noqa: S608
+        " WHERE chunk = 0"
     ).fetchall()
     return {row[0]: row[1].to_numpy() for row in rows}

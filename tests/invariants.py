@@ -10,6 +10,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from tests.pairs import pair_table
+
 
 def check_invariants(
     conn: psycopg.Connection[Any],
@@ -23,21 +25,24 @@ def check_invariants(
     """`settled`: no worker runs any more, so every document must be done, skipped or in review
     (nothing stuck in a claim) and no advisory lock may be held."""
     source = sql.Identifier(table)
+    records, chunks, failures = (
+        sql.SQL(pair_table(kind, model, table)) for kind in ("documents", "chunks", "failures")
+    )
     rows = conn.execute(
         sql.SQL(
             "SELECT s.id, s.body, e.document_id IS NOT NULL,"
             " e.content_hash = decode(md5(s.body), 'hex'), f.status FROM {} s"
-            " LEFT JOIN embedkeeper.embeddings e ON e.model = %(m)s AND e.document_id = s.id"
-            " LEFT JOIN embedkeeper.failures f ON f.model = %(m)s AND f.document_id = s.id"
-        ).format(source),
-        {"m": model},
+            " LEFT JOIN {} e ON e.document_id = s.id"
+            " LEFT JOIN {} f ON f.document_id = s.id"
+        ).format(source, records, failures)
     ).fetchall()
     orphans = conn.execute(
         sql.SQL(
-            "SELECT count(*) FROM embedkeeper.embeddings e WHERE e.model = %s AND NOT EXISTS"
-            " (SELECT 1 FROM {} s WHERE s.id = e.document_id)"
-        ).format(source),
-        (model,),
+            "SELECT (SELECT count(*) FROM {records} e WHERE NOT EXISTS"
+            " (SELECT 1 FROM {s} s WHERE s.id = e.document_id))"
+            " + (SELECT count(*) FROM {chunks} c WHERE NOT EXISTS"
+            " (SELECT 1 FROM {records} e WHERE e.document_id = c.document_id))"
+        ).format(s=source, records=records, chunks=chunks)
     ).fetchone()
     assert orphans == (0,), "vectors of deleted documents"
     stale = [r[0] for r in rows if r[2] and not r[3] and r[4] is None]
@@ -51,14 +56,12 @@ def check_invariants(
         assert lost == [], f"documents neither embedded, skipped nor in review: {lost[:10]}"
         locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
         assert locks.fetchone() == (0,), "claims still held"
-    for (vector,) in conn.execute(
-        "SELECT embedding FROM embedkeeper.embeddings WHERE model = %s", (model,)
-    ):
+    for (vector,) in conn.execute(sql.SQL("SELECT embedding FROM {}").format(chunks)):
         values = vector.to_numpy()
         assert values.shape == (dimensions,)
         assert np.all(np.isfinite(values))
         assert np.linalg.norm(values) > 0
-    for (message,) in conn.execute("SELECT message FROM embedkeeper.failures"):
+    for (message,) in conn.execute(sql.SQL("SELECT message FROM {}").format(failures)):
         assert len(message) <= 500
         assert "\x00" not in message
         for secret in secrets:

@@ -2,6 +2,9 @@
 
 Every check runs before the first write (the model registry row), so a fatal error leaves the
 database as it was. Models load on demand: a backfill with nothing to do never loads one.
+Each (source, model) pair has its own tables (store/pair_tables.py) and statements over them
+(`App.pair`), and each model its chunker (`App.chunking`), built from the config and the model's
+files without loading the model.
 """
 
 from __future__ import annotations
@@ -9,12 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
+
+import psycopg
 
 from embedkeeper.backends import Backend, make_backend
+from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig
+from embedkeeper.store.coverage import Coverage, measure
 from embedkeeper.store.db import connect, database_url
+from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
+from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import check_database, check_model, check_registry, register_model
 from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.vector_index import IndexTarget, index_target
 
 BackendFactory = Callable[[ModelConfig], Backend]
 
@@ -23,23 +34,71 @@ BackendFactory = Callable[[ModelConfig], Backend]
 class App:
     config: Config
     url: str
-    queries: SourceQueries
+    queries: SourceQueries  # the source's own statements (no model's tables)
     backend_factory: BackendFactory = make_backend
     backends: dict[str, Backend] = field(default_factory=dict)
+    _chunking: dict[str, ModelChunking] = field(default_factory=dict)
+
+    def names(self, model: ModelConfig) -> PairNames:
+        return PairNames.of(self.config.source.source_name, model.name)
+
+    def pair(self, model: ModelConfig) -> SourceQueries:
+        """The statements of the source and this model, over the pair's own tables."""
+        return SourceQueries.for_pair(self.queries.source, self.queries.id_type, self.names(model))
+
+    def ready_pair(self, conn: psycopg.Connection[Any], model: ModelConfig) -> SourceQueries:
+        """The pair's statements, its tables made first if missing: from the configured
+        dimensions, else by loading the model (which makes them)."""
+        if vector_column_type(conn, self.names(model)) is None:
+            if model.dimensions is None:
+                self.backend(model)
+            else:
+                self.ensure_tables(conn, model, model.dimensions)
+        return self.pair(model)
+
+    def index_target(self, conn: psycopg.Connection[Any], model: ModelConfig) -> IndexTarget:
+        """The pair's chunks as an index target (tables made first if missing)."""
+        self.ready_pair(conn, model)
+        return index_target(conn, self.names(model))
+
+    def coverage(self, conn: psycopg.Connection[Any], model: ModelConfig) -> Coverage:
+        """One pair's coverage, by its chunking's fingerprint (tables made first if missing)."""
+        queries = self.ready_pair(conn, model)
+        return measure(conn, queries, model.name, self.chunking(model).fingerprint)
+
+    def chunking(self, model: ModelConfig) -> ModelChunking:
+        if model.name not in self._chunking:
+            self._chunking[model.name] = model_chunking(model)
+        return self._chunking[model.name]
 
     def backend(self, model: ModelConfig) -> Backend:
-        """The model's backend, loaded and checked against config and stored vectors once."""
+        """The model's backend, loaded and checked against config and stored vectors once; the
+        pair's tables are made if they are missing (by a role that may)."""
         if model.name not in self.backends:
+            self.chunking(model)  # a bad chunking setting fails before the model loads
             backend = self.backend_factory(model)
             try:
                 with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
                     check_model(conn, model, backend.dimensions)
+                    self.ensure_tables(conn, model, backend.dimensions)
                     register_model(conn, model, backend.dimensions)
             except BaseException:
                 backend.close()
                 raise
             self.backends[model.name] = backend
         return self.backends[model.name]
+
+    def ensure_tables(
+        self, conn: psycopg.Connection[Any], model: ModelConfig, dimensions: int
+    ) -> bool:
+        """Make the pair's tables if missing (True then) and hold them to their record."""
+        record = PairRecord(
+            self.config.source.display_name, self.queries.id_type, dimensions, model.storage
+        )
+        created = ensure_pair(conn, self.names(model), record)
+        if created:
+            replace_view(conn, self.pair(model))
+        return created
 
     def close(self) -> None:
         for backend in self.backends.values():

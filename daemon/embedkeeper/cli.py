@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUESTION", help="the text to search for")
     p.add_argument("--model", help="the [[models]] name (default: the first)")
     p.add_argument("-k", type=_positive, default=10, help="how many documents (default 10)")
+    p.add_argument(
+        "--chunks", action="store_true", help="the k nearest chunks (default: each document once)"
+    )
     p.add_argument("--json", action="store_true", help="a JSON list, one object per document")
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))

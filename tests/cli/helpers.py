@@ -219,14 +219,17 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()
     return row[0]
 
 
-def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
+def count_rows(conn: psycopg.Connection[Any], table: str, model: str = "minilm") -> int:
+    """Rows of one of embedkeeper's tables; a pair's tables that were never made hold none."""
     tables = {
-        "embeddings": "SELECT count(*) FROM embedkeeper.embeddings",
-        "runs": "SELECT count(*) FROM embedkeeper.runs",
-        "models": "SELECT count(*) FROM embedkeeper.models",
-        "failures": "SELECT count(*) FROM embedkeeper.failures",
+        "embeddings": f"embedkeeper.docs__{model}_documents",
+        "runs": "embedkeeper.runs",
+        "models": "embedkeeper.models",
+        "failures": f"embedkeeper.docs__{model}_failures",
     }
-    return int(scalar(conn, tables[table]))
+    if scalar(conn, "SELECT to_regclass(%s)", (tables[table],)) is None:
+        return 0
+    return int(scalar(conn, f"SELECT count(*) FROM {tables[table]}"))  # noqa: S608
 
 
 def advisory_locks(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -240,7 +243,7 @@ def advisory_locks(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 def mismatched_vectors(conn: psycopg.Connection[Any]) -> list[Any]:
     """Ids of stored vectors whose content_hash is not md5 of the document's current body."""
     rows = conn.execute(
-        "SELECT e.document_id FROM embedkeeper.embeddings AS e"
+        "SELECT e.document_id FROM embedkeeper.docs__minilm_documents AS e"
         " LEFT JOIN public.docs AS d ON d.id = e.document_id"
         " WHERE d.id IS NULL OR e.content_hash <> decode(md5(d.body), 'hex')"
         " ORDER BY 1"

@@ -15,6 +15,9 @@ from tests.conftest import insert_docs, vectors
 
 FAILURES_HEADER = ["model", "document_id", "attempts", "status", "last_seen", "error"]
 COVERAGE_KEYS = {
+    "source",
+    "chunks",
+    "truncated",
     "model",
     "total",
     "embedded",
@@ -81,7 +84,10 @@ def test_backfill_embeds_every_document_and_a_second_backfill_loads_no_model(cli
         assert vector.shape == (384,)
         assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
     assert mismatched_vectors(conn) == []
-    assert scalar(conn, "SELECT vector_dims(embedding) FROM embedkeeper.embeddings LIMIT 1") == 384
+    assert (
+        scalar(conn, "SELECT vector_dims(embedding) FROM embedkeeper.docs__minilm_chunks LIMIT 1")
+        == 384
+    )
     run = conn.execute(
         "SELECT trigger, status, docs_ok, docs_failed FROM embedkeeper.runs"
     ).fetchall()
@@ -101,11 +107,14 @@ def test_backfill_embeds_every_document_and_a_second_backfill_loads_no_model(cli
         "failed": 0,
         "ignored": 0,
         "skipped": 2,
+        "source": "docs",
+        "chunks": 40,  # short texts: one chunk each
+        "truncated": 0,
         "coverage_percent": 100.0,
     }
 
     embedded_at = conn.execute(
-        "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+        "SELECT document_id, embedded_at FROM embedkeeper.docs__minilm_documents ORDER BY 1"
     ).fetchall()
     second = cli("backfill")
 
@@ -116,7 +125,7 @@ def test_backfill_embeds_every_document_and_a_second_backfill_loads_no_model(cli
     assert (
         embedded_at
         == conn.execute(
-            "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+            "SELECT document_id, embedded_at FROM embedkeeper.docs__minilm_documents ORDER BY 1"
         ).fetchall()
     )
 
@@ -124,15 +133,13 @@ def test_backfill_embeds_every_document_and_a_second_backfill_loads_no_model(cli
 def put_in_review(conn: psycopg.Connection, doc_id: int, message: str) -> None:
     """What max_attempts failures leave behind: a review row for the current text, no vector."""
     conn.execute(
-        "INSERT INTO embedkeeper.failures"
-        " (model, document_id, attempts, error_class, message, content_hash, status)"
-        " SELECT 'minilm', id, 2, 'InputRejected', %s, decode(md5(body), 'hex'), 'review'"
+        "INSERT INTO embedkeeper.docs__minilm_failures"
+        " (document_id, attempts, error_class, message, content_hash, status)"
+        " SELECT id, 2, 'InputRejected', %s, decode(md5(body), 'hex'), 'review'"
         " FROM public.docs WHERE id = %s",
         (message, doc_id),
     )
-    conn.execute(
-        "DELETE FROM embedkeeper.embeddings WHERE model = 'minilm' AND document_id = %s", (doc_id,)
-    )
+    conn.execute("DELETE FROM embedkeeper.docs__minilm_documents WHERE document_id = %s", (doc_id,))
 
 
 def test_document_in_review_exits_3_until_ignored_and_retry_embeds_it(cli, conn):
@@ -177,7 +184,7 @@ def test_document_in_review_exits_3_until_ignored_and_retry_embeds_it(cli, conn)
     assert mismatched_vectors(conn) == []
     assert count_rows(conn, "failures") == 0
     edited_hash = scalar(
-        conn, "SELECT content_hash FROM embedkeeper.embeddings WHERE document_id = 2"
+        conn, "SELECT content_hash FROM embedkeeper.docs__minilm_documents WHERE document_id = 2"
     )
     assert bytes(edited_hash) == hashlib.md5(b"An edited body, same updated_at.").digest()
     coverage = coverage_json(cli)

@@ -35,10 +35,10 @@ def test_a_document_that_kills_the_process_ends_in_review(cli, conn):
 
     assert codes == [137, 137, 3], codes  # crash, crash (the culprit alone), then review
     failures = conn.execute(
-        "SELECT document_id, attempts, status, error_class FROM embedkeeper.failures"
+        "SELECT document_id, attempts, status, error_class FROM embedkeeper.docs__minilm_failures"
     ).fetchall()
     assert failures == [(13, 2, "review", "Crashed")]
-    embedded = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+    embedded = conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_documents").fetchone()
     assert embedded == (29,)
     assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
     check_invariants(conn)
@@ -53,7 +53,7 @@ def test_kill_9_at_each_point_of_a_batch_then_a_restart_finishes(cli, conn, poin
     crashed = subprocess.run(
         command, env={**cli.env, "EK_CRASH_AT": point}, capture_output=True, text=True, timeout=120
     )
-    written = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()[0]
+    written = conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_documents").fetchone()[0]
     restart = subprocess.run(command, env=cli.env, capture_output=True, text=True, timeout=120)
 
     assert crashed.returncode == 137
@@ -62,5 +62,5 @@ def test_kill_9_at_each_point_of_a_batch_then_a_restart_finishes(cli, conn, poin
     assert restart.stdout.startswith(f"minilm: {40 - written} embedded, 0 failed")
     assert conn.execute("SELECT count(*) FROM embedkeeper.inflight").fetchone() == (0,)
     # the dead batch was charged once ('Crashed') and then embedded alone: no failure remains
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_failures").fetchone() == (0,)
     check_invariants(conn)

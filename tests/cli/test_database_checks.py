@@ -138,6 +138,9 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
             "failed": 0,
             "ignored": 0,
             "skipped": 1,
+            "source": "docs",
+            "chunks": 0,
+            "truncated": 0,
             "coverage_percent": 0.0,
         }
     ]

@@ -30,7 +30,7 @@ def peer(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def embedded(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+    row = conn.execute("SELECT count(*) FROM embedkeeper.docs__null_documents").fetchone()
     return int(row[0]) if row else -1
 
 

@@ -8,17 +8,17 @@ from tests.cli.helpers import assert_one_error_line
 def test_index_create_status_drop(cli, conn):
     created = cli("index", "create", "--model", "minilm", "--maintenance-work-mem", "64MB")
     assert created.returncode == 0, created.stderr
-    assert created.stdout == "created embedkeeper.embeddings_minilm_hnsw\n"
+    assert created.stdout == "created embedkeeper.docs__minilm_hnsw\n"
 
     status = cli("index", "status")
     assert status.returncode == 0, status.stderr
     header, row = status.stdout.splitlines()
     assert header.split()[:4] == ["model", "index", "state", "size"]
-    assert row.split()[:3] == ["minilm", "embeddings_minilm_hnsw", "live"]
-    assert "USING hnsw (((embedding)::vector(384)) vector_cosine_ops)" in row
+    assert row.split()[:3] == ["minilm", "docs__minilm_hnsw", "live"]
+    assert "ON embedkeeper.docs__minilm_chunks USING hnsw (embedding vector_cosine_ops)" in row
 
     dropped = cli("index", "drop", "--model", "minilm")
-    assert dropped.stdout == "dropped embeddings_minilm_hnsw\n"
+    assert dropped.stdout == "dropped docs__minilm_hnsw\n"
     assert conn.execute(
         "SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%hnsw'"
     ).fetchone() == (0,)
@@ -53,10 +53,9 @@ def test_backfill_defer_index_ends_with_the_index_valid(cli, conn):
     result = cli("backfill", "--defer-index")
 
     assert result.returncode == 0, result.stderr
-    assert "index_deferred model=null indexes=embeddings_null_hnsw" in result.stderr
-    assert "index_rebuilt model=null indexes=embeddings_null_hnsw" in result.stderr
+    assert "index_deferred model=null indexes=docs__null_hnsw" in result.stderr
+    assert "index_rebuilt model=null indexes=docs__null_hnsw" in result.stderr
     assert conn.execute(
-        "SELECT indisvalid FROM pg_index"
-        " WHERE indexrelid = 'embedkeeper.embeddings_null_hnsw'::regclass"
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'embedkeeper.docs__null_hnsw'::regclass"
     ).fetchone() == (True,)
-    assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (50,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__null_documents").fetchone() == (50,)

@@ -25,8 +25,12 @@ MODEL_LOAD_AND_FIRST_BATCH_S = 120
 
 
 def vector_counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    if conn.execute("SELECT to_regclass('embedkeeper.docs__minilm_documents')").fetchone() == (
+        None,
+    ):
+        return 0, 0  # the pass has not made its tables yet
     row = conn.execute(
-        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings"
+        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.docs__minilm_documents"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.cli.helpers import wait_for
+from tests.cli.helpers import count_rows, wait_for
 from tests.conftest import database_name, insert_docs
 from tests.invariants import check_invariants
 
@@ -43,7 +43,7 @@ def test_database_down_at_start_then_up(cli, conn, db_url, proxy, tmp_path):
         sock.settimeout(30)
         assert sock.recv(100) == b"READY=1"
         wait_for(
-            lambda: conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()[0] == 50,
+            lambda: count_rows(conn, "embeddings") == 50,
             30,
             "the documents embedded",
             alive=child,
@@ -51,7 +51,7 @@ def test_database_down_at_start_then_up(cli, conn, db_url, proxy, tmp_path):
         proxy.cut()  # a partition mid-run: the next pass reconnects
         insert_docs(conn, ["after the cut"], start=51)
         wait_for(
-            lambda: conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()[0] == 51,
+            lambda: count_rows(conn, "embeddings") == 51,
             30,
             "the document after the cut",
             alive=child,

@@ -27,7 +27,7 @@ def test_four_instances_embed_10000_documents_each_exactly_once(cli, conn):
         assert "serializ" not in stderr.lower()
         assert "Traceback" not in stderr
     row = conn.execute(
-        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings"
+        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.docs__minilm_documents"
     ).fetchone()
     assert row == (10000, 10000)
     ok = conn.execute(

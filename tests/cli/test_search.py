@@ -28,7 +28,7 @@ def test_search_prints_the_nearest_documents_as_json_and_as_a_table(cli, conn, m
     assert [h["document_id"] for h in hits] == [ids[1], hits[1]["document_id"]]
     assert set(hits[0]) >= {"source", "model", "document_id", "chunk", "distance", "text"}
     assert hits[0]["model"] == "minilm"
-    assert hits[0]["source"] == "public.docs"
+    assert hits[0]["source"] == "docs"
     assert hits[0]["text"] == TEXTS[1]
     # The question was embedded with the query_prefix, as a direct call of the model does.
     question = minilm.model.encode("question: why does dough rise?", normalize_embeddings=True)
@@ -38,7 +38,7 @@ def test_search_prints_the_nearest_documents_as_json_and_as_a_table(cli, conn, m
     table = cli("search", "comet tails")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["distance", "document", "text"]
+    assert lines[0].split() == ["distance", "document", "chunk", "passage"]
     assert lines[1].split()[1] == str(ids[2])
     assert len(lines) == 1 + len(TEXTS)
 

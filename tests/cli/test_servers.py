@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cli.helpers import assert_one_error_line, wait_for
+from tests.cli.helpers import assert_one_error_line, count_rows, wait_for
 from tests.conftest import insert_docs
 from tests.invariants import check_invariants
 from tests.standin import StandIn
@@ -38,8 +38,7 @@ def test_backfill_with_ollama_needs_only_url_and_model(cli, conn, server):
     assert result.stdout.startswith("nomic: 12 embedded, 0 failed")
     assert " tokens (the server's count) in " in result.stdout.splitlines()[0]
     row = conn.execute(
-        "SELECT count(*), min(vector_dims(embedding)) FROM embedkeeper.embeddings"
-        " WHERE model = 'nomic'"
+        "SELECT count(*), min(vector_dims(embedding)) FROM embedkeeper.docs__nomic_chunks"
     ).fetchone()
     assert row == (12, 384)
     assert {body["model"] for body in server.calls.bodies} == {"nomic-embed-text"}
@@ -53,7 +52,7 @@ def test_an_unreachable_server_exits_1_naming_it(cli, conn):
     result = cli("backfill")
     assert result.returncode == 1
     assert "cannot reach ollama at http://127.0.0.1:1/api/embed" in result.stderr
-    assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (0,)
+    assert count_rows(conn, "embeddings", "nomic") == 0
 
 
 def free_port() -> int:
@@ -184,14 +183,14 @@ def test_a_stopped_worker_loses_its_claims_and_its_late_write_lands_nowhere(cli,
         peer = cli("backfill")
         assert peer.returncode == 0, peer.stderr
         before = conn.execute(
-            "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+            "SELECT document_id, embedded_at FROM embedkeeper.docs__nomic_documents ORDER BY 1"
         ).fetchall()
         assert len(before) == 8
     finally:
         zombie.process.send_signal(signal.SIGCONT)
     assert zombie.wait(60) == 0, zombie.output()[1]
     after = conn.execute(
-        "SELECT document_id, embedded_at FROM embedkeeper.embeddings ORDER BY 1"
+        "SELECT document_id, embedded_at FROM embedkeeper.docs__nomic_documents ORDER BY 1"
     ).fetchall()
     assert after == before  # the late write changed nothing
     assert "database connection lost" in zombie.output()[1]
@@ -236,7 +235,7 @@ def test_a_model_the_server_does_not_serve_is_one_line_naming_entry_url_and_fix(
         " Available model names are ['other-model']); set model to a name the server serves"
     )
     assert server.calls.requests == 1  # refused at once, not retried
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    assert count_rows(conn, "failures", "mini") == 0
 
 
 def test_a_wrong_path_shows_the_servers_words_not_a_dict(cli, conn, server):
@@ -286,7 +285,7 @@ def test_healthz_answers_from_the_first_second_and_work_starts_when_the_server_d
     server.faults.unavailable_first = 0
     wait_for(lambda: (r := answer()) is not None and r.status_code == 200, 30, "ready", alive=child)
     wait_for(
-        lambda: conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (6,),
+        lambda: count_rows(conn, "embeddings", "mini") == 6,
         30,
         "the documents",
         alive=child,

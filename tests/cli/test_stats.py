@@ -56,15 +56,16 @@ def test_stats_text_shows_the_figures_and_a_sparkline(cli, conn):
     conn.execute("ANALYZE public.docs")
     for minutes, ok in ((50, 100), (40, 400), (30, 200), (20, 800)):
         conn.execute(
-            "INSERT INTO embedkeeper.runs (model, trigger, status, started_at, finished_at,"
-            " docs_ok, tokens, docs_per_s, tokens_per_s) VALUES ('minilm', 'schedule', 'ok',"
+            "INSERT INTO embedkeeper.runs (source, model, trigger, status, started_at,"
+            " finished_at, docs_ok, tokens, docs_per_s, tokens_per_s)"
+            " VALUES ('docs', 'minilm', 'schedule', 'ok',"
             " now() - make_interval(mins => %s), now() - make_interval(mins => %s) + interval"
             " '10 seconds', %s, %s, %s, %s)",
             (minutes, minutes, ok, ok * 10, ok / 10, ok),
         )
     conn.execute(
-        "INSERT INTO embedkeeper.runs (model, trigger, status, started_at, finished_at, docs_ok)"
-        " VALUES ('minilm', 'backfill', 'ok', now() - interval '3 hours',"
+        "INSERT INTO embedkeeper.runs (source, model, trigger, status, started_at, finished_at,"
+        " docs_ok) VALUES ('docs', 'minilm', 'backfill', 'ok', now() - interval '3 hours',"
         " now() - interval '3 hours', 5000)"
     )
 

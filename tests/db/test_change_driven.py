@@ -9,6 +9,7 @@ from embedkeeper.store.locks import claim_space
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
+from tests.pairs import RECORDS
 
 BACKFILL = PassOptions.backfill()
 SCHEDULED = PassOptions(
@@ -77,7 +78,8 @@ def test_the_watermark_stays_below_a_document_a_peer_held(conn, db_url, make_app
     assert sync_state.load(conn, app.config.source, "minilm").watermark <= doc2
     assert one_pass(app, SCHEDULED).stats.ok == 1
     hashes = conn.execute(
-        "SELECT count(*) FROM docs d JOIN embedkeeper.embeddings e ON e.document_id = d.id"
+        "SELECT count(*) FROM docs d"
+        " JOIN embedkeeper.docs__minilm_documents e ON e.document_id = d.id"
         " WHERE e.content_hash = decode(md5(d.body), 'hex')"
     ).fetchone()
     assert hashes == (5,)
@@ -91,14 +93,15 @@ def test_deletes_are_pruned_by_the_next_scheduled_pass_and_otherwise_it_skips_th
     one_pass(app, BACKFILL)
     # A stray vector with no document, left by nothing embedkeeper did: only a full prune sees it.
     conn.execute(
-        "INSERT INTO embedkeeper.embeddings (model, document_id, embedding, content_hash,"
-        " token_count, truncated) SELECT model, 99, embedding, content_hash, 0, false"
-        " FROM embedkeeper.embeddings WHERE document_id = 1"
+        "INSERT INTO embedkeeper.docs__minilm_documents (document_id, content_hash, chunking,"
+        " chunk_count, token_count, truncated) SELECT 99, content_hash, chunking, 1, 0, false"
+        " FROM embedkeeper.docs__minilm_documents WHERE document_id = 1"
     )
 
     skipped = one_pass(app, SCHEDULED)
     assert skipped.deleted == 0
-    assert 99 in vectors(conn)
+    stray = f"SELECT count(*) FROM {RECORDS} WHERE document_id = 99"  # noqa: S608
+    assert conn.execute(stray).fetchone() == (1,)
 
     conn.execute("DELETE FROM docs WHERE id = 2")
     flush_stats(conn)
@@ -149,14 +152,16 @@ def test_a_failed_document_is_retried_from_the_failures_when_due(conn, db_url, m
     app = app_on_updated_at(make_app, db_url, ScriptedBackend(poison="poison"))
     one_pass(app, SCHEDULED)  # no watermark yet: a full walk, doc 2 fails once
     assert sorted(vectors(conn)) == [1, 3]
-    conn.execute("UPDATE embedkeeper.failures SET next_retry_at = now() - interval '1s'")
+    conn.execute(
+        "UPDATE embedkeeper.docs__minilm_failures SET next_retry_at = now() - interval '1s'"
+    )
 
     healthy = app_on_updated_at(make_app, db_url, ScriptedBackend())
     result = one_pass(healthy, SCHEDULED)
 
     assert result.stats.ok == 1
     assert sorted(vectors(conn)) == [1, 2, 3]
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_failures").fetchone() == (0,)
 
 
 def test_other_source_settings_start_over_with_a_full_walk(conn, db_url, make_app):

@@ -6,10 +6,11 @@ import threading
 import time
 from collections import Counter
 
+import psycopg
 import pytest
 
 from embedkeeper.errors import DatabaseUnavailable
-from embedkeeper.records import Embedded
+from embedkeeper.records import ChunkedEmbedding, EmbeddedChunk
 from embedkeeper.store.claims import ClaimRules, claim_batch
 from embedkeeper.store.db import connect
 from embedkeeper.store.pg_store import PgStore
@@ -17,15 +18,27 @@ from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
 
-RULES = ClaimRules(model="minilm", stale_by="none", retry_failed_now=False, prefix_chars=100)
+RULES = ClaimRules(
+    model="minilm",
+    stale_by="none",
+    retry_failed_now=False,
+    prefix_chars=100,
+    claim_chars=1 << 30,
+    chunking="none",
+)
 
 
 def claim(conn, app, after=None, limit=10):
-    return claim_batch(conn, app.queries, RULES, ("all", None), after, limit).claimed
+    return claim_batch(conn, pair_of(app), RULES, ("all", None), after, limit).claimed
+
+
+def pair_of(app):
+    with psycopg.connect(app.url) as setup:
+        return app.ready_pair(setup, app.config.models[0])
 
 
 def store_on(session, app) -> PgStore:
-    return PgStore(session, app.queries, RULES, retry=app.config.retry)
+    return PgStore(session, pair_of(app), RULES, retry=app.config.retry)
 
 
 def advisory_locks(conn) -> int:
@@ -91,7 +104,7 @@ def test_concurrent_workers_embed_each_document_exactly_once(conn, db_url, make_
     assert set(counts.values()) == {1}
     assert len(backend.calls) > 3  # the work was really shared out in batches
     row = conn.execute(
-        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings"
+        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.docs__minilm_documents"
     ).fetchone()
     assert row == (300, 300)
 
@@ -115,7 +128,12 @@ def test_a_stalled_workers_claims_expire_with_its_lease_and_its_late_write_lands
     with connect(db_url) as peer:
         assert [d.id for d in claim(peer, app).documents] == [1, 2]  # the claims expired
 
-    late = [Embedded(d, unit_vector(d.text), 2, False) for d in held]
+    late = [
+        ChunkedEmbedding(
+            d, "none", (EmbeddedChunk(0, 0, 4, d.text, unit_vector(d.text)),), 2, False
+        )
+        for d in held
+    ]
     with pytest.raises(DatabaseUnavailable):
         store.save(late)
     assert vectors(conn) == {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from embedkeeper.commands.backfill import backfill
 from embedkeeper.commands.coverage import format_table
-from embedkeeper.store.coverage import measure
 from tests.conftest import insert_docs, source_config
 from tests.fakes import ScriptedBackend
 
@@ -14,11 +13,13 @@ def test_coverage_counts_each_kind_of_document(conn, db_url, make_app):
     insert_docs(conn, ["one", "two", "three", None, "  ", "POISON six", "POISON seven"])
     app = make_app(source_config(db_url), ScriptedBackend(poison="POISON"))
     backfill(app, app.config.models)
-    conn.execute("UPDATE embedkeeper.failures SET status = 'ignored' WHERE document_id = 7")
+    conn.execute(
+        "UPDATE embedkeeper.docs__minilm_failures SET status = 'ignored' WHERE document_id = 7"
+    )
     conn.execute("UPDATE docs SET body = 'three, edited' WHERE id = 3")
     insert_docs(conn, ["eight"], start=8)
 
-    figures = measure(conn, app.queries, "minilm")
+    figures = app.coverage(conn, app.config.models[0])
 
     assert figures.as_json() == {
         "model": "minilm",
@@ -29,6 +30,9 @@ def test_coverage_counts_each_kind_of_document(conn, db_url, make_app):
         "failed": 1,
         "ignored": 1,
         "skipped": 2,
+        "source": "docs",
+        "chunks": 3,  # one chunk each: short texts
+        "truncated": 0,
         "coverage_percent": round((3 - 1) / (8 - 2) * 100, 2),
     }
     table = format_table([figures])
@@ -38,7 +42,7 @@ def test_coverage_counts_each_kind_of_document(conn, db_url, make_app):
 def test_an_empty_source_is_fully_covered(db_url, make_app):
     app = make_app(source_config(db_url), ScriptedBackend())
     with app_conn(app) as conn:
-        assert measure(conn, app.queries, "minilm").coverage_percent == 100.0
+        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
 
 
 def app_conn(app):

@@ -181,8 +181,12 @@ def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_ap
     assert logged.entries == 1
 
     with connect(db_url) as one, connect(db_url) as other:
-        first = delete_log.prune_from_log(one, app.queries, "minilm", fingerprint, logged)
-        second = delete_log.prune_from_log(other, app.queries, "minilm", fingerprint, logged)
+        first = delete_log.prune_from_log(
+            one, app.pair(app.config.models[0]), "minilm", fingerprint, logged
+        )
+        second = delete_log.prune_from_log(
+            other, app.pair(app.config.models[0]), "minilm", fingerprint, logged
+        )
 
     assert (first, second) == (1, None)
     assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkeeper.store.coverage import measure
 from embedkeeper.sync.plan import PassOptions
-from tests.conftest import insert_docs, one_pass, source_config, vectors
+from tests.conftest import MINILM_ENTRY, insert_docs, one_pass, source_config, vectors
+from tests.pairs import CHUNKS
 
 REGULAR = PassOptions(
     trigger="schedule", stale_by="updated_at", retry_failed_now=False, changes_only=False
@@ -25,7 +25,7 @@ def run(app, options=REGULAR):
 def row_of(conn, doc_id):
     return conn.execute(
         "SELECT content_hash, source_updated_at, token_count, truncated, embedded_at"
-        " FROM embedkeeper.embeddings WHERE document_id = %s",
+        " FROM embedkeeper.docs__minilm_documents WHERE document_id = %s",
         (doc_id,),
     ).fetchone()
 
@@ -78,9 +78,9 @@ def test_an_edit_without_updated_at_is_found_by_the_hash_sweep_only(
     conn.execute("UPDATE docs SET body = 'second version' WHERE id = 1")
 
     assert run(app, REGULAR_NO_UPDATED_AT).stats.ok == 0
-    assert measure(conn, app.queries, "minilm").stale == 1
+    assert app.coverage(conn, app.config.models[0]).stale == 1
     assert run(app, SWEEP).stats.ok == 1
-    assert measure(conn, app.queries, "minilm").stale == 0
+    assert app.coverage(conn, app.config.models[0]).stale == 0
 
 
 def test_deleted_and_out_of_scope_documents_lose_their_vectors(conn, db_url, make_app):
@@ -108,8 +108,8 @@ def test_null_and_blank_text_is_skipped_not_failed(conn, db_url, make_app, backe
 
     assert sorted(vectors(conn)) == [4]
     assert (first.stats.ok, first.stats.failed, second.stats.ok) == (1, 0, 0)
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
-    figures = measure(conn, app.queries, "minilm")
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_failures").fetchone() == (0,)
+    figures = app.coverage(conn, app.config.models[0])
     assert (figures.skipped, figures.pending, figures.coverage_percent) == (3, 0, 100.0)
 
 
@@ -117,7 +117,7 @@ def test_huge_text_is_truncated_like_sentence_transformers(conn, db_url, make_ap
     opening = "Embedding models read only the start of a long text. "
     huge = opening + "lorem ipsum dolor sit amet " * 200_000  # about 5 MB
     insert_docs(conn, [huge])
-    app = make_app(source_config(db_url))
+    app = make_app(source_config(db_url, models=[{**MINILM_ENTRY, "chunking": "none"}]))
 
     run(app, SWEEP)
 
@@ -126,6 +126,30 @@ def test_huge_text_is_truncated_like_sentence_transformers(conn, db_url, make_ap
     assert cosine(stored, direct) >= 0.999
     _, _, token_count, truncated, _ = row_of(conn, 1)
     assert (token_count, truncated) == (256, True)
+
+
+def test_a_huge_text_is_chunked_up_to_max_chunks_and_flagged(conn, db_url, make_app, minilm):
+    sections = [f"Section {i}. " + "lorem ipsum dolor sit amet " * 40 for i in range(5_000)]
+    huge = "\n\n".join(sections)  # about 5.5 MB
+    insert_docs(conn, [huge])
+    entry = {**MINILM_ENTRY, "max_chunks": 6}
+    app = make_app(source_config(db_url, models=[entry]))
+
+    run(app, SWEEP)
+
+    chunks = conn.execute(
+        f"SELECT chunk, char_start, char_end, passage, embedding FROM {CHUNKS} ORDER BY chunk"  # noqa: S608
+    ).fetchall()
+    assert [c[0] for c in chunks] == list(range(6))
+    for _, start, end, passage, vector in chunks:
+        assert huge[start:end] == passage
+        direct = minilm.model.encode(passage, normalize_embeddings=True)
+        assert cosine(vector.to_numpy(), direct) >= 0.999  # each chunk fits the window whole
+    assert chunks[0][1] == 0
+    assert chunks[-1][2] < len(huge)
+    _, _, token_count, truncated, _ = row_of(conn, 1)
+    assert truncated is True  # max_chunks cut it: flagged
+    assert 6 * 150 <= token_count <= 6 * 256  # each chunk fits the window
 
 
 def test_odd_unicode_is_embedded(conn, db_url, make_app, minilm):
@@ -169,8 +193,8 @@ def test_a_where_filter_may_name_columns_that_embedkeepers_tables_also_have(conn
 
     run(app, SWEEP)
 
-    assert sorted(vectors(conn)) == [1, 3]
-    figures = measure(conn, app.queries, "minilm")
+    assert sorted(vectors(conn, source="articles")) == [1, 3]
+    figures = app.coverage(conn, app.config.models[0])
     assert (figures.total, figures.embedded) == (2, 2)
     conn.execute("UPDATE articles SET status = 'draft' WHERE id = 3")
     assert run(app, SWEEP).deleted == 1
@@ -195,7 +219,9 @@ def test_a_50_mb_text_and_a_million_lines_stay_within_bounded_memory(conn, db_ur
 
     assert sorted(vectors(conn)) == [1, 2]
     assert peak < 50_000_000  # Python-side allocations: the texts are never fetched whole
-    truncated = conn.execute("SELECT bool_and(truncated) FROM embedkeeper.embeddings").fetchone()
+    truncated = conn.execute(
+        "SELECT bool_and(truncated) FROM embedkeeper.docs__minilm_documents"
+    ).fetchone()
     assert truncated == (True,)
 
 
@@ -215,12 +241,12 @@ def test_text_decoded_from_bytea_by_a_text_expression(conn, db_url, make_app, mi
 
     run(app, SWEEP)
 
-    stored = vectors(conn)
+    stored = vectors(conn, source="blobs")
     direct = minilm.model.encode(texts, normalize_embeddings=True)
     for doc_id, expected in zip([1, 2, 3], direct, strict=True):
         assert cosine(stored[doc_id], expected) >= 0.999
     conn.execute("UPDATE blobs SET body_bytes = convert_to('changed', 'UTF8') WHERE id = 2")
-    assert measure(conn, app.queries, "minilm").stale == 1
+    assert app.coverage(conn, app.config.models[0]).stale == 1
     assert run(app, SWEEP).stats.ok == 1
 
 

@@ -6,23 +6,27 @@ import threading
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from embedkeeper.commands.backfill import backfill
 from embedkeeper.errors import BackendUnavailable
-from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
-from embedkeeper.store.failures import ignore_failures, list_failures, retry_failures
+from embedkeeper.store.failures import PairFailures, ignore_failures, list_failures, retry_failures
 from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors
 from tests.fakes import ScriptedBackend
+from tests.pairs import FAILURES
 
 BACKFILL = PassOptions.backfill()
 
 
+PAIR = PairFailures("minilm", sql.SQL(FAILURES), "bigint")
+
+
 def failures(conn):
     return conn.execute(
-        "SELECT document_id, attempts, status, error_class FROM embedkeeper.failures"
+        "SELECT document_id, attempts, status, error_class FROM embedkeeper.docs__minilm_failures"
         " ORDER BY document_id"
     ).fetchall()
 
@@ -43,7 +47,7 @@ def test_a_poison_document_fails_alone_and_ends_in_review(conn, db_url, make_app
     assert sorted(vectors(conn)) == [1, 2, 3, 4, 5, 6, 8, 9, 10]
     assert failures(conn) == [(7, 2, "review", "InputRejected")]  # max_attempts = 2
     assert result.exit_code == 3
-    figures = measure(conn, app.queries, "minilm")
+    figures = app.coverage(conn, app.config.models[0])
     assert (figures.failed, figures.pending, figures.embedded) == (1, 0, 9)
     assert locks(conn) == 0
 
@@ -63,7 +67,9 @@ def test_a_failed_document_waits_for_its_retry_time_in_the_daemon(conn, db_url, 
 
     assert failures(conn) == [(1, 1, "retry", "InputRejected")]
     assert len(backend.calls) == calls  # not retried before next_retry_at
-    conn.execute("UPDATE embedkeeper.failures SET next_retry_at = now() - interval '1s'")
+    conn.execute(
+        "UPDATE embedkeeper.docs__minilm_failures SET next_retry_at = now() - interval '1s'"
+    )
     run_pass(PassContext(app, model, backend, regular, threading.Event()))
     assert failures(conn) == [(1, 2, "review", "InputRejected")]
 
@@ -72,19 +78,19 @@ def test_retry_requeues_and_ignore_drops_from_the_failed_count(conn, db_url, mak
     insert_docs(conn, ["POISON a", "POISON b", "fine"])
     app = make_app(source_config(db_url), ScriptedBackend(poison="POISON"))
     backfill(app, app.config.models)
-    listed = list_failures(conn, "bigint", "minilm", [], every=False)
+    listed = list_failures(conn, PAIR, [], every=False)
     assert sorted((f.document_id, f.status, f.error_class) for f in listed) == [
         (1, "review", "InputRejected"),
         (2, "review", "InputRejected"),
     ]
     assert all("poison" in f.message for f in listed)
 
-    assert ignore_failures(conn, "bigint", "minilm", ["1"]) == 1
-    figures = measure(conn, app.queries, "minilm")
+    assert ignore_failures(conn, PAIR, ["1"]) == 1
+    figures = app.coverage(conn, app.config.models[0])
     assert (figures.failed, figures.ignored) == (1, 1)
 
     fixed = make_app(source_config(db_url), ScriptedBackend())
-    assert retry_failures(conn, "bigint", None, ["2"]) == 1
+    assert retry_failures(conn, PAIR, ["2"]) == 1
     result = backfill(fixed, fixed.config.models)
     assert sorted(vectors(conn)) == [2, 3]
     assert failures(conn) == [(1, 2, "ignored", "InputRejected")]
@@ -148,7 +154,7 @@ def test_a_bad_vector_is_that_documents_failure_never_a_row(conn, db_url, make_a
 
     assert sorted(vectors(conn)) == [1, 3]
     assert failures(conn) == [(2, 2, "review", "InvalidVector")]
-    text = conn.execute("SELECT message FROM embedkeeper.failures").fetchone()[0]
+    text = conn.execute("SELECT message FROM embedkeeper.docs__minilm_failures").fetchone()[0]
     assert message in text
 
 
@@ -168,7 +174,7 @@ def test_a_document_edited_while_embedding_gets_no_stale_vector(conn, db_url, ma
 
     stored = conn.execute(
         "SELECT e.document_id, e.content_hash = decode(md5(d.body), 'hex')"
-        " FROM embedkeeper.embeddings e JOIN docs d ON d.id = e.document_id"
+        " FROM embedkeeper.docs__minilm_documents e JOIN docs d ON d.id = e.document_id"
     ).fetchall()
     assert stored == [(1, True)]  # re-embedded from the edited text in a later sweep
     assert sorted(vectors(conn)) == [1]
@@ -178,5 +184,5 @@ def test_ids_of_the_wrong_type_are_a_usage_error(conn):
     from embedkeeper.errors import UsageError
 
     with pytest.raises(UsageError, match=r"source key's type \(bigint\)") as error:
-        retry_failures(conn, "bigint", None, ["abc"])
+        retry_failures(conn, PAIR, ["abc"])
     assert error.value.exit_code == 2

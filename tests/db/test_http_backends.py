@@ -74,7 +74,7 @@ def run_backfill(config: Config, server: StandIn | None = None, **faults: Any):
 
 def failures(conn):
     return conn.execute(
-        "SELECT document_id, status, error_class FROM embedkeeper.failures ORDER BY 1"
+        "SELECT document_id, status, error_class FROM embedkeeper.docs__remote_failures ORDER BY 1"
     ).fetchall()
 
 
@@ -138,7 +138,7 @@ def test_a_poison_document_alone_ends_in_review(backend, conn, db_url, server, m
     assert failures(conn) == [(6, "review", "InputRejected")]
     good = [i for i in ids if i != 6]
     assert_equal_to_local_model(conn, minilm, good, [t for t in texts if "POISON" not in t])
-    message = conn.execute("SELECT message FROM embedkeeper.failures").fetchone()[0]
+    message = conn.execute("SELECT message FROM embedkeeper.docs__remote_failures").fetchone()[0]
     assert "maximum context length" in message
 
 

@@ -49,7 +49,7 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
         ).format(names.failures),
         (ids[2], md5("in review")),
     )
-    figures = measure(conn, queries, "minilm")
+    figures = measure(conn, queries, "minilm", "none")
 
     assert (figures.total, figures.skipped, figures.embedded, figures.stale) == (5, 1, 2, 1)
     assert (figures.pending, figures.failed, figures.ignored) == (2, 1, 0)

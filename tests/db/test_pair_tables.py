@@ -35,9 +35,15 @@ def test_pairs_with_bigint_text_and_uuid_keys_live_side_by_side(conn):
         for table in (names.documents, names.chunks, names.failures):
             assert column_type(conn, table, "document_id") == key_type
         assert vector_column_type(conn, names) == "vector(384)"
+    ticket = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO embedkeeper.tickets__minilm_documents (document_id, content_hash, chunking,"
+        " chunk_count, token_count, truncated) VALUES (%s, 'x', 'none', 1, 1, false)",
+        (ticket,),
+    )
     conn.execute(
         "INSERT INTO embedkeeper.tickets__minilm_chunks VALUES (%s, 0, 0, 5, 'hello', %s)",
-        (uuid.uuid4(), np.ones(384, dtype=np.float32)),
+        (ticket, np.ones(384, dtype=np.float32)),
     )
     with pytest.raises(Exception, match="expected 384 dimensions"):
         conn.execute(
@@ -62,6 +68,11 @@ def test_halfvec_storage_takes_a_plain_hnsw_index_that_a_search_uses_without_a_c
     create_pair_tables(conn, names, key_type="bigint", dimensions=3072, storage="halfvec")
     assert vector_column_type(conn, names) == "halfvec(3072)"
     rng = np.random.default_rng(1)
+    conn.execute(
+        "INSERT INTO embedkeeper.docs__big_documents (document_id, content_hash, chunking,"
+        " chunk_count, token_count, truncated) SELECT g, 'x', 'none', 1, 1, false"
+        " FROM generate_series(0, 49) AS g"
+    )
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO embedkeeper.docs__big_chunks VALUES (%s, 0, 0, 1, 'p', %s)",

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from embedkeeper.commands.backfill import backfill
+from embedkeeper.commands.migrate import make_pairs
 from embedkeeper.errors import SourceNotFound
 from embedkeeper.store import delete_log, sync_state
-from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.db.test_change_driven import BACKFILL, SCHEDULED, flush_stats
@@ -41,7 +41,9 @@ def worker_url(pg, db_url, conn):
     conn.execute("DROP ROLE IF EXISTS embedkeeper_worker")
     grants = readme_grants().replace("'change-me'", f"'{SENTINEL}'")
     grants = grants.replace("DATABASE app", f'DATABASE "{database}"')
-    # As the README says: after `migrate` (this database is at head), and safe to run again.
+    # As the README says: after `migrate` (this database is at head; it makes the pair's
+    # tables), and safe to run again.
+    make_pairs(source_config(db_url, table="public.documents"))
     conn.execute(grants)
     conn.execute(grants)
     yield db_url.replace("postgresql://postgres:", f"postgresql://embedkeeper_worker:{SENTINEL}", 1)
@@ -59,10 +61,10 @@ def test_the_readme_grants_are_enough_for_a_backfill(worker_url, conn, make_app,
         app = make_app(config, ScriptedBackend(poison="POISON"))
         result = backfill(app, config.models)
 
-    assert sorted(vectors(conn)) == [1]
+    assert sorted(vectors(conn, source="documents")) == [1]
     assert result.exit_code == 3  # the failure was recorded too: the role can write failures
     with connect(worker_url) as worker:
-        assert measure(worker, app.queries, "minilm").embedded == 1
+        assert app.coverage(worker, app.config.models[0]).embedded == 1
         assert worker.execute("SELECT current_user").fetchone() == ("embedkeeper_worker",)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             worker.execute("INSERT INTO public.documents VALUES (9, 'x')")
@@ -80,24 +82,27 @@ def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn,
     from embedkeeper.store.deferred_index import _record_and_drop
     from embedkeeper.store.index_build import BuildSettings, HnswParams
     from embedkeeper.store.vector_index import create_index
-    from tests.db.test_vector_index import MINILM, records
+    from tests.db.test_vector_index import records, target
+
+    def documents_target(conn):
+        return target(conn, source="documents", table="public.documents")
 
     insert_docs(conn, ["one", "two"], start=1)
     conn.execute("INSERT INTO public.documents SELECT id, body FROM public.docs")
-    create_index(conn, MINILM, HnswParams(), BuildSettings(memory_mb=64, workers=0))
+    create_index(conn, documents_target(conn), HnswParams(), BuildSettings(memory_mb=64, workers=0))
     config = source_config(worker_url, table="public.documents")
     app = make_app(config, ScriptedBackend())
 
-    with pytest.raises(NotIndexOwner, match="needs its owner"):
+    with pytest.raises(NotIndexOwner, match="needs their owner"):
         backfill(app, config.models, defer_index=True)
     assert records(conn) == []  # nothing dropped, nothing recorded
 
-    _record_and_drop(conn, "minilm")  # a deferring backfill of the owner died
+    _record_and_drop(conn, documents_target(conn))  # a deferring backfill of the owner died
     with caplog.at_level(logging.INFO):
         result = backfill(app, config.models)
     assert result.results["minilm"].stats.ok == 2  # the worker goes on without the index
     assert "index_not_restored model=minilm" in caplog.text
-    assert records(conn) == [("embeddings_minilm_hnsw", "minilm")]
+    assert records(conn) == [("documents__minilm_hnsw", "minilm")]
 
 
 def test_the_readme_grants_are_enough_to_prune_from_the_delete_log(worker_url, conn, make_app):
@@ -119,5 +124,5 @@ def test_the_readme_grants_are_enough_to_prune_from_the_delete_log(worker_url, c
     result = one_pass(app, SCHEDULED)
 
     assert result.deleted == 1
-    assert sorted(vectors(conn)) == [1, 3, 4]
+    assert sorted(vectors(conn, source="documents")) == [1, 3, 4]
     assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1

@@ -43,7 +43,7 @@ def test_a_backfill_logs_progress_while_its_one_batch_of_1024_is_embedded(
 
     def count_vectors(record: logging.LogRecord) -> bool:
         if record.getMessage().startswith("progress "):
-            row = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+            row = conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_documents").fetchone()
             written_when_logged.append(row[0] if row else -1)
         return True
 

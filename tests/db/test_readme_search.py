@@ -59,8 +59,8 @@ def test_the_sql_search_snippet_runs_as_pasted(conn, documents):
 
 def test_the_hnsw_search_snippet_uses_the_index_and_finds_the_same(conn, documents):
     conn.execute(
-        "CREATE INDEX embeddings_minilm_hnsw ON embedkeeper.embeddings"
-        " USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE model = 'minilm'"
+        "CREATE INDEX documents__minilm_hnsw ON embedkeeper.documents__minilm_chunks"
+        " USING hnsw (embedding vector_cosine_ops)"
     )
     plain = conn.execute(readme_block("sql")).fetchall()
 
@@ -69,7 +69,7 @@ def test_the_hnsw_search_snippet_uses_the_index_and_finds_the_same(conn, documen
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + readme_block("sql hnsw")))
 
     assert [row[0] for row in indexed] == [row[0] for row in plain]
-    assert "embeddings_minilm_hnsw" in plan
+    assert "Index Scan using documents__minilm_hnsw" in plan
 
 
 def test_the_python_search_snippet_runs_with_only_the_url_set(db_url, documents):

@@ -38,9 +38,11 @@ def test_a_connection_cut_mid_batch_is_retried_and_loses_nothing(conn, db_url, m
 
     assert cut.is_set()
     assert sorted(vectors(conn)) == ids
-    row = conn.execute("SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.embeddings")
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT document_id) FROM embedkeeper.docs__minilm_documents"
+    )
     assert row.fetchone() == (100, 100)
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_failures").fetchone() == (0,)
     assert result.exit_code == 0
     # the batch in flight when the connection died is embedded again, and only that batch
     assert len(backend.embedded) == 100 + len(backend.calls[0])

@@ -9,16 +9,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy import create_engine
 
 from embedkeeper.commands.migrate import migrate, migrations_dir
 from embedkeeper.config import ModelConfig
 from embedkeeper.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from embedkeeper.models import metadata
-from embedkeeper.store.coverage import measure
 from embedkeeper.store.preflight import HEAD_REVISION
-from tests.conftest import one_pass, source_config
+from tests.conftest import insert_docs, one_pass, source_config
 from tests.fakes import ScriptedBackend
+
+
+def names_of(app):
+    return app.names(app.config.models[0])
 
 
 def test_head_revision_constant_is_alembics_head():
@@ -75,9 +79,10 @@ def test_every_key_type_in_a_mixed_case_schema_and_table(bare_url, make_app, key
     one_pass(app)
 
     with psycopg.connect(bare_url) as conn:
-        stored = conn.execute("SELECT document_id FROM embedkeeper.embeddings").fetchall()
+        records = names_of(app).documents
+        stored = conn.execute(sql.SQL("SELECT document_id FROM {}").format(records)).fetchall()
         assert sorted(r[0] for r in stored) == sorted(keys)
-        assert measure(conn, app.queries, "minilm").coverage_percent == 100.0
+        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
 
 
 def test_hostile_names_are_quoted_not_executed(bare_url, make_app):
@@ -96,7 +101,8 @@ def test_hostile_names_are_quoted_not_executed(bare_url, make_app):
     one_pass(app)
     with psycopg.connect(bare_url) as conn:
         assert conn.execute("SELECT to_regclass('victim') IS NOT NULL").fetchone() == (True,)
-        assert conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone() == (1,)
+        records = names_of(app).documents
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(records)).fetchone() == (1,)
 
 
 def test_not_migrated_is_a_clear_error(bare_url, make_app):
@@ -106,11 +112,21 @@ def test_not_migrated_is_a_clear_error(bare_url, make_app):
         make_app(source_config(bare_url))
 
 
-def test_a_key_of_another_type_than_the_schema_holds_is_refused(db_url, make_app):
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE uuids (id uuid PRIMARY KEY, body text)")
-    with pytest.raises(SourceNotFound, match="holds bigint keys"):
-        make_app(source_config(db_url, table="uuids"))
+def test_sources_with_bigint_text_and_uuid_keys_share_one_database(db_url, make_app, conn):
+    """Each pair's tables have its source key's type: no cast, no "one key type per schema"."""
+    conn.execute("CREATE TABLE uuids (id uuid PRIMARY KEY, body text)")
+    conn.execute("CREATE TABLE texts (id text PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO uuids VALUES (%s, 'a uuid document')", (uuid.UUID(int=5),))
+    conn.execute("INSERT INTO texts VALUES ('k-1', 'a text-keyed document')")
+    insert_docs(conn, ["a bigint document"])
+    for table, key in (("uuids", uuid.UUID(int=5)), ("texts", "k-1"), ("docs", 1)):
+        app = make_app(source_config(db_url, table=table), ScriptedBackend())
+        one_pass(app)
+        records = names_of(app).documents
+        assert conn.execute(sql.SQL("SELECT document_id FROM {}").format(records)).fetchall() == [
+            (key,)
+        ]
+        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
 
 
 def test_a_bad_where_filter_is_refused_at_start(db_url, make_app):
@@ -159,5 +175,6 @@ def test_reserved_words_and_unicode_names_are_quoted(bare_url, make_app):
     app = make_app(config, ScriptedBackend())
     one_pass(app)
     with psycopg.connect(bare_url) as conn:
-        rows = conn.execute("SELECT document_id FROM embedkeeper.embeddings").fetchall()
+        records = names_of(app).documents
+        rows = conn.execute(sql.SQL("SELECT document_id FROM {}").format(records)).fetchall()
     assert rows == [(uuid.UUID(int=7),)]

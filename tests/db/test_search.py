@@ -30,7 +30,7 @@ def test_the_nearest_document_comes_first_at_its_cosine_distance(make_app, conn,
     ids = insert_docs(conn, TOPICS)
     app = embed_all(make_app, conn, db_url)
     query = minilm.model.encode("how does yeast make bread rise?", normalize_embeddings=True)
-    hits = nearest(conn, app.queries, "minilm", 384, query, 3)
+    hits = nearest(conn, app.ready_pair(conn, app.config.models[0]), query, 3)
     assert hits[0].document_id == ids[2]
     assert hits[0].text == TOPICS[2]
     assert [h.distance for h in hits] == sorted(h.distance for h in hits)
@@ -48,7 +48,7 @@ def test_a_soft_deleted_document_is_never_returned_even_before_a_pass_prunes_it(
     conn.execute("UPDATE public.docs SET deleted = true WHERE id = %s", (ids[2],))
     assert ids[2] in vectors(conn)  # its vector is still stored
     query = minilm.model.encode(TOPICS[2], normalize_embeddings=True)
-    hits = nearest(conn, app.queries, "minilm", 384, query, 10)
+    hits = nearest(conn, app.ready_pair(conn, app.config.models[0]), query, 10)
     assert ids[2] not in [h.document_id for h in hits]
     assert len(hits) == len(TOPICS) - 1
 
@@ -66,7 +66,7 @@ def test_with_an_hnsw_index_a_selective_where_still_fills_k(make_app, conn, db_u
     conn.execute("ANALYZE embedkeeper.embeddings")
     conn.execute("SET enable_seqscan = off")  # a table this small would be read whole
     query = minilm.model.encode("comets and the sun", normalize_embeddings=True)
-    hits = nearest(conn, app.queries, "minilm", 384, query, 10)
+    hits = nearest(conn, app.ready_pair(conn, app.config.models[0]), query, 10)
     assert len(hits) == 10  # not the 2 or so that ef_search's 40 candidates would hold
     assert all(int(str(h.document_id)) % 20 == 0 for h in hits)
     visible = {i for i in ids if i % 20 == 0}

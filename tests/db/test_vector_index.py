@@ -9,24 +9,32 @@ import psycopg
 import pytest
 
 from embedkeeper.commands.backfill import backfill
-from embedkeeper.config import ModelConfig
 from embedkeeper.errors import DatabaseError, EmbedkeeperError, UsageError
-from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
 from embedkeeper.store.deferred_index import _record_and_drop
 from embedkeeper.store.index_build import BuildSettings, HnswParams
+from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
 from embedkeeper.store.vector_index import (
+    IndexTarget,
     create_index,
     drop_indexes,
-    index_name,
+    index_target,
     list_indexes,
     restore_indexes,
 )
 from tests.conftest import insert_docs, one_pass, source_config
 from tests.fakes import ScriptedBackend, unit_vector
 
-MINILM = ModelConfig(name="minilm", dimensions=384)
 SMALL = BuildSettings(memory_mb=64, workers=0)
+
+
+def target(
+    conn: psycopg.Connection, source: str = "docs", table: str = "public.docs"
+) -> IndexTarget:
+    """The test pair's index target, its tables made if missing."""
+    names = PairNames.of(source, "minilm")
+    ensure_pair(conn, names, PairRecord(table, "bigint", 384, "vector"))
+    return index_target(conn, names)
 
 
 def index_state(conn: psycopg.Connection, name: str) -> tuple[bool, bool] | None:
@@ -64,54 +72,53 @@ def embedded_app(conn, db_url, make_app, count: int = 60):
 def test_index_create_makes_an_index_the_planner_uses_and_drop_removes_it(conn, db_url, make_app):
     embedded_app(conn, db_url, make_app)
 
-    name, built = create_index(conn, MINILM, HnswParams(), SMALL)
+    name, built = create_index(conn, target(conn), HnswParams(), SMALL)
 
-    assert (name, built) == ("embeddings_minilm_hnsw", True)
+    assert (name, built) == ("docs__minilm_hnsw", True)
     assert index_state(conn, name) == (True, True)
-    [listed] = list_indexes(conn, "minilm")
+    [listed] = list_indexes(conn, target(conn))
     assert (listed.name, listed.model, listed.state) == (name, "minilm", "live")
-    assert "USING hnsw (((embedding)::vector(384)) vector_cosine_ops)" in listed.definition
+    assert "USING hnsw (embedding vector_cosine_ops)" in listed.definition
     with conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(
             row[0]
             for row in conn.execute(
-                "EXPLAIN (COSTS OFF) SELECT document_id FROM embedkeeper.embeddings"
-                " WHERE model = 'minilm' ORDER BY embedding::vector(384) <=> %s::vector(384)"
-                " LIMIT 10",
+                "EXPLAIN (COSTS OFF) SELECT document_id FROM embedkeeper.docs__minilm_chunks"
+                " ORDER BY embedding <=> %s LIMIT 10",
                 (unit_vector("query"),),
             )
         )
-    assert f"Index Scan using {name} on embeddings" in plan
-    assert create_index(conn, MINILM, HnswParams(), SMALL) == (name, False)  # idempotent
+    assert f"Index Scan using {name} on docs__minilm_chunks" in plan
+    assert create_index(conn, target(conn), HnswParams(), SMALL) == (name, False)  # idempotent
 
-    assert drop_indexes(conn, "minilm") == [name]
+    assert drop_indexes(conn, target(conn)) == [name]
     assert index_state(conn, name) is None
-    assert list_indexes(conn, "minilm") == []
+    assert list_indexes(conn, target(conn)) == []
 
 
 def test_a_deferred_backfill_drops_the_index_while_it_writes_and_ends_with_it_valid(
     conn, db_url, make_app
 ):
-    create_index(conn, MINILM, HnswParams(opclass="l2"), SMALL)  # on an empty table
+    create_index(conn, target(conn), HnswParams(opclass="l2"), SMALL)  # on an empty table
     insert_docs(conn, [f"text {i}" for i in range(300)])
     seen: list[tuple[object, object]] = []
 
     def look(documents):
         with connect(db_url) as other:
-            seen.append((index_state(other, "embeddings_minilm_hnsw"), records(other)))
+            seen.append((index_state(other, "docs__minilm_hnsw"), records(other)))
 
     app = make_app(source_config(db_url), ScriptedBackend(during=look))
     config = app.config
 
     result = backfill(app, config.models, defer_index=True, index_settings=SMALL)
 
-    assert seen[0] == (None, [("embeddings_minilm_hnsw", "minilm")])  # dropped, recorded
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert seen[0] == (None, [("docs__minilm_hnsw", "minilm")])  # dropped, recorded
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
     assert result.results["minilm"].stats.ok == 300
-    assert measure(conn, app.queries, "minilm").coverage_percent == 100.0
-    [index] = list_indexes(conn, "minilm")
+    assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
+    [index] = list_indexes(conn, target(conn))
     assert "vector_l2_ops" in index.definition  # rebuilt as it was, not as the default
 
 
@@ -119,16 +126,16 @@ def test_an_index_dropped_by_a_backfill_that_died_is_rebuilt_by_the_next_backfil
     conn, db_url, make_app
 ):
     app = embedded_app(conn, db_url, make_app)
-    create_index(conn, MINILM, HnswParams(m=8, ef_construction=32), SMALL)
-    _record_and_drop(conn, "minilm")  # as a deferring backfill does, then it dies
-    assert index_state(conn, "embeddings_minilm_hnsw") is None
-    assert [i.state for i in list_indexes(conn, "minilm")] == ["deferred"]
+    create_index(conn, target(conn), HnswParams(m=8, ef_construction=32), SMALL)
+    _record_and_drop(conn, target(conn))  # as a deferring backfill does, then it dies
+    assert index_state(conn, "docs__minilm_hnsw") is None
+    assert [i.state for i in list_indexes(conn, target(conn))] == ["deferred"]
 
     backfill(app, app.config.models)  # nothing to embed; it still restores
 
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
-    [index] = list_indexes(conn, "minilm")
+    [index] = list_indexes(conn, target(conn))
     assert "WITH (m='8', ef_construction='32')" in index.definition
 
 
@@ -136,32 +143,32 @@ def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral
     conn, db_url, make_app
 ):
     embedded_app(conn, db_url, make_app)
-    create_index(conn, MINILM, HnswParams(), SMALL)
-    _record_and_drop(conn, "minilm")
+    create_index(conn, target(conn), HnswParams(), SMALL)
+    _record_and_drop(conn, target(conn))
     with connect(db_url) as peer:  # a deferring backfill that is still running
         peer.execute(
-            "SELECT pg_advisory_lock_shared(hashtext('embedkeeper:index'), hashtext('minilm'))"
+            "SELECT pg_advisory_lock_shared(hashtext('embedkeeper:index'), hashtext('docs:minilm'))"
         )
-        assert restore_indexes(conn, "minilm", SMALL) is False
+        assert restore_indexes(conn, target(conn), SMALL) is False
         with pytest.raises(EmbedkeeperError, match="--defer-index is running"):
-            create_index(conn, MINILM, HnswParams(), SMALL)
-        assert index_state(conn, "embeddings_minilm_hnsw") is None
+            create_index(conn, target(conn), HnswParams(), SMALL)
+        assert index_state(conn, "docs__minilm_hnsw") is None
     wait_until_no_advisory_locks(conn)  # the peer's session is gone (it died)
-    assert create_index(conn, MINILM, HnswParams(), SMALL) == ("embeddings_minilm_hnsw", False)
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert create_index(conn, target(conn), HnswParams(), SMALL) == ("docs__minilm_hnsw", False)
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
 
 
 def test_two_deferring_backfills_leave_the_rebuild_to_the_last_one_out(conn, db_url, make_app):
     embedded_app(conn, db_url, make_app)
-    create_index(conn, MINILM, HnswParams(), SMALL)
+    create_index(conn, target(conn), HnswParams(), SMALL)
     from embedkeeper.store.deferred_index import indexes_deferred
 
-    with indexes_deferred(db_url, "minilm", SMALL) as first:
-        with indexes_deferred(db_url, "minilm", SMALL) as second:
-            assert (first, second) == (["embeddings_minilm_hnsw"], [])
-        assert index_state(conn, "embeddings_minilm_hnsw") is None  # the first still writes
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    with indexes_deferred(db_url, target(conn), SMALL) as first:
+        with indexes_deferred(db_url, target(conn), SMALL) as second:
+            assert (first, second) == (["docs__minilm_hnsw"], [])
+        assert index_state(conn, "docs__minilm_hnsw") is None  # the first still writes
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
 
 
@@ -169,34 +176,15 @@ def test_a_record_that_is_not_a_vector_index_definition_is_never_run(conn, db_ur
     embedded_app(conn, db_url, make_app)
     conn.execute("CREATE TABLE public.victim (x int)")
     conn.execute(
-        "INSERT INTO embedkeeper.deferred_indexes (index_name, model, definition) VALUES"
-        " ('evil', 'minilm', 'DROP TABLE public.victim')"
+        "INSERT INTO embedkeeper.deferred_indexes (index_name, source, model, definition)"
+        " VALUES ('evil', 'docs', 'minilm', 'DROP TABLE public.victim')"
     )
-    with pytest.raises(DatabaseError, match=r"not a vector index on embedkeeper\.embeddings"):
-        restore_indexes(conn, "minilm", SMALL)
+    with pytest.raises(
+        DatabaseError, match=r"not a vector index on embedkeeper\.docs__minilm_chunks"
+    ):
+        restore_indexes(conn, target(conn), SMALL)
     assert conn.execute("SELECT to_regclass('public.victim') IS NOT NULL").fetchone() == (True,)
     assert records(conn) == [("evil", "minilm")]  # kept for the operator to look at
-
-
-def test_odd_model_names_get_safe_distinct_index_names(conn, db_url, make_app):
-    odd = "It's Mini\"LM; DROP TABLE x"
-    name = index_name(odd)
-    assert name.startswith("embeddings_itsminilmdroptablex_")
-    assert name.endswith("_hnsw")
-    assert len(name) <= 63
-    assert name != index_name("itsminilmdroptablex")
-    assert len(index_name("m" * 200)) == 63
-    insert_docs(conn, ["one", "two"])
-    config = source_config(db_url, models=[{"name": odd, "dimensions": 384}])
-    one_pass(make_app(config, ScriptedBackend()))
-
-    create_index(conn, config.models[0], HnswParams(), SMALL)
-
-    [index] = list_indexes(conn, odd)
-    assert (index.name, index.state) == (name, "live")
-    _record_and_drop(conn, odd)
-    assert restore_indexes(conn, odd, SMALL) is True
-    assert index_state(conn, name) == (True, True)
 
 
 @pytest.mark.parametrize(
@@ -212,13 +200,13 @@ def test_bad_hnsw_parameters_are_usage_errors(params, message):
         params.check()
 
 
-def test_a_model_without_known_dimensions_is_a_clear_error(conn):
-    with pytest.raises(EmbedkeeperError, match='model "new" has no dimensions yet'):
-        create_index(conn, ModelConfig(name="new"), HnswParams(), SMALL)
+def test_a_pair_without_tables_is_a_clear_error(conn):
+    with pytest.raises(EmbedkeeperError, match='model "new" has no tables yet'):
+        index_target(conn, PairNames.of("docs", "new"))
 
 
 def test_stop_is_honoured_and_the_index_still_comes_back(conn, db_url, make_app):
-    create_index(conn, MINILM, HnswParams(), SMALL)
+    create_index(conn, target(conn), HnswParams(), SMALL)
     insert_docs(conn, [f"text {i}" for i in range(100)])
     stop = threading.Event()
     app = make_app(source_config(db_url), ScriptedBackend(during=lambda docs: stop.set()))
@@ -226,7 +214,7 @@ def test_stop_is_honoured_and_the_index_still_comes_back(conn, db_url, make_app)
     result = backfill(app, app.config.models, stop=stop, defer_index=True, index_settings=SMALL)
 
     assert result.interrupted
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
 
 
@@ -234,17 +222,17 @@ def test_the_daemon_rebuilds_an_index_a_dead_backfill_left_dropped(conn, db_url,
     from embedkeeper.service.worker import Worker
 
     app = embedded_app(conn, db_url, make_app)
-    create_index(conn, MINILM, HnswParams(), SMALL)
-    _record_and_drop(conn, "minilm")
+    create_index(conn, target(conn), HnswParams(), SMALL)
+    _record_and_drop(conn, target(conn))
 
     Worker(app, threading.Event()).restore_indexes()
 
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
 
 
 def test_a_deferral_whose_lock_session_dies_still_rebuilds_at_the_end(conn, db_url, make_app):
-    create_index(conn, MINILM, HnswParams(), SMALL)
+    create_index(conn, target(conn), HnswParams(), SMALL)
     insert_docs(conn, [f"text {i}" for i in range(50)])
 
     def kill_lock_session(documents):
@@ -258,7 +246,7 @@ def test_a_deferral_whose_lock_session_dies_still_rebuilds_at_the_end(conn, db_u
     result = backfill(app, app.config.models, defer_index=True, index_settings=SMALL)
 
     assert result.results["minilm"].stats.ok == 50
-    assert index_state(conn, "embeddings_minilm_hnsw") == (True, True)
+    assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
 
 
@@ -266,7 +254,7 @@ def test_a_graph_larger_than_maintenance_work_mem_is_logged(conn, db_url, make_a
     embedded_app(conn, db_url, make_app, count=1000)
 
     with caplog.at_level("WARNING"):
-        create_index(conn, MINILM, HnswParams(), BuildSettings(memory_mb=1, workers=0))
+        create_index(conn, target(conn), HnswParams(), BuildSettings(memory_mb=1, workers=0))
 
     assert "index_build_notice" in caplog.text
     assert "maintenance_work_mem" in caplog.text

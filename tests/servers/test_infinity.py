@@ -19,7 +19,7 @@ import pytest
 from embedkeeper.backends.local import resolve_model_path
 from embedkeeper.chunking import load_tokenizer
 from embedkeeper.config.settings import DEFAULT_MODEL_REF
-from tests.cli.helpers import assert_one_error_line, paragraphs, wait_for
+from tests.cli.helpers import assert_one_error_line, count_rows, paragraphs, wait_for
 from tests.conftest import insert_docs, vectors
 from tests.servers.infinity import Infinity, free_port, infinity_command
 
@@ -71,7 +71,8 @@ def test_vectors_token_counts_and_truncation_match_the_model(
 ):
     texts = [*paragraphs(40), *long_texts(8)]
     ids = insert_docs(conn, texts)
-    cli.configure(models=[model_entry(infinity, model_dir, encoding_format="base64")])
+    entry = model_entry(infinity, model_dir, encoding_format="base64", chunking="none")
+    cli.configure(models=[entry])
 
     result = cli("backfill")
 
@@ -85,7 +86,7 @@ def test_vectors_token_counts_and_truncation_match_the_model(
     tokenizer = load_tokenizer(model_dir)
     counts = {i: len(tokenizer.encode(t).ids) for i, t in zip(ids, texts, strict=True)}
     rows = conn.execute(
-        "SELECT document_id, token_count, truncated FROM embedkeeper.embeddings"
+        "SELECT document_id, token_count, truncated FROM embedkeeper.docs__inf_documents"
     ).fetchall()
     assert {r[0]: (r[1], r[2]) for r in rows} == {
         i: (min(n, WINDOW), n > WINDOW) for i, n in counts.items()
@@ -96,6 +97,33 @@ def test_vectors_token_counts_and_truncation_match_the_model(
     assert "token_counts=tokenizer window=256" in result.stderr
     assert f" {tokens} tokens in " in result.stdout  # ours: not marked as the server's
     assert "backend_other_model" not in result.stderr
+
+
+def test_long_documents_are_chunked_and_each_chunk_matches_the_model(
+    cli, conn, infinity, model_dir, minilm
+):
+    texts = long_texts(6)
+    ids = insert_docs(conn, texts)
+    cli.configure(models=[model_entry(infinity, model_dir)])
+
+    result = cli("backfill")
+
+    assert result.returncode == 0, result.stderr
+    chunks = conn.execute(
+        "SELECT document_id, char_start, char_end, passage, embedding"
+        " FROM embedkeeper.docs__inf_chunks ORDER BY document_id, chunk"
+    ).fetchall()
+    assert {c[0] for c in chunks} == set(ids)
+    assert len(chunks) > 2 * len(ids)  # past the window: several chunks each
+    text_of = dict(zip(ids, texts, strict=True))
+    direct = minilm.model.encode([c[3] for c in chunks], normalize_embeddings=True)
+    for (doc_id, start, end, passage, vector), expected in zip(chunks, direct, strict=True):
+        assert text_of[doc_id][start:end] == passage
+        assert float(np.dot(vector.to_numpy(), expected)) >= 0.9999
+    truncated = conn.execute(
+        "SELECT count(*) FILTER (WHERE truncated) FROM embedkeeper.docs__inf_documents"
+    ).fetchone()
+    assert truncated == (0,)  # every chunk fits the window: nothing cut
 
 
 def test_a_reply_for_another_model_is_warned_about_once_per_pass(cli, conn, infinity, model_dir):
@@ -123,8 +151,7 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
     )
     port = free_port()
     child = cli.start("run", "--metrics-port", str(port))
-    embedded = "SELECT count(*) FROM embedkeeper.embeddings"
-    wait_for(lambda: conn.execute(embedded).fetchone() == (20,), 60, "the first pass", alive=child)
+    wait_for(lambda: count_rows(conn, "embeddings", "inf") == 20, 60, "the first pass", alive=child)
     health = f"http://127.0.0.1:{port}/healthz"
     assert httpx.get(health, timeout=2).status_code == 200
 
@@ -137,7 +164,7 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
     back = time.monotonic()
     wait_for(lambda: "circuit_closed" in child.output()[1], 30, "a probe to get through")
     resumed_s = time.monotonic() - back
-    wait_for(lambda: conn.execute(embedded).fetchone() == (40,), 60, "the 20 new", alive=child)
+    wait_for(lambda: count_rows(conn, "embeddings", "inf") == 40, 60, "the 20 new", alive=child)
     done_s = time.monotonic() - back
     log.info(
         "after /health answered: probe through in %.1f s, 20 documents in %.1f s", resumed_s, done_s
@@ -164,8 +191,8 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
         r" `minilm` not found\. Available model names are \['a-model', 'b-model'\]\); set model",
         lines[0],
     ), lines[0]
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
-    assert conn.execute(embedded).fetchone() == (40,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__inf_failures").fetchone() == (0,)
+    assert count_rows(conn, "embeddings", "inf") == 40
     assert "InputRejected" not in child.output()[1]
 
     started = time.monotonic()
@@ -173,4 +200,4 @@ def test_a_model_that_disappears_mid_run_stops_the_pass_and_reviews_nothing(
     line = assert_one_error_line(result, 1, 'embedkeeper: error: [[models]] "inf": openai at ')
     assert 'does not serve model "minilm"' in line
     assert time.monotonic() - started < 30
-    assert conn.execute("SELECT count(*) FROM embedkeeper.failures").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM embedkeeper.docs__inf_failures").fetchone() == (0,)

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from embedkeeper.chunking import make_chunker
 from embedkeeper.records import Claimed, Document
 from embedkeeper.sync.embedding import embed_claimed, isolate_suspects
 from embedkeeper.sync.pipeline import drain
@@ -92,6 +93,7 @@ def drained(store: KeySpace):
     return drain(
         store,
         ScriptedBackend(poison="poison"),
+        make_chunker("none", window=None, tokenizer=None),
         claim_size=4,
         dimensions=384,
         stop=threading.Event(),

@@ -77,7 +77,7 @@ def backfill(
         if stop.is_set():
             break
         todo = before[model.name].pending
-        with _index_guard(app, model.name, todo, defer_index, index_settings):
+        with _index_guard(app, model, todo, defer_index, index_settings):
             outcome = _backfill_model(app, model, todo, limit, trigger, stop)
         if outcome is not None:
             results[model.name], held[model.name] = outcome
@@ -85,16 +85,18 @@ def backfill(
 
 
 def _index_guard(
-    app: App, model: str, todo: int, defer: bool, settings: BuildSettings | None
+    app: App, model: ModelConfig, todo: int, defer: bool, settings: BuildSettings | None
 ) -> AbstractContextManager[object]:
-    """Drop and rebuild the model's vector indexes around a pass with work to do; otherwise
+    """Drop and rebuild the pair's vector indexes around a pass with work to do; otherwise
     rebuild what a dead deferring backfill left recorded."""
     timeout_s = app.config.connect_timeout_s
-    if defer and todo:
-        return indexes_deferred(app.url, model, settings or BuildSettings(), timeout_s=timeout_s)
     with connect(app.url, timeout_s=timeout_s) as conn:
-        restore_quietly(conn, model, settings)
-        note_live_index(conn, model, todo)
+        target = app.index_target(conn, model)
+        if defer and todo:
+            settings = settings or BuildSettings()
+            return indexes_deferred(app.url, target, settings, timeout_s=timeout_s)
+        restore_quietly(conn, target, settings)
+        note_live_index(conn, target, todo)
     return nullcontext()
 
 
@@ -110,7 +112,7 @@ def _backfill_model(
     nothing to do. The int: documents still held past claim_lease."""
     if todo == 0:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            deleted = prune_all(conn, app.queries, model.name)
+            deleted = prune_all(conn, app.ready_pair(conn, model), model.name)
         event(log, logging.INFO, "nothing_to_do", model=model.name, deleted=deleted)
         return None
     backend = app.backend(model)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from embedkeeper.app import App, open_app
 from embedkeeper.commands import chosen_models
 from embedkeeper.config import Config, ModelConfig
-from embedkeeper.store.coverage import Coverage, measure
+from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
 
 COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored", "skipped")
@@ -20,7 +20,7 @@ COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored"
 
 def coverage_of(app: App, models: Sequence[ModelConfig]) -> list[Coverage]:
     with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-        return [measure(conn, app.queries, m.name) for m in models]
+        return [app.coverage(conn, m) for m in models]
 
 
 def format_table(rows: list[Coverage]) -> str:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 
 from embedkeeper.app import open_app
+from embedkeeper.commands import chosen_models
 from embedkeeper.config import Config
 from embedkeeper.store.db import connect
-from embedkeeper.store.failures import Failure, ignore_failures, list_failures, retry_failures
+from embedkeeper.store.failures import (
+    Failure,
+    PairFailures,
+    ignore_failures,
+    list_failures,
+    retry_failures,
+)
+from embedkeeper.store.queries import SourceQueries
 
 
 def format_failures(rows: list[Failure]) -> str:
@@ -25,17 +33,21 @@ def format_failures(rows: list[Failure]) -> str:
 
 
 def cmd_failures(args: argparse.Namespace, config: Config) -> int:
-    if args.model:
-        config.model(args.model)  # an unknown name is an error, not an empty list
+    models = chosen_models(config, args.model)  # an unknown name is an error, not an empty list
     app = open_app(config)
-    id_type = app.queries.id_type
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        pairs = [_failures_of(app.ready_pair(conn, m), m.name) for m in models]
         if args.action == "list":
-            print(format_failures(list_failures(conn, id_type, args.model, args.ids, args.all)))
+            found = [f for p in pairs for f in list_failures(conn, p, args.ids, args.all)]
+            print(format_failures(found))
         elif args.action == "retry":
-            count = retry_failures(conn, id_type, args.model, args.ids)
+            count = sum(retry_failures(conn, p, args.ids) for p in pairs)
             print(f"re-queued {count} document(s); the next pass or backfill embeds them")
         else:
-            count = ignore_failures(conn, id_type, args.model, args.ids)
+            count = sum(ignore_failures(conn, p, args.ids) for p in pairs)
             print(f"ignored {count} document(s); they no longer count as failed")
     return 0
+
+
+def _failures_of(queries: SourceQueries, model: str) -> PairFailures:
+    return PairFailures(model, queries.failures, queries.id_type)

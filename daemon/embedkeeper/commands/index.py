@@ -21,7 +21,7 @@ from embedkeeper.store.vector_index import (
 
 def format_indexes(indexes: list[VectorIndex]) -> str:
     if not indexes:
-        return "no vector index on embedkeeper.embeddings (create one: embedkeeper index create)"
+        return "no vector index (create one: embedkeeper index create --model NAME)"
     rows = [("model", "index", "state", "size", "definition")]
     for i in indexes:
         size = "" if i.size_bytes is None else f"{i.size_bytes / 2**20:.1f} MB"
@@ -42,16 +42,19 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
     params.check()
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        targets = [app.index_target(conn, m) for m in models]
         if args.action == "create":
-            name, built = create_index(conn, models[0], params, settings)
+            name, built = create_index(conn, targets[0], params, settings)
             print(f"{'created' if built else 'exists:'} embedkeeper.{name}")
         elif args.action == "drop":
-            names = drop_indexes(conn, args.model)
+            names = drop_indexes(conn, targets[0])
             print("dropped " + (", ".join(names) if names else "nothing: no vector index"))
         elif args.action == "restore":
-            for model in models:
-                done = restore_indexes(conn, model.name, settings)
-                print(f"{model.name}: " + ("restored" if done else "left to the running backfill"))
+            for target in targets:
+                done = restore_indexes(conn, target, settings)
+                print(
+                    f"{target.model}: " + ("restored" if done else "left to the running backfill")
+                )
         else:
-            print(format_indexes(list_indexes(conn, args.model)))
+            print(format_indexes([i for t in targets for i in list_indexes(conn, t)]))
     return 0

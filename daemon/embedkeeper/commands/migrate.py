@@ -16,6 +16,7 @@ from embedkeeper.config import Config, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
+from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
 
 log = logging.getLogger(__name__)
@@ -92,4 +93,25 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     url = database_url(config)
     revision = migrate(url, config.source, timeout_s=config.connect_timeout_s)
     print(f"embedkeeper schema at revision {revision} in {mask_url(url)}")
+    make_pairs(config)
     return 0
+
+
+def make_pairs(config: Config) -> None:
+    """Each (source, model) pair's tables (a model whose dimensions the config does not state
+    is loaded to learn them) and its search view, replaced so it follows the config's `where`."""
+    from embedkeeper.app import open_app
+
+    app = open_app(config)
+    try:
+        with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+            for model in config.models:
+                queries = app.ready_pair(conn, model)
+                replace_view(conn, queries)
+                base = app.names(model).base
+                print(
+                    f"source {config.source.source_name}, model {model.name}: tables"
+                    f" embedkeeper.{base}_documents, _chunks, _failures; view embedkeeper.{base}"
+                )
+    finally:
+        app.close()

@@ -3,7 +3,8 @@
 The question is embedded by the model's own backend with `query_prefix` in place of `prefix`
 (models such as E5 or nomic-embed-text want "query: " on questions and "passage: " on
 documents), so the command answers as an application using the same model would. One row per
-document, nearest first, from store/search.py.
+document (its nearest chunk), or with --chunks one row per chunk, nearest first, from
+store/search.py.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             vector = embed_question(backend, question, dimensions, model.name)
         finally:
             backend.close()
-        hits = nearest(conn, app.queries, model.name, dimensions, vector, args.k)
-    source = config.source.display_name
+        hits = nearest(conn, app.ready_pair(conn, model), vector, args.k, chunks=args.chunks)
+    source = config.source.source_name
     if args.json:
         print(json.dumps([as_json(hit, source, model.name) for hit in hits], indent=2))
     else:
@@ -84,9 +85,9 @@ def format_hits(hits: list[Hit], source: str, model: str) -> str:
         return f"no embedded documents in {source} for model {model}"
     ids = [str(h.document_id) for h in hits]
     width = max(len("document"), *(len(i) for i in ids))
-    lines = [f"{'distance':>8}  {'document':<{width}}  text"]
+    lines = [f"{'distance':>8}  {'document':<{width}}  {'chunk':>5}  passage"]
     for hit, doc_id in zip(hits, ids, strict=True):
-        lines.append(f"{hit.distance:8.3f}  {doc_id:<{width}}  {snippet(hit.text)}")
+        lines.append(f"{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}  {snippet(hit.text)}")
     return "\n".join(lines)
 
 

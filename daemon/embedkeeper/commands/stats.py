@@ -70,7 +70,8 @@ def collect(config: Config, model: str | None, since_s: float) -> list[ModelStat
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
         return [
             ModelStats(
-                run_figures(conn, m.name, since_s), measure_backlog(conn, app.queries, m.name)
+                run_figures(conn, config.source.source_name, m.name, since_s),
+                measure_backlog(conn, app.ready_pair(conn, m), m.name),
             )
             for m in chosen_models(config, model)
         ]

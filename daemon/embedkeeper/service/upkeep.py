@@ -48,6 +48,8 @@ def refresh_backlog(app: App, metrics: Metrics) -> None:
     try:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
             for model in app.config.models:
-                metrics.record_backlog(measure_backlog(conn, app.queries, model.name))
+                metrics.record_backlog(
+                    measure_backlog(conn, app.ready_pair(conn, model), model.name)
+                )
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

@@ -21,7 +21,6 @@ from embedkeeper.service.metrics import Metrics
 from embedkeeper.service.progress import Progress
 from embedkeeper.service.upkeep import prune_history_when_due
 from embedkeeper.store import sync_state
-from embedkeeper.store.coverage import measure
 from embedkeeper.store.db import connect
 from embedkeeper.store.vector_index import restore_quietly
 from embedkeeper.sync.passes import PassContext, run_pass
@@ -147,7 +146,7 @@ class Worker:
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
                 for model in self.app.config.models:
-                    restore_quietly(conn, model.name)
+                    restore_quietly(conn, self.app.index_target(conn, model))
         except EmbedkeeperError as exc:
             event(
                 log,
@@ -164,7 +163,7 @@ class Worker:
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
                 for model in self.app.config.models:
-                    self.metrics.record_coverage(measure(conn, self.app.queries, model.name))
+                    self.metrics.record_coverage(self.app.coverage(conn, model))
         except EmbedkeeperError as exc:
             event(
                 log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)

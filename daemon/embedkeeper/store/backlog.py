@@ -19,19 +19,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.source_sql import SourceSql
 
-MODEL_FIGURES = """
-SELECT (SELECT count(*) FROM embedkeeper.embeddings WHERE model = %(model)s),
-       (SELECT count(*) FROM embedkeeper.failures AS f
-         WHERE f.model = %(model)s AND f.status IN ('review', 'ignored')
-           AND NOT EXISTS (SELECT 1 FROM embedkeeper.embeddings AS e
-                            WHERE e.model = f.model AND e.document_id = f.document_id)),
-       (SELECT count(*) FROM embedkeeper.failures
-         WHERE model = %(model)s AND status = 'review')
-"""
+
+def model_figures(queries: SourceSql) -> sql.Composed:
+    """The pair's records, its parked failures with no record, and its failures in review."""
+    return sql.SQL(
+        """
+        SELECT (SELECT count(*) FROM {records}),
+               (SELECT count(*) FROM {failures} AS f
+                 WHERE f.status IN ('review', 'ignored')
+                   AND NOT EXISTS (SELECT 1 FROM {records} AS e
+                                    WHERE e.document_id = f.document_id)),
+               (SELECT count(*) FROM {failures} WHERE status = 'review')
+        """
+    ).format(records=queries.vectors, failures=queries.failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int
 def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: str) -> Backlog:
     documents = estimate_documents(conn, queries)
     with mapped_errors("counting the model's vectors"):
-        row = conn.execute(MODEL_FIGURES, {"model": model}).fetchone()
+        row = conn.execute(model_figures(queries)).fetchone()
     assert row is not None
     embedded, parked, in_review = (int(v) for v in row)
     return Backlog(model, documents, embedded, parked, in_review)

@@ -44,7 +44,9 @@ class ClaimRules:
     model: str
     stale_by: StaleBy  # what makes an embedded document stale
     retry_failed_now: bool  # ignore failures' retry delay (a backfill)
-    prefix_chars: int  # how much of each text to read: the backend's window, with room
+    prefix_chars: int  # how much of each text to read: what its chunks can hold, with room
+    claim_chars: int  # the text one claim may hold (at least one document is claimed)
+    chunking: str  # the chunker's fingerprint: a record of other settings is stale
 
 
 def claim_batch(
@@ -70,6 +72,8 @@ def claim_batch(
             "claim_space": claim_space(queries.source.source_name, rules.model),
             "ignore_delay": rules.retry_failed_now,
             "prefix_chars": rules.prefix_chars,
+            "claim_chars": rules.claim_chars,
+            "chunking": rules.chunking,
         },
     ).fetchall()
     if not rows:
@@ -84,20 +88,22 @@ def claim_batch(
         if r[5]
     ]
     held = [r[4] for r in rows if not r[5]]
-    pending = _still_pending(conn, queries, rules.model, locked)
+    pending = _still_pending(conn, queries, rules, locked)
     return ClaimResult(Claimed(pending, last_key), held, [r[0] for r in rows if not r[5]])
 
 
 def _still_pending(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: list[Document]
+    conn: psycopg.Connection[Any], queries: SourceQueries, rules: ClaimRules, docs: list[Document]
 ) -> list[Document]:
     if not docs:
         return []
+    model = rules.model
     existing = {
         row[0]: (bytes(row[1]), row[2])
         for row in conn.execute(
             queries.existing_vectors(), {"model": model, "ids": [d.id for d in docs]}
         )
+        if row[3] is None or row[3] == rules.chunking
     }
     pending: list[Document] = []
     done: list[Document] = []

@@ -27,6 +27,9 @@ class Coverage:
     failed: int
     ignored: int
     skipped: int
+    source: str = ""
+    chunks: int = 0  # the chunks of the documents embedded (current or stale)
+    truncated: int = 0  # embedded documents with text left out (chunking "none", max_chunks)
 
     @property
     def coverage_percent(self) -> float:
@@ -39,13 +42,21 @@ class Coverage:
         return {**asdict(self), "coverage_percent": self.coverage_percent}
 
 
-def measure(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Coverage:
+def measure(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str
+) -> Coverage:
+    """`chunking`: the model's chunker fingerprint; a record made with other settings is stale."""
     with mapped_errors("measuring coverage"):
-        row = conn.execute(queries.coverage(), {"model": model}).fetchone()
+        row = conn.execute(queries.coverage(), {"model": model, "chunking": chunking}).fetchone()
     assert row is not None
-    total, skipped, embedded, stale, failed, ignored, pending = (int(v) for v in row)
+    total, skipped, embedded, stale, failed, ignored, pending, chunks, truncated = (
+        int(v) for v in row
+    )
     return Coverage(
+        source=queries.source.source_name,
         model=model,
+        chunks=chunks,
+        truncated=truncated,
         total=total,
         embedded=embedded,
         stale=stale,

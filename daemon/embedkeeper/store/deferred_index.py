@@ -29,6 +29,7 @@ from embedkeeper.store.db import connect, mapped_errors
 from embedkeeper.store.index_build import BuildSettings
 from embedkeeper.store.vector_index import (
     INDEX_LOCK,
+    IndexTarget,
     list_indexes,
     owner_needed,
     rebuildable,
@@ -41,17 +42,17 @@ log = logging.getLogger("embedkeeper.store.vector_index")
 LARGE_BACKFILL = 10_000  # pending documents above which a live index earns a hint
 
 
-def note_live_index(conn: psycopg.Connection[Any], model: str, todo: int) -> None:
+def note_live_index(conn: psycopg.Connection[Any], target: IndexTarget, todo: int) -> None:
     """A hint when a large backfill is about to write into a live vector index."""
     if todo < LARGE_BACKFILL:
         return
-    live = [i.name for i in list_indexes(conn, model) if i.state == "live"]
+    live = [i.name for i in list_indexes(conn, target) if i.state == "live"]
     if live:
         event(
             log,
             logging.INFO,
             "live_vector_index",
-            model=model,
+            model=target.model,
             indexes=",".join(live),
             pending=todo,
             hint="inserts into a live HNSW index are slow: consider backfill --defer-index",
@@ -60,7 +61,7 @@ def note_live_index(conn: psycopg.Connection[Any], model: str, todo: int) -> Non
 
 @contextmanager
 def indexes_deferred(
-    url: str, model: str, settings: BuildSettings, *, timeout_s: float = 10.0
+    url: str, target: IndexTarget, settings: BuildSettings, *, timeout_s: float = 10.0
 ) -> Iterator[list[str]]:
     """Drop the model's vector indexes for the block (recorded first), rebuild them after it.
 
@@ -70,31 +71,33 @@ def indexes_deferred(
     try:
         with mapped_errors("locking the model's index"):
             conn.execute(
-                "SELECT pg_advisory_lock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
+                "SELECT pg_advisory_lock_shared(hashtext(%s), hashtext(%s))",
+                (INDEX_LOCK, target.key),
             )
-        dropped = _record_and_drop(conn, model)
+        dropped = _record_and_drop(conn, target)
         try:
             yield dropped
         except Exception:
-            _rebuild_quietly(url, conn, model, settings, timeout_s)
+            _rebuild_quietly(url, conn, target, settings, timeout_s)
             raise
-        _release_and_rebuild(url, conn, model, settings, timeout_s)
+        _release_and_rebuild(url, conn, target, settings, timeout_s)
     finally:
         conn.close()
 
 
-def _record_and_drop(conn: psycopg.Connection[Any], model: str) -> list[str]:
-    live = [i for i in list_indexes(conn, model) if i.state == "live"]
+def _record_and_drop(conn: psycopg.Connection[Any], target: IndexTarget) -> list[str]:
+    model = target.model
+    live = [i for i in list_indexes(conn, target) if i.state == "live"]
     for index in live:
-        if not rebuildable(index.definition):  # it could not be rebuilt from a record
+        if not rebuildable(target, index.definition):  # it could not be rebuilt from a record
             event(log, logging.WARNING, "index_kept", model=model, index=index.name)
-    live = [i for i in live if rebuildable(i.definition)]
+    live = [i for i in live if rebuildable(target, i.definition)]
     with owner_needed("dropping"), conn.transaction():
         for index in live:
             conn.execute(
-                "INSERT INTO embedkeeper.deferred_indexes (index_name, model, definition)"
-                " VALUES (%s, %s, %s) ON CONFLICT (index_name) DO NOTHING",
-                (index.name, model, index.definition),
+                "INSERT INTO embedkeeper.deferred_indexes (index_name, source, model, definition)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (index_name) DO NOTHING",
+                (index.name, target.source, model, index.definition),
             )
             conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS embedkeeper.{}").format(sql.Identifier(index.name))
@@ -105,25 +108,34 @@ def _record_and_drop(conn: psycopg.Connection[Any], model: str) -> list[str]:
 
 
 def _release_and_rebuild(
-    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
+    url: str,
+    conn: psycopg.Connection[Any],
+    target: IndexTarget,
+    settings: BuildSettings,
+    timeout_s: float,
 ) -> None:
     try:
         with mapped_errors("unlocking the model's index"):
             conn.execute(
-                "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
+                "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))",
+                (INDEX_LOCK, target.key),
             )
     except DatabaseUnavailable:  # the session, and its lock, are gone: rebuild on a new one
         with connect(url, timeout_s=timeout_s) as fresh:
-            restore_indexes(fresh, model, settings)
+            restore_indexes(fresh, target, settings)
         return
-    restore_indexes(conn, model, settings)
+    restore_indexes(conn, target, settings)
 
 
 def _rebuild_quietly(
-    url: str, conn: psycopg.Connection[Any], model: str, settings: BuildSettings, timeout_s: float
+    url: str,
+    conn: psycopg.Connection[Any],
+    target: IndexTarget,
+    settings: BuildSettings,
+    timeout_s: float,
 ) -> None:
     """On the way out of a failed backfill: rebuild if we can; if not, the record stays."""
     try:
-        _release_and_rebuild(url, conn, model, settings, timeout_s)
+        _release_and_rebuild(url, conn, target, settings, timeout_s)
     except EmbedkeeperError as exc:
-        event(log, logging.WARNING, "index_rebuild_failed", model=model, detail=str(exc))
+        event(log, logging.WARNING, "index_rebuild_failed", model=target.model, detail=str(exc))

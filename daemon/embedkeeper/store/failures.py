@@ -16,6 +16,15 @@ from embedkeeper.store.db import mapped_errors
 
 
 @dataclass(frozen=True, slots=True)
+class PairFailures:
+    """One (source, model) pair's failures table."""
+
+    model: str
+    table: sql.Composable
+    id_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     model: str
     document_id: object
@@ -39,55 +48,48 @@ def parse_ids(ids: list[str], id_type: str) -> list[Any]:
         ) from exc
 
 
-def _filters(
-    model: str | None, ids: list[str], id_type: str
-) -> tuple[sql.Composable, dict[str, Any]]:
-    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
-    params: dict[str, Any] = {}
-    if model is not None:
-        clauses.append(sql.SQL("model = %(model)s"))
-        params["model"] = model
-    if ids:
-        clauses.append(sql.SQL("document_id = ANY(%(ids)s::{}[])").format(sql.SQL(id_type)))
-        params["ids"] = parse_ids(ids, id_type)
-    return sql.SQL(" AND ").join(clauses), params
+def _filters(ids: list[str], id_type: str) -> tuple[sql.Composable, dict[str, Any]]:
+    if not ids:
+        return sql.SQL("TRUE"), {}
+    return (
+        sql.SQL("document_id = ANY(%(ids)s::{}[])").format(sql.SQL(id_type)),
+        {"ids": parse_ids(ids, id_type)},
+    )
 
 
 def list_failures(
-    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str], every: bool
+    conn: psycopg.Connection[Any], pair: PairFailures, ids: list[str], every: bool
 ) -> list[Failure]:
-    where, params = _filters(model, ids, id_type)
+    where, params = _filters(ids, pair.id_type)
     statuses = ["review", "retry", "ignored"] if every else ["review"]
     query = sql.SQL(
-        "SELECT model, document_id, attempts, status, error_class, message, first_seen,"
-        " last_seen, next_retry_at FROM embedkeeper.failures WHERE {} AND status = ANY(%(st)s)"
-        " ORDER BY model, last_seen DESC, document_id"
-    ).format(where)
+        "SELECT %(model)s, document_id, attempts, status, error_class, message, first_seen,"
+        " last_seen, next_retry_at FROM {} WHERE {} AND status = ANY(%(st)s)"
+        " ORDER BY last_seen DESC, document_id"
+    ).format(pair.table, where)
     with mapped_errors("listing failures"):
-        rows = conn.execute(query, {**params, "st": statuses}).fetchall()
+        rows = conn.execute(query, {**params, "st": statuses, "model": pair.model}).fetchall()
     return [Failure(*row) for row in rows]
 
 
-def retry_failures(
-    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
-) -> int:
+def retry_failures(conn: psycopg.Connection[Any], pair: PairFailures, ids: list[str]) -> int:
     """Put documents in review (or ignored) back in the queue with a fresh attempt count."""
     return _move(
         conn,
-        _filters(model, ids, id_type),
+        pair,
+        _filters(ids, pair.id_type),
         "status = 'retry', attempts = 0, next_retry_at = now()",
         ("review", "ignored"),
         "re-queuing failures",
     )
 
 
-def ignore_failures(
-    conn: psycopg.Connection[Any], id_type: str, model: str | None, ids: list[str]
-) -> int:
+def ignore_failures(conn: psycopg.Connection[Any], pair: PairFailures, ids: list[str]) -> int:
     """Stop retrying these documents and drop them from coverage's failed count."""
     return _move(
         conn,
-        _filters(model, ids, id_type),
+        pair,
+        _filters(ids, pair.id_type),
         "status = 'ignored', next_retry_at = NULL",
         ("review", "retry"),
         "ignoring failures",
@@ -96,6 +98,7 @@ def ignore_failures(
 
 def _move(
     conn: psycopg.Connection[Any],
+    pair: PairFailures,
     selection: tuple[sql.Composable, dict[str, Any]],
     assignments: LiteralString,
     from_statuses: tuple[str, ...],
@@ -103,8 +106,8 @@ def _move(
 ) -> int:
     """One UPDATE of the selected failures that are in one of `from_statuses`."""
     where, params = selection
-    query = sql.SQL(
-        "UPDATE embedkeeper.failures SET {} WHERE {} AND status = ANY(%(from)s)"
-    ).format(sql.SQL(assignments), where)
+    query = sql.SQL("UPDATE {} SET {} WHERE {} AND status = ANY(%(from)s)").format(
+        pair.table, sql.SQL(assignments), where
+    )
     with mapped_errors(doing):
         return conn.execute(query, {**params, "from": list(from_statuses)}).rowcount

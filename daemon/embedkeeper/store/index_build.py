@@ -11,13 +11,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from embedkeeper.errors import UsageError
 from embedkeeper.logs import event
+
+if TYPE_CHECKING:
+    from embedkeeper.store.vector_index import IndexTarget
 
 # Every index event is logged under one name, as it was before the build had a module of its own.
 log = logging.getLogger("embedkeeper.store.vector_index")
@@ -58,7 +61,7 @@ class HnswParams:
 
 def build_indexes(
     conn: psycopg.Connection[Any],
-    model: str,
+    target: IndexTarget,
     statements: Sequence[sql.SQL | sql.Composed],
     settings: BuildSettings | None,
 ) -> float:
@@ -68,7 +71,7 @@ def build_indexes(
         return 0.0
     start = time.perf_counter()
     settings = settings or BuildSettings()
-    memory_mb = settings.memory_mb or _memory_needed(conn, model, settings.max_memory_mb)
+    memory_mb = settings.memory_mb or _memory_needed(conn, target, settings.max_memory_mb)
     conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (f"{memory_mb}MB",))
     conn.execute(
         "SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(settings.workers),)
@@ -86,12 +89,9 @@ def _on_notice(diag: psycopg.errors.Diagnostic) -> None:
     event(log, logging.WARNING, "index_build_notice", detail=diag.message_primary or "")
 
 
-def _memory_needed(conn: psycopg.Connection[Any], model: str, cap_mb: int) -> int:
+def _memory_needed(conn: psycopg.Connection[Any], target: IndexTarget, cap_mb: int) -> int:
     """The graph's size in memory: per row the vector, two layers of neighbours and overhead."""
-    row = conn.execute(
-        "SELECT count(*), max(vector_dims(embedding)) FROM embedkeeper.embeddings WHERE model = %s",
-        (model,),
-    ).fetchone()
-    rows, dims = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target.qualified)).fetchone()
+    rows, dims = (int(row[0]) if row else 0), target.dimensions
     needed_mb = rows * (4 * dims + 2 * 16 * 8 + 256) * 1.25 / 2**20
     return int(min(cap_mb, max(MIN_MEMORY_MB, needed_mb)))

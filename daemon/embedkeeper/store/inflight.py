@@ -23,11 +23,14 @@ CRASHED = "the process embedding this document's batch died (crash, kill or lost
 class InFlight:
     """Records on the claiming session's connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str
+    ) -> None:
         self.conn = conn
         self.queries = queries
         self.model = model
         self._pair = {"source": queries.source.source_name, "model": model}
+        self._chunking = chunking
         self._session: dict[str, Any] = {}
 
     def begin(self, documents: Sequence[Document]) -> int:
@@ -51,7 +54,9 @@ class InFlight:
         """Charge the documents of batches whose process died mid-batch one attempt each; returns
         how many. A death in a batch of many cannot put a document in review (its neighbours
         may be innocent); only a death with the document alone in its batch can."""
-        rows = self.conn.execute(self.queries.recover_crashed(), self._pair).fetchall()
+        rows = self.conn.execute(
+            self.queries.recover_crashed(), {**self._pair, "chunking": self._chunking}
+        ).fetchall()
         for solo in (True, False):
             dead = [
                 Rejected(

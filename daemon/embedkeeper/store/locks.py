@@ -12,6 +12,7 @@ PRUNE = "embedkeeper:prune"  # (PRUNE, pair_key): one instance prunes a model at
 INDEX = "embedkeeper:index"  # (INDEX, model): a deferring backfill holds it shared
 MIGRATE = "embedkeeper:migrate"  # one migration at a time (alembic/env.py)
 DEMO = "embedkeeper:demo"  # one demo corpus load at a time
+PAIRS = "embedkeeper:pairs"  # (PAIRS, base name): one instance makes a pair's tables at a time
 
 
 def claim_space(source: str, model: str) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from embedkeeper.errors import ConfigError, DimensionMismatch
+from embedkeeper.errors import ConfigError, DatabaseError, DimensionMismatch, SchemaMissing
 from embedkeeper.models.pairs import Storage, pair_base_name, pair_tables
 from embedkeeper.models.tables import SCHEMA
+from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
 
 
@@ -99,26 +100,28 @@ def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
     """Record the pair, or hold the config to its record: a source name that now stands for
     another table, or a model of another size or storage, would put two kinds of vectors in
     one pair's tables. The caller owns the transaction."""
+    select = (
+        "SELECT source_table, key_type, dimensions, storage FROM embedkeeper.pairs"
+        " WHERE source = %s AND model = %s"
+    )
     with mapped_errors(f"recording the pair {names.source}/{names.model}"):
-        conn.execute(
-            "INSERT INTO embedkeeper.pairs (source, model, base_name, source_table, key_type,"
-            " dimensions, storage) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (source, model) DO NOTHING",
-            (
-                names.source,
-                names.model,
-                names.base,
-                wanted.source_table,
-                wanted.key_type,
-                wanted.dimensions,
-                wanted.storage,
-            ),
-        )
-        row = conn.execute(
-            "SELECT source_table, key_type, dimensions, storage FROM embedkeeper.pairs"
-            " WHERE source = %s AND model = %s",
-            (names.source, names.model),
-        ).fetchone()
+        row = conn.execute(select, (names.source, names.model)).fetchone()
+        if row is None:  # a worker may only read the registry: it writes only what is new
+            conn.execute(
+                "INSERT INTO embedkeeper.pairs (source, model, base_name, source_table,"
+                " key_type, dimensions, storage) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (source, model) DO NOTHING",
+                (
+                    names.source,
+                    names.model,
+                    names.base,
+                    wanted.source_table,
+                    wanted.key_type,
+                    wanted.dimensions,
+                    wanted.storage,
+                ),
+            )
+            row = conn.execute(select, (names.source, names.model)).fetchone()
     assert row is not None
     recorded = PairRecord(str(row[0]), str(row[1]), int(row[2]), str(row[3]))
     pair = f'source "{names.source}", model "{names.model}"'
@@ -139,3 +142,35 @@ def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
             f" pair's tables hold {recorded.storage}({recorded.dimensions}); give the model"
             " another name in [[models]] to embed again beside the old vectors"
         )
+
+
+def ensure_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRecord) -> bool:
+    """The pair's tables, made if missing (returns True then), and its record checked. A role
+    that may not create them gets an error that names the command to run as the owner."""
+    with conn.transaction():
+        # Instances starting together would race CREATE TABLE IF NOT EXISTS (a duplicate-key
+        # error in the catalog): the first makes the tables, the others wait and find them.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (locks.PAIRS, names.base)
+        )
+        exists = vector_column_type(conn, names) is not None
+        if not exists:
+            try:
+                with conn.transaction():
+                    create_pair_tables(
+                        conn,
+                        names,
+                        key_type=wanted.key_type,
+                        dimensions=wanted.dimensions,
+                        storage=wanted.storage,
+                    )
+            except DatabaseError as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
+                    raise
+                raise SchemaMissing(
+                    f'the tables of source "{names.source}", model "{names.model}" do not exist'
+                    " and this role may not create them; run `embedkeeper migrate` as the"
+                    " owner of schema embedkeeper (then the README's GRANT block)"
+                ) from exc
+        record_pair(conn, names, wanted)
+    return not exists

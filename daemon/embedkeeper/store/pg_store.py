@@ -12,12 +12,13 @@ from typing import Any
 import psycopg
 
 from embedkeeper.config import RetryConfig
-from embedkeeper.records import Claimed, Document, DocumentId, Embedded, Rejected
+from embedkeeper.records import ChunkedEmbedding, Claimed, Document, DocumentId, Rejected
+from embedkeeper.store.chunk_writer import ChunkWriter
 from embedkeeper.store.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.inflight import InFlight
 from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.writer import Writer
+from embedkeeper.store.writer import charge
 
 
 class PgStore:
@@ -40,10 +41,10 @@ class PgStore:
         self.open_tokens: set[int] = set()  # in-flight records not yet closed
         self.held_by_peers: list[datetime | None] = []
         self.held_ids: list[DocumentId] = []  # the documents a peer held, passed over
-        self.inflight = InFlight(conn, queries, rules.model)
+        self.inflight = InFlight(conn, queries, rules.model, rules.chunking)
         self._open_write_conn = write_conn
         self._write_conn: psycopg.Connection[Any] | None = None
-        self._writer: Writer | None = None
+        self._writer: ChunkWriter | None = None
         # Documents claimed and not yet released. A batch may still be in writing when the next
         # claim runs, and an advisory lock is re-entrant: without this, a claim in a later
         # phase (the due retries) could take a document of that batch a second time.
@@ -51,11 +52,14 @@ class PgStore:
         self._holding_lock = threading.Lock()
 
     @property
-    def writer(self) -> Writer:
+    def writer(self) -> ChunkWriter:
         if self._writer is None:
             if self._open_write_conn is not None:
                 self._write_conn = self._open_write_conn()
-            self._writer = Writer(self._write_conn or self.conn, self.queries, self.model)
+            assert self.queries.names is not None, "a pass writes a pair's tables"
+            self._writer = ChunkWriter(
+                self._write_conn or self.conn, self.queries, self.queries.names
+            )
         return self._writer
 
     def close(self) -> None:
@@ -96,12 +100,12 @@ class PgStore:
             self._holding.update(d.id for d in documents)
         return documents
 
-    def save(self, embedded: Sequence[Embedded]) -> int:
-        """Commit the vectors, then release their claims."""
+    def save(self, embedded: Sequence[ChunkedEmbedding]) -> int:
+        """Commit the documents' chunks, then release their claims."""
         if not embedded:
             return 0
         with mapped_errors("writing vectors"):
-            written = self.writer.save(embedded)
+            written = len(self.writer.replace(embedded))
         self.release([e.document for e in embedded])
         return written
 
@@ -109,7 +113,8 @@ class PgStore:
         if not rejected:
             return
         with mapped_errors("recording failures"):
-            self.writer.charge(rejected, self.retry)
+            writer = self.writer
+            charge(writer.conn, self.queries, self.model, rejected, self.retry)
         self.release([r.document for r in rejected])
 
     def begin(self, documents: Sequence[Document]) -> int:

@@ -169,15 +169,8 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
                 f"embedkeeper's schema is {state}, this version needs {HEAD_REVISION}; "
                 "run `embedkeeper migrate`"
             )
-        id_type = document_id_type(conn)
     info = inspect_source(conn, source)
-    if info.key_family != id_type:
-        raise SourceNotFound(
-            f'key column "{source.id_column}" of {source.display_name} is '
-            f"{info.columns[source.id_column]} but embedkeeper.embeddings holds {id_type} keys; "
-            "a database's embedkeeper schema serves one key type: use a key of that type"
-        )
-    queries = SourceQueries(source, id_type)
+    queries = SourceQueries(source, info.key_family)
     _check_filter(conn, queries)
     return queries
 

@@ -46,6 +46,7 @@ class SourceQueries(SourceSql):
         }[stale_by]
         walk = {"all": self._walk_all, "changed": self._walk_changed, "retries": self._walk_retries}
         source, where, order = walk[scope](after)
+        walk_order = "updated_at, id" if scope == "changed" else "id"
         return self._fmt(
             """
             SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
@@ -53,20 +54,27 @@ class SourceQueries(SourceSql):
                    pg_try_advisory_lock(hashtext(%(claim_space)s), hashtext(c.id::text)),
                    c.failure_class IS NOT DISTINCT FROM 'Crashed'
             FROM (
+              SELECT w.*, sum(w.size) OVER (ORDER BY {walk_order}) - w.size AS before
+              FROM (
                 SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
-                       f.error_class AS failure_class
+                       f.error_class AS failure_class,
+                       least(length({text}::text), %(prefix_chars)s) AS size
                 FROM {source}
                 WHERE {where} AND NOT {blank}
-                  AND (e.document_id IS NULL OR {stale})
+                  AND (e.document_id IS NULL OR {stale}{other_chunking})
                   AND (f.document_id IS NULL
                        OR f.content_hash IS DISTINCT FROM {text_hash}
                        OR (f.status = 'retry' AND (%(ignore_delay)s OR f.next_retry_at <= now())))
                 ORDER BY {order}
                 LIMIT %(limit)s
+              ) AS w
             ) AS c
+            WHERE c.before < %(claim_chars)s
             ORDER BY {outer_order}
             """,
             stale=stale,
+            other_chunking=self.other_chunking("e"),
+            walk_order=sql.SQL(walk_order),
             source=source,
             where=where,
             order=order,
@@ -152,10 +160,11 @@ class SourceQueries(SourceSql):
         """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
         return self._fmt(
             """
-            SELECT document_id, content_hash, source_updated_at FROM {embeddings}
+            SELECT document_id, content_hash, source_updated_at, {chunking} FROM {embeddings}
             WHERE {model}document_id = ANY(%(ids)s::{id_type}[])
             """,
             model=self.of_model(),
+            chunking=sql.SQL("NULL" if self.by_model else "chunking"),
         )
 
     def touch(self) -> sql.Composed:
@@ -283,6 +292,7 @@ class SourceQueries(SourceSql):
             FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
             LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id}
             WHERE {text} IS NOT NULL
-              AND (e.document_id IS NULL OR e.content_hash <> {text_hash})
-            """
+              AND (e.document_id IS NULL OR e.content_hash <> {text_hash}{other_chunking})
+            """,
+            other_chunking=self.other_chunking("e"),
         )

@@ -17,32 +17,35 @@ import psycopg
 
 from embedkeeper.store.db import mapped_errors
 
-# The window: one model's rows by runs_model_started_idx. Rates come from finished passes that
+# The window: one pair's rows by runs_pair_started_idx. Rates come from finished passes that
 # embedded something.
 BY_STATUS = """
 SELECT status, count(*), coalesce(sum(docs_ok), 0), coalesce(sum(docs_failed), 0),
        coalesce(sum(tokens), 0)
 FROM embedkeeper.runs
-WHERE model = %(model)s AND started_at >= now() - make_interval(secs => %(since_s)s)
+WHERE source = %(source)s AND model = %(model)s
+  AND started_at >= now() - make_interval(secs => %(since_s)s)
 GROUP BY status
 """
 MEDIANS = """
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY docs_per_s),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_s)
 FROM embedkeeper.runs
-WHERE model = %(model)s AND started_at >= now() - make_interval(secs => %(since_s)s)
+WHERE source = %(source)s AND model = %(model)s
+  AND started_at >= now() - make_interval(secs => %(since_s)s)
   AND docs_ok > 0 AND finished_at IS NOT NULL
 """
 RECENT = """
 SELECT id, started_at, finished_at, docs_ok, coalesce(docs_per_s, 0), coalesce(tokens_per_s, 0)
 FROM embedkeeper.runs
-WHERE model = %(model)s AND started_at >= now() - make_interval(secs => %(since_s)s)
+WHERE source = %(source)s AND model = %(model)s
+  AND started_at >= now() - make_interval(secs => %(since_s)s)
   AND docs_ok > 0 AND finished_at IS NOT NULL
 ORDER BY started_at DESC, id DESC LIMIT %(recent)s
 """
 LAST_SUCCESS = """
 SELECT finished_at, extract(epoch FROM now() - finished_at)
-FROM embedkeeper.runs WHERE model = %(model)s AND status = 'ok'
+FROM embedkeeper.runs WHERE source = %(source)s AND model = %(model)s AND status = 'ok'
 ORDER BY started_at DESC LIMIT 1
 """
 
@@ -82,10 +85,10 @@ class RunFigures:
 
 
 def run_figures(
-    conn: psycopg.Connection[Any], model: str, since_s: float, recent: int = 30
+    conn: psycopg.Connection[Any], source: str, model: str, since_s: float, recent: int = 30
 ) -> RunFigures:
-    """The model's figures over the last `since_s` seconds; `recent` passes for the chart."""
-    params = {"model": model, "since_s": since_s, "recent": recent}
+    """The pair's figures over the last `since_s` seconds; `recent` passes for the chart."""
+    params = {"source": source, "model": model, "since_s": since_s, "recent": recent}
     with mapped_errors("reading embedkeeper.runs"):
         by_status = conn.execute(BY_STATUS, params).fetchall()
         medians = conn.execute(MEDIANS, params).fetchone()

@@ -1,7 +1,7 @@
-"""The nearest documents to a query vector, with the source's `where` applied.
+"""The nearest documents (or chunks) to a query vector, with the source's `where` applied.
 
-The statement has the shape the model's HNSW index serves (the cast to the model's dimensions and
-the `model =` condition of the partial index; without an index it is an exact scan). The source
+The statement reads the pair's chunks, whose typed column the pair's HNSW index serves with no
+cast (without an index it is an exact scan). The source
 is joined with its filter, so a soft-deleted document is never returned, even before the next
 pass prunes its vector. pgvector 0.8's iterative scan keeps walking the graph while the join
 filters rows out, so a filter does not starve the result; its relaxed order is why the caller
@@ -22,8 +22,9 @@ from embedkeeper.records import DocumentId
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.source_sql import SourceSql
 
-PASSAGE_CHARS = 1000  # of a document's text, returned with each hit
+PASSAGE_CHARS = 1000  # of a chunk's passage, returned with each hit
 MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
+MAX_CHUNKS_READ = 20_000  # chunks read to find k documents' best ones, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,36 +38,44 @@ class Hit:
 def nearest(
     conn: psycopg.Connection[Any],
     queries: SourceSql,
-    model: str,
-    dimensions: int,
     query: npt.NDArray[np.float32],
     k: int,
+    *,
+    chunks: bool = False,
 ) -> list[Hit]:
-    """The k documents nearest to `query` by cosine distance, nearest first."""
-    vector = sql.SQL("vector({})").format(sql.Literal(int(dimensions)))
+    """The k documents nearest to `query` by cosine distance, nearest first, each by its best
+    chunk; with `chunks`, the k nearest chunks. The statement has the shape the pair's HNSW
+    index serves (ORDER BY the typed column's distance, LIMIT): best chunks per document are
+    picked from the nearest chunks, read again with a larger limit while too few documents
+    came back."""
+    assert queries.names is not None, "search reads a pair's chunks"
     statement = sql.SQL(
         """
-        SELECT e.document_id, e.embedding::{vector} <=> %(q)s::{vector} AS distance,
-               left({text}::text, %(chars)s)
-        FROM {embeddings} AS e JOIN {documents} AS s ON {id} = e.document_id
-        WHERE {e_model}TRUE
-        ORDER BY e.embedding::{vector} <=> %(q)s::{vector}
-        LIMIT %(k)s
+        SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,
+               left(c.passage, %(chars)s)
+        FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id
+        ORDER BY c.embedding <=> %(q)s
+        LIMIT %(limit)s
         """
-    ).format(
-        vector=vector,
-        text=queries.text,
-        embeddings=queries.vectors,
-        e_model=queries.of_model("e"),
-        documents=queries.documents,
-        id=queries.id,
-    )
-    params = {"q": query, "model": model, "k": k, "chars": PASSAGE_CHARS}
-    with mapped_errors("searching"), conn.transaction():
-        _iterative_scan(conn, k)
-        rows = conn.execute(statement, params).fetchall()
-    hits = [Hit(row[0], 0, float(row[1]), row[2] or "") for row in rows]
-    return sorted(hits, key=lambda h: h.distance)
+    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id)
+    limit = k if chunks else k * 4
+    while True:
+        params = {"q": query, "limit": limit, "chars": PASSAGE_CHARS}
+        with mapped_errors("searching"), conn.transaction():
+            _iterative_scan(conn, limit)
+            rows = conn.execute(statement, params).fetchall()
+        hits = sorted(
+            (Hit(row[0], int(row[1]), float(row[2]), row[3] or "") for row in rows),
+            key=lambda h: h.distance,
+        )
+        if chunks:
+            return hits[:k]
+        best: dict[DocumentId, Hit] = {}
+        for hit in hits:
+            best.setdefault(hit.document_id, hit)
+        if len(best) >= k or len(rows) < limit or limit >= MAX_CHUNKS_READ:
+            return list(best.values())[:k]
+        limit = min(limit * 4, MAX_CHUNKS_READ)
 
 
 def _iterative_scan(conn: psycopg.Connection[Any], k: int) -> None:

@@ -8,11 +8,12 @@ an operator writes, is inserted as trusted SQL in parentheses. Values are always
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 from psycopg import sql
 
 from embedkeeper.config import SourceConfig
+from embedkeeper.store.pair_tables import PairNames
 
 StaleBy = Literal["none", "updated_at", "hash"]
 Scope = Literal["all", "changed", "retries"]
@@ -55,6 +56,30 @@ class SourceSql:
     vectors: sql.Composable = field(default_factory=lambda: E)
     failures: sql.Composable = field(default_factory=lambda: F)
     by_model: bool = True
+    names: PairNames | None = None  # the pair's tables, when these are a pair's statements
+
+    @classmethod
+    def for_pair(cls, source: SourceConfig, id_type: str, names: PairNames) -> Self:
+        """The statements of one (source, model) pair, over its own tables: a record carries
+        its document's hash and chunking (`%(chunking)s`, the chunker's fingerprint), and is
+        current only when both are."""
+        return cls(
+            source,
+            id_type,
+            vectors=names.documents,
+            failures=names.failures,
+            by_model=False,
+            names=names,
+        )
+
+    def other_chunking(self, alias: str) -> sql.Composable:
+        """` OR <alias>.chunking <> %(chunking)s`: a record of other chunking settings is
+        stale (the shared tables of v0.1 have no such column)."""
+        if self.by_model:
+            return sql.SQL("")
+        return sql.SQL(" OR {} IS DISTINCT FROM %(chunking)s").format(
+            sql.Identifier(alias, "chunking")
+        )
 
     def of_model(self, alias: str | None = None) -> sql.Composable:
         """`<alias>.model = %(model)s AND ` where the tables are shared; nothing where not."""
@@ -243,13 +268,16 @@ class SourceSql:
                                     AND f_status = 'ignored' AND f_same) AS ignored,
                    count(*) FILTER (WHERE NOT blank AND needs_work
                                     AND NOT (f_status IN ('review', 'ignored') AND f_same)
-                                    ) AS pending
+                                    ) AS pending,
+                   coalesce(sum(chunks) FILTER (WHERE NOT blank), 0) AS chunks,
+                   count(*) FILTER (WHERE NOT blank AND has_vector AND truncated) AS truncated
             FROM (
                 SELECT {blank} AS blank,
                        e.document_id IS NOT NULL AS has_vector,
-                       e.content_hash IS DISTINCT FROM cur.hash AS changed,
-                       (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash)
-                           AS needs_work,
+                       (e.content_hash IS DISTINCT FROM cur.hash{other_chunking}) AS changed,
+                       (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash
+                        {other_chunking}) AS needs_work,
+                       {chunks} AS chunks, coalesce(e.truncated, FALSE) AS truncated,
                        coalesce(f.status, '') AS f_status,
                        f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
                 FROM {table} AS s
@@ -260,5 +288,7 @@ class SourceSql:
                                                 THEN {text_hash} END
                                            AS hash) AS cur
             ) AS d
-            """
+            """,
+            other_chunking=self.other_chunking("e"),
+            chunks=sql.SQL("1" if self.by_model else "e.chunk_count"),
         )

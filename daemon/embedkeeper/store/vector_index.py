@@ -1,10 +1,11 @@
-"""A model's vector indexes: name, list, create and drop them, and rebuild the ones a deferring
-backfill recorded (store/deferred_index.py takes them down; store/index_build.py runs a build).
+"""A (source, model) pair's vector indexes: name, list, create and drop them, and rebuild the
+ones a deferring backfill recorded (store/deferred_index.py takes them down; store/index_build.py
+runs a build).
 
-`embeddings.embedding` has no fixed dimension (models of every size share it), so a model's HNSW
-index is a partial expression index: `USING hnsw ((embedding::vector(384)) vector_cosine_ops)
-WHERE model = 'minilm'`. "The model's vector indexes" are the hnsw and ivfflat indexes on
-embedkeeper.embeddings whose predicate is exactly `model = '<name>'`, ours or the user's.
+A pair's chunks have a typed column (`vector(N)` or `halfvec(N)`), so its HNSW index is plain:
+`CREATE INDEX <pair>_hnsw ON embedkeeper.<pair>_chunks USING hnsw (embedding vector_cosine_ops)`,
+used by `ORDER BY embedding <=> $1` with no cast. "The pair's vector indexes" are the hnsw and
+ivfflat indexes on its chunks table, ours or the user's.
 
 A deferring backfill writes each index's `pg_get_indexdef` to embedkeeper.deferred_indexes when it
 drops it; restore_indexes() rebuilds what is recorded and deletes the record in the same
@@ -14,20 +15,19 @@ dead backfill left recorded.
 Why a plain CREATE INDEX and not CONCURRENTLY: a plain one is transactional, so the rebuild and
 the deletion of its record commit together, and a failed build leaves nothing behind. CONCURRENTLY
 cannot run in a transaction, leaves an INVALID index when it fails, and scans the table twice.
-The price is that a plain build blocks writes to embedkeeper.embeddings (of every model; reads go
-on) while it runs: peers' writes wait for it, they do not fail. A leftover INVALID index of ours
-(from a user's CONCURRENTLY) is dropped and built again by `index create`.
+The price is that a plain build blocks writes to the pair's chunks (reads go on) while it runs:
+peers' writes wait for it, they do not fail. A leftover INVALID index of ours (from a user's
+CONCURRENTLY) is dropped and built again by `index create`.
 
-Peers: a deferring backfill holds a shared advisory lock on the model's index key for as long as
+Peers: a deferring backfill holds a shared advisory lock on the pair's index key for as long as
 the index is down. Rebuilding (at the end of a deferral, on restore, on create) needs the key
-exclusively, tried without waiting: while any deferring backfill of the model still runs, the
+exclusively, tried without waiting: while any deferring backfill of the pair still runs, the
 others leave the rebuild to the last one out, and a restore leaves it to them too. A process that
 dies drops its lock with its session, so the next run can rebuild.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -49,23 +49,64 @@ from embedkeeper.logs import event
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.index_build import OPCLASSES, BuildSettings, HnswParams, build_indexes
+from embedkeeper.store.pair_tables import PairNames
 
 log = logging.getLogger(__name__)
 
-HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an hnsw index on vector
-MAX_NAME = 63  # PostgreSQL's identifier length
-INDEX_LOCK = locks.INDEX  # advisory key (INDEX_LOCK, model)
+HNSW_MAX_DIMENSIONS = {"vector": 2000, "halfvec": 4000}  # pgvector's limits for hnsw
+INDEX_LOCK = locks.INDEX  # advisory key (INDEX_LOCK, pair_key)
 
-# The shape pg_get_indexdef gives the model's vector indexes. A record is rebuilt only if its
+# The shape pg_get_indexdef gives a pair's vector indexes. A record is rebuilt only if its
 # definition has exactly this shape: the table is writable by the worker role, and the rebuild
 # runs as the table's owner, so a record must not be able to smuggle in any other SQL.
 _NAME = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")'
-_DEFINITION = re.compile(
-    rf"CREATE INDEX {_NAME} ON embedkeeper\.embeddings USING (?:hnsw|ivfflat) "
-    r"\(\(\(embedding\)::(?:vector|halfvec)\(\d+\)\) [a-z0-9_]+_ops\)"
+_DEFINITION = (
+    rf"CREATE INDEX {_NAME} ON embedkeeper\.{{table}} USING (?:hnsw|ivfflat) "
+    r"\(embedding [a-z0-9_]+_ops\)"
     r"(?: WITH \([a-z_]+='?\d+'?(?:, [a-z_]+='?\d+'?)*\))?"
-    r" WHERE \(model = '(?:[^'\\]|'')*'::text\)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTarget:
+    """The pair whose chunks are indexed: its names, and the vectors' storage and size."""
+
+    source: str
+    model: str
+    table: str  # the chunks table, in schema embedkeeper
+    index: str  # the name of the pair's HNSW index
+    storage: str
+    dimensions: int
+
+    @property
+    def key(self) -> str:
+        return locks.pair_key(self.source, self.model)
+
+    @property
+    def qualified(self) -> sql.Composable:
+        return sql.Identifier("embedkeeper", self.table)
+
+
+def index_target(conn: psycopg.Connection[Any], names: PairNames) -> IndexTarget:
+    """The pair's index target, from its record in embedkeeper.pairs."""
+    with mapped_errors("reading the pair registry"):
+        row = conn.execute(
+            "SELECT storage, dimensions FROM embedkeeper.pairs WHERE source = %s AND model = %s",
+            (names.source, names.model),
+        ).fetchone()
+    if row is None:
+        raise EmbedkeeperError(
+            f'source "{names.source}", model "{names.model}" has no tables yet; run'
+            " `embedkeeper migrate` (or a backfill) first"
+        )
+    return IndexTarget(
+        names.source,
+        names.model,
+        f"{names.base}_chunks",
+        names.hnsw_index,
+        str(row[0]),
+        int(row[1]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,43 +118,32 @@ class VectorIndex:
     size_bytes: int | None
 
 
-def index_name(model: str) -> str:
-    """`embeddings_<model>_hnsw`; a name that is not plain lower-case ASCII, or too long, is
-    reduced to such characters and gets a hash of the full name, so names never collide."""
-    plain = re.sub(r"[^a-z0-9_]", "", model.lower())
-    name = f"embeddings_{plain}_hnsw"
-    if plain == model and len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(model.encode()).hexdigest()[:8]
-    return f"embeddings_{plain[: MAX_NAME - 25]}_{digest}_hnsw"
-
-
-def list_indexes(conn: psycopg.Connection[Any], model: str | None = None) -> list[VectorIndex]:
-    """The vector indexes on embedkeeper.embeddings that belong to a model (or to `model`), with
-    the ones a deferring backfill has dropped and not yet rebuilt."""
+def list_indexes(conn: psycopg.Connection[Any], target: IndexTarget) -> list[VectorIndex]:
+    """The pair's vector indexes on its chunks, with the ones a deferring backfill has dropped
+    and not yet rebuilt."""
     with mapped_errors("listing vector indexes"):
         live = conn.execute(
-            "SELECT c.relname, substring(pg_get_expr(i.indpred, i.indrelid)"
-            "         FROM '^\\(model = ''(.*)''::text\\)$'),"
-            "       pg_get_indexdef(i.indexrelid), i.indisvalid, pg_relation_size(i.indexrelid)"
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid,"
+            "       pg_relation_size(i.indexrelid)"
             " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
             " JOIN pg_am a ON a.oid = c.relam"
-            " WHERE i.indrelid = 'embedkeeper.embeddings'::regclass"
-            "   AND a.amname IN ('hnsw', 'ivfflat') AND i.indpred IS NOT NULL ORDER BY 1"
+            " WHERE i.indrelid = to_regclass(%s) AND a.amname IN ('hnsw', 'ivfflat') ORDER BY 1",
+            (target.qualified.as_string(conn),),
         ).fetchall()
         deferred = conn.execute(
-            "SELECT index_name, model, definition FROM embedkeeper.deferred_indexes ORDER BY 1"
+            "SELECT index_name, definition FROM embedkeeper.deferred_indexes"
+            " WHERE source = %s AND model = %s ORDER BY 1",
+            (target.source, target.model),
         ).fetchall()
     found = [
-        VectorIndex(name, owner.replace("''", "'"), definition, "live" if ok else "invalid", size)
-        for name, owner, definition, ok, size in live
-        if owner is not None
+        VectorIndex(name, target.model, definition, "live" if ok else "invalid", size)
+        for name, definition, ok, size in live
     ]
     found += [
-        VectorIndex(name, owner, definition, "deferred", None)
-        for name, owner, definition in deferred
+        VectorIndex(name, target.model, definition, "deferred", None)
+        for name, definition in deferred
     ]
-    return [i for i in found if model is None or i.model == model]
+    return found
 
 
 def model_dimensions(conn: psycopg.Connection[Any], model: ModelConfig) -> int:
@@ -134,48 +164,49 @@ def model_dimensions(conn: psycopg.Connection[Any], model: ModelConfig) -> int:
 
 def create_index(
     conn: psycopg.Connection[Any],
-    model: ModelConfig,
+    target: IndexTarget,
     params: HnswParams,
     settings: BuildSettings,
 ) -> tuple[str, bool]:
-    """Build `index_name(model)` unless it exists (valid); returns (name, built). Rebuilds what a
-    dead deferring backfill left recorded first. Refused while a deferring backfill runs."""
+    """Build the pair's HNSW index unless it exists (valid); returns (name, built). Rebuilds what
+    a dead deferring backfill left recorded first. Refused while a deferring backfill runs."""
     params.check()
-    dims = model_dimensions(conn, model)
-    if dims > HNSW_MAX_DIMENSIONS:
+    dims, limit = target.dimensions, HNSW_MAX_DIMENSIONS.get(target.storage, 2000)
+    if dims > limit:
         raise EmbedkeeperError(
-            f'model "{model.name}" makes {dims}-d vectors; pgvector\'s hnsw indexes vector '
-            f"columns of at most {HNSW_MAX_DIMENSIONS} dimensions"
+            f'model "{target.model}" makes {dims}-d vectors; pgvector\'s hnsw indexes'
+            f" {target.storage} columns of at most {limit} dimensions"
+            + ('; set storage = "halfvec" under a new model name' if dims <= 4000 else "")
         )
-    name = index_name(model.name)
+    name = target.index
+    opclass = OPCLASSES[params.opclass].replace("vector_", f"{target.storage}_", 1)
     statement = sql.SQL(
-        "CREATE INDEX {name} ON embedkeeper.embeddings USING hnsw"
-        " ((embedding::vector({dims})) {opclass}) WITH (m = {m}, ef_construction = {ef})"
-        " WHERE model = {model}"
+        "CREATE INDEX {name} ON {table} USING hnsw (embedding {opclass})"
+        " WITH (m = {m}, ef_construction = {ef})"
     ).format(
         name=sql.Identifier(name),
-        dims=sql.Literal(dims),
-        opclass=sql.Identifier(OPCLASSES[params.opclass]),
+        table=target.qualified,
+        opclass=sql.Identifier(opclass),
         m=sql.Literal(params.m),
         ef=sql.Literal(params.ef_construction),
-        model=sql.Literal(model.name),
     )
-    if not restore_indexes(conn, model.name, settings):
-        raise EmbedkeeperError(_busy(model.name))
-    existing = {i.name: i.state for i in list_indexes(conn, model.name)}
+    model = target.model
+    if not restore_indexes(conn, target, settings):
+        raise EmbedkeeperError(_busy(model))
+    existing = {i.name: i.state for i in list_indexes(conn, target)}
     if existing.get(name) == "live":
         return name, False
     with owner_needed("creating"), conn.transaction():
-        if not _try_lock(conn, model.name):
-            raise EmbedkeeperError(_busy(model.name))
+        if not _try_lock(conn, target):
+            raise EmbedkeeperError(_busy(model))
         if existing.get(name) == "invalid":  # what a failed CREATE INDEX CONCURRENTLY leaves
             conn.execute(sql.SQL("DROP INDEX embedkeeper.{}").format(sql.Identifier(name)))
-        build_s = build_indexes(conn, model.name, [statement], settings)
+        build_s = build_indexes(conn, target, [statement], settings)
     event(
         log,
         logging.INFO,
         "index_created",
-        model=model.name,
+        model=model,
         index=name,
         dimensions=dims,
         build_s=round(build_s, 2),
@@ -183,11 +214,15 @@ def create_index(
     return name, True
 
 
-def drop_indexes(conn: psycopg.Connection[Any], model: str) -> list[str]:
-    """Drop the model's vector indexes and forget any a deferring backfill would rebuild."""
-    names = sorted({i.name for i in list_indexes(conn, model)})
+def drop_indexes(conn: psycopg.Connection[Any], target: IndexTarget) -> list[str]:
+    """Drop the pair's vector indexes and forget any a deferring backfill would rebuild."""
+    model = target.model
+    names = sorted({i.name for i in list_indexes(conn, target)})
     with owner_needed("dropping"), conn.transaction():
-        conn.execute("DELETE FROM embedkeeper.deferred_indexes WHERE model = %s", (model,))
+        conn.execute(
+            "DELETE FROM embedkeeper.deferred_indexes WHERE source = %s AND model = %s",
+            (target.source, model),
+        )
         for name in names:
             conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS embedkeeper.{}").format(sql.Identifier(name))
@@ -197,29 +232,31 @@ def drop_indexes(conn: psycopg.Connection[Any], model: str) -> list[str]:
 
 
 def restore_indexes(
-    conn: psycopg.Connection[Any], model: str, settings: BuildSettings | None = None
+    conn: psycopg.Connection[Any], target: IndexTarget, settings: BuildSettings | None = None
 ) -> bool:
-    """Rebuild the model's recorded indexes; False if a deferring backfill still runs (it will
+    """Rebuild the pair's recorded indexes; False if a deferring backfill still runs (it will
     rebuild them itself). The records go in the same transaction as the builds."""
+    model, pair = target.model, (target.source, target.model)
     with mapped_errors("reading deferred indexes"):
         pending = conn.execute(
-            "SELECT 1 FROM embedkeeper.deferred_indexes WHERE model = %s LIMIT 1", (model,)
+            "SELECT 1 FROM embedkeeper.deferred_indexes WHERE source = %s AND model = %s LIMIT 1",
+            pair,
         ).fetchone()
     if pending is None:
         return True
     with owner_needed("rebuilding"), conn.transaction():
-        if not _try_lock(conn, model):
+        if not _try_lock(conn, target):
             event(log, logging.INFO, "index_rebuild_left_to_peer", model=model)
             return False
         rows = conn.execute(
-            "DELETE FROM embedkeeper.deferred_indexes WHERE model = %s"
+            "DELETE FROM embedkeeper.deferred_indexes WHERE source = %s AND model = %s"
             " RETURNING index_name, definition",
-            (model,),
+            pair,
         ).fetchall()
-        live = {i.name for i in list_indexes(conn, model) if i.state == "live"}
+        live = {i.name for i in list_indexes(conn, target) if i.state == "live"}
         todo = [(name, definition) for name, definition in rows if name not in live]
-        statements = [_recorded(name, definition) for name, definition in todo]
-        build_s = build_indexes(conn, model, statements, settings)
+        statements = [_recorded(target, name, definition) for name, definition in todo]
+        build_s = build_indexes(conn, target, statements, settings)
     event(
         log,
         logging.INFO,
@@ -232,13 +269,13 @@ def restore_indexes(
 
 
 def restore_quietly(
-    conn: psycopg.Connection[Any], model: str, settings: BuildSettings | None = None
+    conn: psycopg.Connection[Any], target: IndexTarget, settings: BuildSettings | None = None
 ) -> None:
     """restore_indexes() for a command that goes on without the index if it cannot rebuild it
     (a role that does not own the table, a record that is not an index definition): it says so
     and what to run. A lost connection still goes up."""
     try:
-        restore_indexes(conn, model, settings)
+        restore_indexes(conn, target, settings)
     except DatabaseUnavailable:
         raise
     except DatabaseError as exc:
@@ -246,29 +283,33 @@ def restore_quietly(
             log,
             logging.WARNING,
             "index_not_restored",
-            model=model,
+            model=target.model,
             detail=str(exc),
-            fix="run `embedkeeper index restore` as the owner of embedkeeper.embeddings",
+            fix=f"run `embedkeeper index restore` as the owner of embedkeeper.{target.table}",
         )
 
 
-def rebuildable(definition: str) -> bool:
-    """Whether a definition has the shape a record must have to be rebuilt (see _DEFINITION)."""
-    return _DEFINITION.fullmatch(definition) is not None
+def rebuildable(target: IndexTarget, definition: str) -> bool:
+    """Whether a definition has the shape a record must have to be rebuilt (see _DEFINITION):
+    a vector index on this pair's chunks and nothing else."""
+    table = re.escape(target.table)
+    if not re.fullmatch(r"[a-z_][a-z0-9_$]*", target.table):
+        table = re.escape('"' + target.table.replace('"', '""') + '"')
+    return re.fullmatch(_DEFINITION.format(table=table), definition) is not None
 
 
-def _try_lock(conn: psycopg.Connection[Any], model: str) -> bool:
+def _try_lock(conn: psycopg.Connection[Any], target: IndexTarget) -> bool:
     row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))", (INDEX_LOCK, model)
+        "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))", (INDEX_LOCK, target.key)
     ).fetchone()
     return bool(row and row[0])
 
 
-def _recorded(name: str, definition: str) -> sql.SQL:
-    if not rebuildable(definition):
+def _recorded(target: IndexTarget, name: str, definition: str) -> sql.SQL:
+    if not rebuildable(target, definition):
         raise DatabaseError(
             f"embedkeeper.deferred_indexes holds a definition for {name} that is not a vector "
-            "index on embedkeeper.embeddings; recreate the index by hand and delete that row"
+            f"index on embedkeeper.{target.table}; recreate the index by hand and delete that row"
         )
     # Checked above against the exact shape pg_get_indexdef writes for such an index.
     return sql.SQL(definition)
@@ -292,7 +333,7 @@ def owner_needed(doing: str) -> Iterator[None]:
         cause = exc.__cause__
         if isinstance(cause, psycopg.errors.InsufficientPrivilege):
             raise NotIndexOwner(
-                f"{doing} an index on embedkeeper.embeddings needs its owner (the role that ran "
+                f"{doing} an index on a pair's chunks needs their owner (the role that ran "
                 "`embedkeeper migrate`): run this command as that role"
             ) from exc
         raise

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from embedkeeper.records import RunStats
-from embedkeeper.sync.embedding import Outcome
+from embedkeeper.sync.chunked import ChunkedOutcome as Outcome
 from embedkeeper.sync.store import Store
 
 

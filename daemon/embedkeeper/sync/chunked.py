@@ -19,7 +19,8 @@ from threading import Event
 from embedkeeper.backends import Backend
 from embedkeeper.chunking import Chunk, Chunker
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk, Rejected
-from embedkeeper.sync.embedding import embed_claimed
+from embedkeeper.sync.embedding import OnSlice, embed_claimed
+from embedkeeper.sync.store import Store
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ def embed_chunked(
     chunker: Chunker,
     dimensions: int,
     stop: Event | None = None,
+    on_slice: OnSlice | None = None,
 ) -> ChunkedOutcome:
     splits = [chunker.split(d.text) for d in documents]
     pieces: dict[int, _Piece] = {}  # id() of the chunk's stand-in document -> its origin
@@ -58,7 +60,9 @@ def embed_chunked(
             stand_in = replace(document, text=chunk.text, cut=False)
             pieces[id(stand_in)] = _Piece(index, chunk)
             stand_ins.append(stand_in)
-    result = embed_claimed(backend, stand_ins, dimensions, stop)
+    result = embed_claimed(
+        backend, stand_ins, dimensions, stop, _in_documents(on_slice, len(documents), stand_ins)
+    )
 
     vectors: list[dict[int, EmbeddedChunk]] = [{} for _ in documents]
     tokens = [0] * len(documents)
@@ -96,4 +100,43 @@ def embed_chunked(
                     truncated=capped or document.cut or cut_by_model[index],
                 )
             )
+    return outcome
+
+
+def _in_documents(
+    on_slice: OnSlice | None, documents: int, chunks: list[Document]
+) -> OnSlice | None:
+    """Progress is counted in documents: each part of chunks the model finishes moves it by
+    its share of the batch's documents."""
+    if on_slice is None or not chunks:
+        return on_slice
+    total, done, told = len(chunks), 0, 0
+
+    def tell(part: int) -> None:
+        nonlocal done, told
+        done += part
+        now = documents * done // total
+        if now > told:
+            on_slice(now - told)
+            told = now
+
+    return tell
+
+
+def embed_chunked_batch(
+    store: Store,
+    backend: Backend,
+    chunker: Chunker,
+    documents: Sequence[Document],
+    dimensions: int,
+    stop: Event | None = None,
+    on_slice: OnSlice | None = None,
+) -> ChunkedOutcome:
+    """Embed one batch of whole documents, recorded as in flight while the backend has it (a
+    death meanwhile is charged to its documents); the documents it could not finish are
+    released at once."""
+    token = store.begin(documents)
+    outcome = embed_chunked(backend, documents, chunker, dimensions, stop, on_slice)
+    store.release(outcome.unfinished)
+    store.end(token)
     return outcome

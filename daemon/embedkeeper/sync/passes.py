@@ -82,6 +82,7 @@ class _Pass:
 
     def __init__(self, ctx: PassContext) -> None:
         self.ctx = ctx
+        self.queries = ctx.app.pair(ctx.model)  # over the (source, model) pair's own tables
         self.total = RunStats()
         self.deleted = 0
         self.run_id: int | None = None
@@ -139,6 +140,7 @@ class _Pass:
                 stats = drain(
                     store,
                     ctx.backend,
+                    ctx.app.chunking(ctx.model).chunker,
                     claim_size=ctx.model.claim_size,
                     dimensions=ctx.backend.dimensions,  # checked against the config at start
                     stop=ctx.stop,
@@ -153,7 +155,7 @@ class _Pass:
             self.held_ids += store.held_ids
             plan = self._settle_background(conn, plan)
             if stats.drained and not ctx.stop.is_set():
-                finish(conn, ctx.app.queries, ctx.model.name, plan, self.held_by_peers, ctx.options)
+                finish(conn, self.queries, ctx.model.name, plan, self.held_by_peers, ctx.options)
             status = "interrupted" if ctx.stop.is_set() else "ok"
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
@@ -168,15 +170,16 @@ class _Pass:
             with mapped_errors("resuming a run"):
                 adopt_run(conn, self.run_id)
             return self.plan
+        self.queries = ctx.app.ready_pair(conn, ctx.model)  # its tables made if missing
         with mapped_errors("starting a run"):
             run_id = start_run(
                 conn, ctx.app.config.source.source_name, ctx.model.name, ctx.options.trigger
             )
         set_log_fields(run=run_id)
-        plan = prepare(conn, ctx.app.queries, ctx.model.name, ctx.options)
+        plan = prepare(conn, self.queries, ctx.model.name, ctx.options)
         if plan.prune_later:
             self.background = BackgroundPrune(
-                ctx.app.url, ctx.app.config.connect_timeout_s, ctx.app.queries, ctx.model.name, plan
+                ctx.app.url, ctx.app.config.connect_timeout_s, self.queries, ctx.model.name, plan
             )
         self.run_id, self.plan, self.deleted = run_id, plan, plan.deleted
         return plan
@@ -186,15 +189,18 @@ class _Pass:
         dropped uncharged, then the batches of processes that died are charged. Vectors are
         written on a second session, opened on the first write, beside the claiming one."""
         ctx = self.ctx
+        chunking = ctx.app.chunking(ctx.model)
         rules = ClaimRules(
             model=ctx.model.name,
             stale_by=ctx.options.stale_by,
             retry_failed_now=ctx.options.retry_failed_now,
-            prefix_chars=ctx.backend.max_chars,
+            prefix_chars=chunking.max_chars(ctx.backend.max_chars),
+            claim_chars=chunking.claim_chars(ctx.model.claim_size, ctx.backend.max_chars),
+            chunking=chunking.fingerprint,
         )
         store = PgStore(
             conn,
-            ctx.app.queries,
+            self.queries,
             rules,
             retry=ctx.app.config.retry,
             phases=plan.phases,

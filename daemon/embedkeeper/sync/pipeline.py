@@ -1,4 +1,4 @@
-"""The loop of one pass: claim -> embed -> write, until nothing is claimable or we are told to stop.
+"""The loop of one pass: claim -> chunk and embed -> write, until nothing is left or we stop.
 
 It imports no psycopg, httpx or torch: the Store owns SQL and claims, the Backend owns the model.
 A pass walks the key space in sweeps; each sweep claims batches after a keyset cursor. A sweep that
@@ -15,16 +15,19 @@ from collections.abc import Callable
 from threading import Event
 
 from embedkeeper.backends import Backend
+from embedkeeper.chunking import Chunker
 from embedkeeper.logs import set_log_fields
 from embedkeeper.records import RunStats
 from embedkeeper.sync.batch_writer import BatchWriter
-from embedkeeper.sync.embedding import OnSlice, embed_batch, isolate_suspects
+from embedkeeper.sync.chunked import embed_chunked_batch
+from embedkeeper.sync.embedding import OnSlice, isolate_suspects
 from embedkeeper.sync.store import Store
 
 
 def drain(
     store: Store,
     backend: Backend,
+    chunker: Chunker,
     *,
     claim_size: int,
     dimensions: int,
@@ -46,7 +49,9 @@ def drain(
     stats = RunStats()
     writer = BatchWriter(store, stats, on_batch)
     try:
-        _sweep_until_done(store, backend, writer, claim_size, dimensions, stop, limit, on_slice)
+        _sweep_until_done(
+            store, backend, chunker, writer, claim_size, dimensions, stop, limit, on_slice
+        )
     except BaseException:
         writer.close(quietly=True)  # the batch in writing is committed or fails on its own
         raise
@@ -57,6 +62,7 @@ def drain(
 def _sweep_until_done(
     store: Store,
     backend: Backend,
+    chunker: Chunker,
     writer: BatchWriter,
     claim_size: int,
     dimensions: int,
@@ -94,7 +100,9 @@ def _sweep_until_done(
                 break
             batches += 1
             set_log_fields(batch=batches)
-            outcome = embed_batch(store, backend, group, dimensions, stop, on_slice)
+            outcome = embed_chunked_batch(
+                store, backend, chunker, group, dimensions, stop, on_slice
+            )
             writer.write(outcome)
             if outcome.error is not None:
                 writer.wait()  # what the batch did get is written before the error goes up

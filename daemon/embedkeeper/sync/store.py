@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from embedkeeper.records import Claimed, Document, Embedded, Rejected
+from embedkeeper.records import ChunkedEmbedding, Claimed, Document, Rejected
 
 
 class Store(Protocol):
     def claim(self, after: object | None, limit: int) -> Claimed: ...
 
-    def save(self, embedded: Sequence[Embedded]) -> int:
-        """Write the vectors, clear their failures, release them; returns how many were written."""
+    def save(self, embedded: Sequence[ChunkedEmbedding]) -> int:
+        """Write each document's chunks whole, clear their failures, release them; returns how
+        many documents were written."""
         ...
 
     def fail(self, rejected: Sequence[Rejected]) -> None:
