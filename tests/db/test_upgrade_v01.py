@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.cli.helpers import cli_env, run_cli, scalar, write_config
+from tests.cli.helpers import cli_env, error_lines, run_cli, scalar, write_config
 
 FIXTURE = Path(__file__).parents[1] / "data" / "v0_1.sql"
 MINILM = {"name": "minilm", "dimensions": 384}  # chunking: the default, "text"
@@ -248,3 +248,63 @@ def test_a_model_missing_from_the_config_stays_in_the_shared_table_until_named(t
         assert len(pair_vectors(conn, "docs__nullm")) == 30
         assert scalar(conn, "SELECT count(*) FROM embedkeeper.embeddings") == 0
         assert scalar(conn, "SELECT count(*) FROM embedkeeper.runs WHERE source = ''") == 0
+
+
+def test_a_named_source_and_halfvec_storage_get_their_pairs_tables(tmp_path, v01_url):
+    with psycopg.connect(v01_url) as conn:
+        as_halfvec = dict(
+            conn.execute(
+                "SELECT document_id, embedding::halfvec(384)::text FROM embedkeeper.embeddings"
+                " WHERE model = 'minilm'"
+            ).fetchall()
+        )
+    config = write_config(
+        tmp_path, source={"name": "library"}, models=[{**MINILM, "storage": "halfvec"}, NULLM]
+    )
+
+    result = run_cli(["migrate", "--config", str(config)], cli_env(tmp_path, v01_url))
+
+    assert result.returncode == 0, result.stderr
+    assert 'v0.1 rows carried into the pairs of source "library":' in result.stdout
+    with psycopg.connect(v01_url) as conn:
+        chunks = dict(
+            conn.execute(
+                "SELECT document_id, embedding::text FROM embedkeeper.library__minilm_chunks"
+            ).fetchall()
+        )
+        assert len(as_halfvec) == 30
+        assert chunks == as_halfvec
+        assert scalar(
+            conn,
+            "SELECT pg_get_indexdef(to_regclass('embedkeeper.library__minilm_hnsw'))",
+        ) == (
+            "CREATE INDEX library__minilm_hnsw ON embedkeeper.library__minilm_chunks USING hnsw"
+            " (embedding halfvec_cosine_ops) WITH (m='16', ef_construction='64')"
+        )
+        assert scalar(conn, "SELECT storage FROM embedkeeper.pairs WHERE model = 'minilm'") == (
+            "halfvec"
+        )
+        assert sorted(conn.execute("SELECT DISTINCT source FROM embedkeeper.runs")) == [
+            ("library",)
+        ]
+
+
+def test_a_config_of_another_size_is_refused_and_moves_nothing(tmp_path, v01_url):
+    with psycopg.connect(v01_url) as conn:
+        minilm_before = v01_vectors(conn, "minilm")
+    config = write_config(tmp_path, models=[{**MINILM, "dimensions": 768}])
+
+    result = run_cli(["migrate", "--config", str(config)], cli_env(tmp_path, v01_url))
+
+    assert result.returncode == 1, result.stdout
+    assert error_lines(result.stderr) == [
+        'embedkeeper: error: [[models]] "minilm" says dimensions = 768, but its v0.1 vectors'
+        " have 384; give the model another name to embed again beside them, or set"
+        " dimensions = 384"
+    ]
+    with psycopg.connect(v01_url) as conn:
+        assert v01_vectors(conn, "minilm") == minilm_before
+        assert scalar(conn, "SELECT to_regclass('embedkeeper.docs__minilm_chunks')") is None
+        assert scalar(conn, "SELECT count(*) FROM embedkeeper.pairs") == 0
+        assert scalar(conn, "SELECT count(*) FROM embedkeeper.failures") == 2
+        assert scalar(conn, "SELECT to_regclass('embedkeeper.embeddings_minilm_hnsw') IS NOT NULL")
