@@ -252,7 +252,7 @@ def test_a_model_missing_from_the_config_stays_in_the_shared_table_until_named(t
 
 def test_a_named_source_and_halfvec_storage_get_their_pairs_tables(tmp_path, v01_url):
     with psycopg.connect(v01_url) as conn:
-        as_halfvec = dict(
+        as_halfvec: dict[int, str] = dict(
             conn.execute(
                 "SELECT document_id, embedding::halfvec(384)::text FROM embedkeeper.embeddings"
                 " WHERE model = 'minilm'"
@@ -267,7 +267,7 @@ def test_a_named_source_and_halfvec_storage_get_their_pairs_tables(tmp_path, v01
     assert result.returncode == 0, result.stderr
     assert 'v0.1 rows carried into the pairs of source "library":' in result.stdout
     with psycopg.connect(v01_url) as conn:
-        chunks = dict(
+        chunks: dict[int, str] = dict(
             conn.execute(
                 "SELECT document_id, embedding::text FROM embedkeeper.library__minilm_chunks"
             ).fetchall()
