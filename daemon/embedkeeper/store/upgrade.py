@@ -154,7 +154,7 @@ def _dimensions(conn: psycopg.Connection[Any], model: ModelConfig) -> int:
     dimensions = stored or model.dimensions
     if dimensions is None:
         raise DimensionMismatch(
-            f'model "{model.name}" has v0.1 failures but no vectors and no registered size;'
+            f'model "{model.name}" has v0.1 rows but no vectors and no registered size;'
             " set [[models]] dimensions"
         )
     if model.dimensions is not None and model.dimensions != dimensions:
