@@ -51,12 +51,16 @@ _TAGGED = ("runs", "inflight", "deferred_indexes")
 
 
 def carry_v01(
-    conn: psycopg.Connection[Any], config: Config, *, settings: BuildSettings | None = None
+    conn: psycopg.Connection[Any],
+    config: Config,
+    *,
+    source: SourceConfig | None = None,
+    settings: BuildSettings | None = None,
 ) -> UpgradeReport:
-    """Move every configured model's v0.1 rows into its pair with config.source; `conn` is an
-    autocommit connection of the schema's owner. `settings`: the index builds' memory and
-    workers (default: sized from the rows)."""
-    source = config.source
+    """Move every configured model's v0.1 rows into its pair with `source`, the table v0.1
+    embedded (default config.source); `conn` is an autocommit connection of the schema's owner.
+    `settings`: the index builds' memory and workers (default: sized from the rows)."""
+    source = source or config.source
     with mapped_errors("looking for v0.1 vectors"):
         stored = _stored_models(conn)
     configured = {m.name: m for m in config.models}
