@@ -308,3 +308,41 @@ def test_a_config_of_another_size_is_refused_and_moves_nothing(tmp_path, v01_url
         assert scalar(conn, "SELECT count(*) FROM embedkeeper.pairs") == 0
         assert scalar(conn, "SELECT count(*) FROM embedkeeper.failures") == 2
         assert scalar(conn, "SELECT to_regclass('embedkeeper.embeddings_minilm_hnsw') IS NOT NULL")
+
+
+@pytest.mark.parametrize(
+    ("old_index", "carried"),
+    [
+        (
+            "USING hnsw ((embedding::vector(384)) vector_l2_ops)"
+            " WITH (m = 8, ef_construction = 40)",
+            "(embedding vector_l2_ops) WITH (m='8', ef_construction='40')",
+        ),
+        (
+            "USING ivfflat ((embedding::vector(384)) vector_ip_ops) WITH (lists = 4)",
+            "(embedding vector_ip_ops) WITH (m='16', ef_construction='64')",
+        ),
+    ],
+)
+def test_the_old_index_operator_class_and_parameters_come_along(
+    tmp_path, v01_url, old_index, carried
+):
+    with psycopg.connect(v01_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX embedkeeper.embeddings_minilm_hnsw")
+        conn.execute(
+            sql.SQL("CREATE INDEX mine ON embedkeeper.embeddings {} WHERE model = 'minilm'").format(
+                sql.SQL(old_index)
+            )
+        )
+
+    result = migrate(tmp_path, v01_url, MINILM, NULLM)
+
+    assert "  minilm: index docs__minilm_hnsw built by migrate (was mine)" in result.stdout
+    with psycopg.connect(v01_url) as conn:
+        assert scalar(conn, "SELECT to_regclass('embedkeeper.mine')") is None
+        assert scalar(
+            conn, "SELECT pg_get_indexdef(to_regclass('embedkeeper.docs__minilm_hnsw'))"
+        ) == (
+            "CREATE INDEX docs__minilm_hnsw ON embedkeeper.docs__minilm_chunks USING hnsw "
+            + carried
+        )
