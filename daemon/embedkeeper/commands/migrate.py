@@ -18,6 +18,7 @@ from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
 from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
+from embedkeeper.store.upgrade import carry_v01
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     url = database_url(config)
     revision = migrate(url, config.source, timeout_s=config.connect_timeout_s)
     print(f"embedkeeper schema at revision {revision} in {mask_url(url)}")
+    # A v0.1 database's shared tables, moved into the config's pairs (store/upgrade.py);
+    # then every pair's tables and view, made where nothing was carried.
+    with connect(url, timeout_s=config.connect_timeout_s) as conn:
+        report = carry_v01(conn, config)
+    for line in report.lines():
+        print(line)
     make_pairs(config)
     return 0
 
