@@ -18,7 +18,7 @@ import psycopg
 
 from embedkeeper.backends import Backend, make_backend
 from embedkeeper.chunking.for_model import ModelChunking, model_chunking
-from embedkeeper.config import Config, ModelConfig
+from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.store.coverage import Coverage, measure
 from embedkeeper.store.db import connect, database_url
 from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
@@ -32,38 +32,63 @@ BackendFactory = Callable[[ModelConfig], Backend]
 
 @dataclass(slots=True)
 class App:
+    """`sources`: each source's own statements (no model's tables), by name. Each method that
+    takes `source` means the config's first source when given none."""
+
     config: Config
     url: str
-    queries: SourceQueries  # the source's own statements (no model's tables)
+    sources: dict[str, SourceQueries]
     backend_factory: BackendFactory = make_backend
     backends: dict[str, Backend] = field(default_factory=dict)
     _chunking: dict[str, ModelChunking] = field(default_factory=dict)
 
-    def names(self, model: ModelConfig) -> PairNames:
-        return PairNames.of(self.config.source.source_name, model.name)
+    @property
+    def queries(self) -> SourceQueries:
+        """The first source's statements."""
+        return self.source_queries(None)
 
-    def pair(self, model: ModelConfig) -> SourceQueries:
+    def source_queries(self, source: SourceConfig | None) -> SourceQueries:
+        return self.sources[(source or self.config.source).source_name]
+
+    def names(self, model: ModelConfig, source: SourceConfig | None = None) -> PairNames:
+        return PairNames.of((source or self.config.source).source_name, model.name)
+
+    def pair(self, model: ModelConfig, source: SourceConfig | None = None) -> SourceQueries:
         """The statements of the source and this model, over the pair's own tables."""
-        return SourceQueries.for_pair(self.queries.source, self.queries.id_type, self.names(model))
+        own = self.source_queries(source)
+        return SourceQueries.for_pair(own.source, own.id_type, self.names(model, source))
 
-    def ready_pair(self, conn: psycopg.Connection[Any], model: ModelConfig) -> SourceQueries:
+    def ready_pair(
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        source: SourceConfig | None = None,
+    ) -> SourceQueries:
         """The pair's statements, its tables made first if missing: from the configured
         dimensions, else by loading the model (which makes them)."""
-        if vector_column_type(conn, self.names(model)) is None:
-            if model.dimensions is None:
-                self.backend(model)
-            else:
-                self.ensure_tables(conn, model, model.dimensions)
-        return self.pair(model)
+        if vector_column_type(conn, self.names(model, source)) is None:
+            dimensions = model.dimensions or self.backend(model).dimensions
+            self.ensure_tables(conn, model, dimensions, source)
+        return self.pair(model, source)
 
-    def index_target(self, conn: psycopg.Connection[Any], model: ModelConfig) -> IndexTarget:
+    def index_target(
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        source: SourceConfig | None = None,
+    ) -> IndexTarget:
         """The pair's chunks as an index target (tables made first if missing)."""
-        self.ready_pair(conn, model)
-        return index_target(conn, self.names(model))
+        self.ready_pair(conn, model, source)
+        return index_target(conn, self.names(model, source))
 
-    def coverage(self, conn: psycopg.Connection[Any], model: ModelConfig) -> Coverage:
+    def coverage(
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        source: SourceConfig | None = None,
+    ) -> Coverage:
         """One pair's coverage, by its chunking's fingerprint (tables made first if missing)."""
-        queries = self.ready_pair(conn, model)
+        queries = self.ready_pair(conn, model, source)
         return measure(conn, queries, model.name, self.chunking(model).fingerprint)
 
     def chunking(self, model: ModelConfig) -> ModelChunking:
@@ -80,7 +105,9 @@ class App:
             try:
                 with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
                     check_model(conn, model, backend.dimensions)
-                    self.ensure_tables(conn, model, backend.dimensions)
+                    for source, paired in self.config.pairs():
+                        if paired.name == model.name:
+                            self.ensure_tables(conn, model, backend.dimensions, source)
                     register_model(conn, model, backend.dimensions)
             except BaseException:
                 backend.close()
@@ -89,15 +116,18 @@ class App:
         return self.backends[model.name]
 
     def ensure_tables(
-        self, conn: psycopg.Connection[Any], model: ModelConfig, dimensions: int
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        dimensions: int,
+        source: SourceConfig | None = None,
     ) -> bool:
         """Make the pair's tables if missing (True then) and hold them to their record."""
-        record = PairRecord(
-            self.config.source.display_name, self.queries.id_type, dimensions, model.storage
-        )
-        created = ensure_pair(conn, self.names(model), record)
+        own = self.source_queries(source)
+        record = PairRecord(own.source.display_name, own.id_type, dimensions, model.storage)
+        created = ensure_pair(conn, self.names(model, source), record)
         if created:
-            replace_view(conn, self.pair(model))
+            replace_view(conn, self.pair(model, source))
         return created
 
     def close(self) -> None:
@@ -110,8 +140,8 @@ def open_app(config: Config, backend_factory: BackendFactory | None = None) -> A
     """Check the database, the source and the models' stored dimensions; load no model yet."""
     url = database_url(config)
     with connect(url, timeout_s=config.connect_timeout_s) as conn:
-        queries = check_database(conn, config.source)
+        sources = {s.source_name: check_database(conn, s) for s in config.sources}
         for model in config.models:
             if model.dimensions is not None:
                 check_registry(conn, model, model.dimensions)
-    return App(config, url, queries, backend_factory or partial(make_backend, retry=config.retry))
+    return App(config, url, sources, backend_factory or partial(make_backend, retry=config.retry))

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", "create or upgrade embedkeeper's schema (alembic upgrade head)")
     p = add("backfill", "embed every pending document, then exit")
     p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
     p.add_argument("--limit", type=_positive, help="stop after N documents")
     p.add_argument(
         "--defer-index",
@@ -102,16 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one scheduled pass per model (and the sweep if due), then exit (for cron)",
     )
-    p = add("coverage", "how much of the source has current vectors")
-    p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
+    p = add("coverage", "how much of each source has current vectors, per model")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per pair")
     p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
     p = add("stats", "throughput per model: passes, docs/s, tokens/s, backlog and its ETA")
-    p.add_argument("--json", action="store_true", help="a JSON list, one object per model")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per pair")
     p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
     p.add_argument("--since", type=_duration, help="the window, e.g. 1h or 7d (default 24h)")
     p = add("search", "the documents nearest to a question, with the model that embedded them")
     p.add_argument("query", metavar="QUESTION", help="the text to search for")
     p.add_argument("--model", help="the [[models]] name (default: the first)")
+    p.add_argument("--source", help="the source to search (default: the first the model embeds)")
     p.add_argument("-k", type=_positive, default=10, help="how many documents (default 10)")
     p.add_argument(
         "--chunks", action="store_true", help="the k nearest chunks (default: each document once)"
@@ -121,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "retry", "ignore"))
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")
     p.add_argument("--model", help="only this [[models]] name")
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
     p.add_argument("--all", action="store_true", help="list: also those retrying or ignored")
     _add_index_parser(add("index", "a model's HNSW index: create, status, drop, restore"))
     p = add(
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "log the source's deletes with a trigger (opt-in), so passes prune only deleted keys",
     )
     p.add_argument("action", choices=("track", "untrack", "status"))
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
     add(
         "demo",
         "load Python's docs into the embedded PostgreSQL and backfill them (no config file: "
@@ -140,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_index_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("create", "status", "drop", "restore"))
     p.add_argument("--model", help="the [[models]] name (create and drop need one)")
+    p.add_argument("--source", help="the source (default: every source the model embeds)")
     p.add_argument("--opclass", choices=("cosine", "l2", "ip"), default="cosine")
     p.add_argument("--m", type=_positive, default=16, help="hnsw m (default 16)")
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedkeeper.backends.null import NullBackend
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import MINILM_ENTRY, insert_docs, one_pass, source_config, vectors
 from tests.pairs import CHUNKS
@@ -257,3 +258,31 @@ def test_a_text_expression_that_does_not_produce_text_is_refused(conn, db_url, m
     config = source_config(db_url, table="blobs", text_column=None, text_expression="body_bytes")
     with pytest.raises(SourceNotFound, match=r"produces bytea, not text; decode it"):
         make_app(config)
+
+
+def test_a_50_mb_text_is_read_and_chunked_in_bounded_memory(conn, db_url, make_app):
+    """The claim reads a text only as far as max_chunks chunks can reach, so a 50 MB document
+    never sits in the process whole: the pass's own allocations stay a small fraction of it."""
+    import tracemalloc
+
+    huge = "\n\n".join(f"Paragraph {i}. " + "words of the text " * 50 for i in range(55_000))
+    assert len(huge) > 50_000_000
+    insert_docs(conn, [huge, "a short one"])
+    del huge
+    entry = {"name": "null", "backend": "null", "dimensions": 384, "max_chunks": 16}
+    config = source_config(db_url, models=[entry])
+    app = make_app(config, NullBackend(config.models[0]))
+
+    tracemalloc.start()
+    try:
+        run(app, SWEEP)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 20_000_000  # a fraction of the 50 MB text
+    rows = conn.execute(
+        "SELECT document_id, chunk_count, truncated FROM embedkeeper.docs__null_documents"
+        " ORDER BY 1"
+    ).fetchall()
+    assert rows == [(1, 16, True), (2, 1, False)]

@@ -26,7 +26,6 @@ FAILURE_COLUMNS = sql.SQL(
 )
 
 
-
 def report_lines(stdout: str) -> list[str]:
     """migrate's output less the lines that name each pair's tables (they follow the report)."""
     return [line for line in stdout.splitlines() if not line.startswith("source ")]

@@ -6,10 +6,3 @@ driver and the sync pass at its top without slowing `embedkeeper --help`.
 """
 
 from __future__ import annotations
-
-from embedkeeper.config import Config, ModelConfig
-
-
-def chosen_models(config: Config, name: str | None) -> list[ModelConfig]:
-    """`--model NAME` (an unknown name is a ConfigError, not an empty list), or every model."""
-    return [config.model(name)] if name else list(config.models)

@@ -22,9 +22,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from embedkeeper.app import App, open_app
-from embedkeeper.commands import chosen_models
 from embedkeeper.commands.coverage import coverage_of, format_table
-from embedkeeper.config import Config, ModelConfig
+from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.logs import event
 from embedkeeper.service.progress import Progress
 from embedkeeper.service.signals import stop_on_signals
@@ -63,35 +62,51 @@ def backfill(
     app: App,
     models: Sequence[ModelConfig],
     *,
+    sources: Sequence[SourceConfig] | None = None,
     limit: int | None = None,
     trigger: Trigger = "backfill",
     stop: threading.Event | None = None,
     defer_index: bool = False,
     index_settings: BuildSettings | None = None,
 ) -> BackfillResult:
+    """Every pair of these models (and of these sources; default all) the config embeds, in
+    the config's order; results and held counts keyed by the pair's label (the model's name
+    with one source)."""
     stop = stop or threading.Event()
+    names = {m.name for m in models}
+    pairs = [
+        (s, m)
+        for s, m in app.config.pairs()
+        if m.name in names and (sources is None or s in sources)
+    ]
     results: dict[str, PassResult] = {}
     held: dict[str, int] = {}
-    before = {c.model: c for c in coverage_of(app, models)}
-    for model in models:
+    before = coverage_of(app, pairs)
+    for (source, model), figures in zip(pairs, before, strict=True):
         if stop.is_set():
             break
-        todo = before[model.name].pending
-        with _index_guard(app, model, todo, defer_index, index_settings):
-            outcome = _backfill_model(app, model, todo, limit, trigger, stop)
+        todo = figures.pending
+        label = app.config.pair_label(source, model)
+        with _index_guard(app, source, model, todo, defer_index, index_settings):
+            outcome = _backfill_pair(app, source, model, todo, limit, trigger, stop)
         if outcome is not None:
-            results[model.name], held[model.name] = outcome
-    return BackfillResult(results, coverage_of(app, models), stop.is_set(), held)
+            results[label], held[label] = outcome
+    return BackfillResult(results, coverage_of(app, pairs), stop.is_set(), held)
 
 
 def _index_guard(
-    app: App, model: ModelConfig, todo: int, defer: bool, settings: BuildSettings | None
+    app: App,
+    source: SourceConfig,
+    model: ModelConfig,
+    todo: int,
+    defer: bool,
+    settings: BuildSettings | None,
 ) -> AbstractContextManager[object]:
     """Drop and rebuild the pair's vector indexes around a pass with work to do; otherwise
     rebuild what a dead deferring backfill left recorded."""
     timeout_s = app.config.connect_timeout_s
     with connect(app.url, timeout_s=timeout_s) as conn:
-        target = app.index_target(conn, model)
+        target = app.index_target(conn, model, source)
         if defer and todo:
             settings = settings or BuildSettings()
             return indexes_deferred(app.url, target, settings, timeout_s=timeout_s)
@@ -100,26 +115,30 @@ def _index_guard(
     return nullcontext()
 
 
-def _backfill_model(
+def _backfill_pair(
     app: App,
+    source: SourceConfig,
     model: ModelConfig,
     todo: int,
     limit: int | None,
     trigger: Trigger,
     stop: threading.Event,
 ) -> tuple[PassResult, int] | None:
-    """The model's pass, waiting for documents a peer holds (sync/held.py); None if there was
+    """The pair's pass, waiting for documents a peer holds (sync/held.py); None if there was
     nothing to do. The int: documents still held past claim_lease."""
+    label = app.config.pair_label(source, model)
     if todo == 0:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            deleted = prune_all(conn, app.ready_pair(conn, model), model.name)
-        event(log, logging.INFO, "nothing_to_do", model=model.name, deleted=deleted)
+            deleted = prune_all(conn, app.ready_pair(conn, model, source), model.name)
+        event(log, logging.INFO, "nothing_to_do", model=label, deleted=deleted)
         return None
     backend = app.backend(model)
-    progress = Progress(model.name, todo if limit is None else min(todo, limit))
+    progress = Progress(label, todo if limit is None else min(todo, limit))
     try:
         options = PassOptions.backfill(limit, trigger)
-        ctx = PassContext(app, model, backend, options, stop, progress.on_batch, progress.on_slice)
+        ctx = PassContext(
+            app, model, backend, options, stop, progress.on_batch, progress.on_slice, source
+        )
         return run_until_released(ctx)
     finally:
         progress.close()
@@ -134,17 +153,27 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     """Print each model's figures and the coverage table; exit 128 + the signal if SIGTERM (143)
     or SIGINT (130) stopped it (after the batch in flight), 4 if another process still held some
     documents after claim_lease, 3 if some documents are in review."""
-    models = chosen_models(config, args.model)
+    pairs = config.chosen_pairs(args.source, args.model)
+    models = list({m.name: m for _, m in pairs}.values())
+    sources = list({s.source_name: s for s, _ in pairs}.values())
     app = open_app(config)
     stop = threading.Event()
     received = stop_on_signals(stop)
     try:
-        result = backfill(app, models, limit=args.limit, stop=stop, defer_index=args.defer_index)
+        result = backfill(
+            app,
+            models,
+            sources=sources,
+            limit=args.limit,
+            stop=stop,
+            defer_index=args.defer_index,
+        )
     finally:
         app.close()
     for name, outcome in result.results.items():
         s = outcome.stats
-        counted = " (the server's count)" if _server_counts(config.model(name)) else ""
+        model = config.model(name.rsplit("/", 1)[-1])
+        counted = " (the server's count)" if _server_counts(model) else ""
         print(
             f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
             f"{outcome.deleted} deleted, {s.tokens} tokens{counted} in {s.elapsed_s:.1f} s "

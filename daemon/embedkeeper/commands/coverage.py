@@ -10,22 +10,23 @@ import json
 from collections.abc import Sequence
 
 from embedkeeper.app import App, open_app
-from embedkeeper.commands import chosen_models
-from embedkeeper.config import Config, ModelConfig
+from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
 
 COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored", "skipped")
 
 
-def coverage_of(app: App, models: Sequence[ModelConfig]) -> list[Coverage]:
+def coverage_of(app: App, pairs: Sequence[tuple[SourceConfig, ModelConfig]]) -> list[Coverage]:
     with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-        return [app.coverage(conn, m) for m in models]
+        return [app.coverage(conn, m, s) for s, m in pairs]
 
 
 def format_table(rows: list[Coverage]) -> str:
-    header = [*COLUMNS, "coverage"]
-    body = [[str(getattr(r, c)) for c in COLUMNS] + [f"{r.coverage_percent:.2f}%"] for r in rows]
+    """One line per pair; a `source` column first where the rows come from several sources."""
+    columns = COLUMNS if len({r.source for r in rows}) <= 1 else ("source", *COLUMNS)
+    header = [*columns, "coverage"]
+    body = [[str(getattr(r, c)) for c in columns] + [f"{r.coverage_percent:.2f}%"] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
 
     def line(cells: list[str]) -> str:
@@ -38,7 +39,7 @@ def format_table(rows: list[Coverage]) -> str:
 
 def cmd_coverage(args: argparse.Namespace, config: Config) -> int:
     app = open_app(config)
-    rows = coverage_of(app, chosen_models(config, args.model))
+    rows = coverage_of(app, config.chosen_pairs(args.source, args.model))
     if args.json:
         print(json.dumps([row.as_json() for row in rows], indent=2))
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from embedkeeper.app import open_app
-from embedkeeper.commands import chosen_models
 from embedkeeper.config import Config
 from embedkeeper.store.db import connect
 from embedkeeper.store.failures import (
@@ -33,10 +32,12 @@ def format_failures(rows: list[Failure]) -> str:
 
 
 def cmd_failures(args: argparse.Namespace, config: Config) -> int:
-    models = chosen_models(config, args.model)  # an unknown name is an error, not an empty list
+    chosen = config.chosen_pairs(args.source, args.model)  # an unknown name is an error
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        pairs = [_failures_of(app.ready_pair(conn, m), m.name) for m in models]
+        pairs = [
+            _failures_of(app.ready_pair(conn, m, s), config.pair_label(s, m)) for s, m in chosen
+        ]
         if args.action == "list":
             found = [f for p in pairs for f in list_failures(conn, p, args.ids, args.all)]
             print(format_failures(found))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from embedkeeper.app import open_app
-from embedkeeper.commands import chosen_models
 from embedkeeper.config import Config
 from embedkeeper.errors import UsageError
 from embedkeeper.store.db import connect
@@ -36,19 +35,21 @@ def format_indexes(indexes: list[VectorIndex]) -> str:
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     if args.action in ("create", "drop") and not args.model:
         raise UsageError(f"index {args.action} needs --model NAME")
-    models = chosen_models(config, args.model)  # an unknown name is an error
+    pairs = config.chosen_pairs(args.source, args.model)  # an unknown name is an error
     settings = BuildSettings(memory_mb=args.maintenance_work_mem, workers=args.workers)
     params = HnswParams(args.opclass, args.m, args.ef_construction)
     params.check()
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        targets = [app.index_target(conn, m) for m in models]
+        targets = [app.index_target(conn, m, s) for s, m in pairs]
         if args.action == "create":
-            name, built = create_index(conn, targets[0], params, settings)
-            print(f"{'created' if built else 'exists:'} embedkeeper.{name}")
+            for target in targets:
+                name, built = create_index(conn, target, params, settings)
+                print(f"{'created' if built else 'exists:'} embedkeeper.{name}")
         elif args.action == "drop":
-            names = drop_indexes(conn, targets[0])
-            print("dropped " + (", ".join(names) if names else "nothing: no vector index"))
+            for target in targets:
+                names = drop_indexes(conn, target)
+                print("dropped " + (", ".join(names) if names else "nothing: no vector index"))
         elif args.action == "restore":
             for target in targets:
                 done = restore_indexes(conn, target, settings)

@@ -112,12 +112,12 @@ def make_pairs(config: Config) -> None:
     app = open_app(config)
     try:
         with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-            for model in config.models:
-                queries = app.ready_pair(conn, model)
+            for source, model in config.pairs():
+                queries = app.ready_pair(conn, model, source)
                 replace_view(conn, queries)
-                base = app.names(model).base
+                base = app.names(model, source).base
                 print(
-                    f"source {config.source.source_name}, model {model.name}: tables"
+                    f"source {source.source_name}, model {model.name}: tables"
                     f" embedkeeper.{base}_documents, _chunks, _failures; view embedkeeper.{base}"
                 )
     finally:

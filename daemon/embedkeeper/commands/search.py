@@ -36,20 +36,22 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if not question:
         raise UsageError("search: the question is empty")
     model = config.model(args.model) if args.model else config.models[0]
+    source, _ = config.chosen_pairs(args.source, model.name)[0]
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        queries = app.ready_pair(conn, model, source)
         dimensions = model_dimensions(conn, model)
         backend = app.backend_factory(replace(model, prefix=model.query_prefix))
         try:
             vector = embed_question(backend, question, dimensions, model.name)
         finally:
             backend.close()
-        hits = nearest(conn, app.ready_pair(conn, model), vector, args.k, chunks=args.chunks)
-    source = config.source.source_name
+        hits = nearest(conn, queries, vector, args.k, chunks=args.chunks)
+    name = source.source_name
     if args.json:
-        print(json.dumps([as_json(hit, source, model.name) for hit in hits], indent=2))
+        print(json.dumps([as_json(hit, name, model.name) for hit in hits], indent=2))
     else:
-        print(format_hits(hits, source, model.name))
+        print(format_hits(hits, name, model.name))
     return 0
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from embedkeeper.app import open_app
-from embedkeeper.commands import chosen_models
 from embedkeeper.commands.stats_text import format_stats
 from embedkeeper.config import Config
 from embedkeeper.store.backlog import Backlog, measure_backlog
@@ -27,6 +26,7 @@ DEFAULT_SINCE_S = 86400.0
 class ModelStats:
     runs: RunFigures
     backlog: Backlog
+    source: str = ""
 
     @property
     def eta_s(self) -> float | None:
@@ -39,6 +39,7 @@ class ModelStats:
     def as_json(self) -> dict[str, Any]:
         runs, last = self.runs, self.runs.last
         return {
+            "source": self.source,
             "model": runs.model,
             "since_s": runs.since_s,
             "passes": sum(runs.passes.values()),
@@ -65,20 +66,23 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def collect(config: Config, model: str | None, since_s: float) -> list[ModelStats]:
+def collect(
+    config: Config, model: str | None, since_s: float, source: str | None = None
+) -> list[ModelStats]:
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
         return [
             ModelStats(
-                run_figures(conn, config.source.source_name, m.name, since_s),
-                measure_backlog(conn, app.ready_pair(conn, m), m.name),
+                run_figures(conn, s.source_name, m.name, since_s),
+                measure_backlog(conn, app.ready_pair(conn, m, s), m.name),
+                s.source_name,
             )
-            for m in chosen_models(config, model)
+            for s, m in config.chosen_pairs(source, model)
         ]
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    rows = collect(config, args.model, args.since or DEFAULT_SINCE_S)
+    rows = collect(config, args.model, args.since or DEFAULT_SINCE_S, args.source)
     if args.json:
         print(json.dumps([row.as_json() for row in rows], indent=2))
     else:

@@ -189,6 +189,32 @@ class Config:
             if model.sources is None or source.source_name in model.sources
         )
 
+    def chosen_pairs(
+        self, source: str | None = None, model: str | None = None
+    ) -> list[tuple[SourceConfig, ModelConfig]]:
+        """The pairs `--source NAME` and `--model NAME` pick (an unknown name is a
+        ConfigError, a combination the config does not embed too), or every pair."""
+        wanted_source = self.source_named(source) if source else None
+        wanted_model = self.model(model) if model else None
+        chosen = [
+            (s, m)
+            for s, m in self.pairs()
+            if wanted_source in (None, s) and wanted_model in (None, m)
+        ]
+        if not chosen:
+            raise ConfigError(
+                f'config: model "{model}" does not embed source "{source}" (its [[models]]'
+                " sources leave it out)"
+            )
+        return chosen
+
+    def pair_label(self, source: SourceConfig, model: ModelConfig) -> str:
+        """How logs, metrics and summaries name a pair: the model's name where the config has
+        one source, `source/model` where it has several."""
+        if len(self.sources) == 1:
+            return model.name
+        return f"{source.source_name}/{model.name}"
+
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
             if model.name == name:

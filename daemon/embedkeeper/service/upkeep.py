@@ -47,9 +47,10 @@ def refresh_backlog(app: App, metrics: Metrics) -> None:
     """The backlog gauge of every model: the same estimate `embedkeeper stats` shows."""
     try:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            for model in app.config.models:
+            for source, model in app.config.pairs():
+                label = app.config.pair_label(source, model)
                 metrics.record_backlog(
-                    measure_backlog(conn, app.ready_pair(conn, model), model.name)
+                    measure_backlog(conn, app.ready_pair(conn, model, source), label)
                 )
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

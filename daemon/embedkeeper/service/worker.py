@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 
 from embedkeeper.app import App
+from embedkeeper.config import ModelConfig, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.records import RunStats
@@ -48,18 +50,18 @@ class Worker:
         self.runs_pruned_at = prune_history_when_due(self.app, self.runs_pruned_at)
         self.busy, self.heartbeat = True, time.monotonic()
         try:
-            for model in self.app.config.models:
+            for source, model in self.app.config.pairs():
                 if self.stop.is_set():
                     return
-                self._pass(model.name)
+                self._pass(source, model)
         finally:
             self.busy, self.heartbeat = False, time.monotonic()
 
-    def _pass(self, name: str) -> None:
+    def _pass(self, source: SourceConfig, model: ModelConfig) -> None:
         config = self.app.config
-        model = config.model(name)
-        plans = [PassOptions.scheduled(config.source)]
-        if self._sweep_due(name):
+        name = config.pair_label(source, model)  # the model's name, with one source
+        plans = [PassOptions.scheduled(source)]
+        if self._sweep_due(source, model):
             plans.append(PassOptions.sweep())
         for options in plans:
             if self.stop.is_set():
@@ -72,11 +74,12 @@ class Worker:
                     PassContext(
                         self.app,
                         model,
-                        self.app.backends[name],
+                        self.app.backends[model.name],
                         options,
                         self.stop,
                         partial(self._beat, progress=progress),
                         progress.on_slice,
+                        source,
                     )
                 )
             except EmbedkeeperError as exc:
@@ -112,12 +115,12 @@ class Worker:
                 elapsed_s=round(s.elapsed_s, 2),
             )
 
-    def _sweep_due(self, name: str) -> bool:
+    def _sweep_due(self, source: SourceConfig, model: ModelConfig) -> bool:
         """The last sweep (or backfill) of any instance counts: N instances do not sweep N
         times, and a restart does not sweep again."""
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                swept_at = sync_state.load(conn, self.app.config.source, name).swept_at
+                swept_at = sync_state.load(conn, source, model.name).swept_at
                 if swept_at is None:
                     return True
                 row = conn.execute("SELECT extract(epoch FROM now() - %s)", (swept_at,))
@@ -145,8 +148,8 @@ class Worker:
         died). Outside `busy`: a rebuild can take longer than the watchdog allows a batch."""
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                for model in self.app.config.models:
-                    restore_quietly(conn, self.app.index_target(conn, model))
+                for source, model in self.app.config.pairs():
+                    restore_quietly(conn, self.app.index_target(conn, model, source))
         except EmbedkeeperError as exc:
             event(
                 log,
@@ -162,8 +165,11 @@ class Worker:
             return
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                for model in self.app.config.models:
-                    self.metrics.record_coverage(self.app.coverage(conn, model))
+                for source, model in self.app.config.pairs():
+                    figures = self.app.coverage(conn, model, source)
+                    self.metrics.record_coverage(
+                        replace(figures, model=self.app.config.pair_label(source, model))
+                    )
         except EmbedkeeperError as exc:
             event(
                 log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)

@@ -71,7 +71,7 @@ def _wait_released(
 ) -> int:
     """Poll pg_locks until no peer holds any of `ids`, the deadline passes or we are stopped;
     returns how many are still held."""
-    model, source = ctx.model.name, ctx.app.config.source.source_name
+    model, source = ctx.model.name, ctx.pair_source.source_name
     started = clock()
     with (
         connect(ctx.app.url, timeout_s=ctx.app.config.connect_timeout_s) as conn,

@@ -20,7 +20,7 @@ import psycopg
 
 from embedkeeper.app import App
 from embedkeeper.backends import Backend, wait_after_outage
-from embedkeeper.config import ModelConfig
+from embedkeeper.config import ModelConfig, SourceConfig
 from embedkeeper.errors import BackendRefused, BackendUnavailable, Transient
 from embedkeeper.logs import event, set_log_fields
 from embedkeeper.records import DocumentId, RunStats
@@ -51,6 +51,11 @@ class PassContext:
     stop: Event
     on_batch: Callable[[RunStats], None] | None = None
     on_slice: Callable[[int], None] | None = None
+    source: SourceConfig | None = None  # None: the config's first source
+
+    @property
+    def pair_source(self) -> SourceConfig:
+        return self.source or self.app.config.source
 
     def connect(self) -> psycopg.Connection[Any]:
         """A session of the pass: its claims die with it, and idle for claim_lease it is ended
@@ -82,7 +87,8 @@ class _Pass:
 
     def __init__(self, ctx: PassContext) -> None:
         self.ctx = ctx
-        self.queries = ctx.app.pair(ctx.model)  # over the (source, model) pair's own tables
+        # over the (source, model) pair's own tables
+        self.queries = ctx.app.pair(ctx.model, ctx.source)
         self.total = RunStats()
         self.deleted = 0
         self.run_id: int | None = None
@@ -170,10 +176,10 @@ class _Pass:
             with mapped_errors("resuming a run"):
                 adopt_run(conn, self.run_id)
             return self.plan
-        self.queries = ctx.app.ready_pair(conn, ctx.model)  # its tables made if missing
+        self.queries = ctx.app.ready_pair(conn, ctx.model, ctx.source)  # tables made if missing
         with mapped_errors("starting a run"):
             run_id = start_run(
-                conn, ctx.app.config.source.source_name, ctx.model.name, ctx.options.trigger
+                conn, ctx.pair_source.source_name, ctx.model.name, ctx.options.trigger
             )
         set_log_fields(run=run_id)
         plan = prepare(conn, self.queries, ctx.model.name, ctx.options)
@@ -233,7 +239,7 @@ class _Pass:
             with mapped_errors("reading the sync state"):
                 plan = replace(
                     plan,
-                    seen=sync_state.load(conn, self.ctx.app.config.source, self.ctx.model.name),
+                    seen=sync_state.load(conn, self.ctx.pair_source, self.ctx.model.name),
                 )
             self.plan = plan
         return plan
