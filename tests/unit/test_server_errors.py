@@ -12,7 +12,7 @@ import pytest
 
 from embedkeeper.backends._http import HttpClient, RetryPolicy
 from embedkeeper.backends.server_message import names_model, server_message
-from embedkeeper.backends.token_count import window_of
+from embedkeeper.chunking.tokenizer import window_of
 from embedkeeper.errors import BackendRefused, InputRejected, ModelError
 
 

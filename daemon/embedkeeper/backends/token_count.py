@@ -10,13 +10,9 @@ is what a server running the model through sentence-transformers, like infinity,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from embedkeeper.chunking.tokenizer import find_tokenizer_file, load_tokenizer
-from embedkeeper.errors import ModelError
+from embedkeeper.chunking.tokenizer import find_tokenizer_file, load_tokenizer, window_of
 
 
 class TokenCounter:
@@ -33,27 +29,3 @@ class TokenCounter:
         """Tokens of each text, special tokens included, at most window + 1."""
         encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
         return [len(item.ids) for item in encoded]
-
-
-def window_of(directory: Path, where: str) -> int:
-    """The model's window as its directory states it: sentence-transformers' max_seq_length
-    first (the length it is run at), then the tokenizer's model_max_length."""
-    for name, key in (
-        ("sentence_bert_config.json", "max_seq_length"),
-        ("tokenizer_config.json", "model_max_length"),
-    ):
-        value = _read_json(directory / name).get(key)
-        if isinstance(value, int) and 0 < value < 1_000_000:  # HF writes 1e30 for "no limit"
-            return value
-    raise ModelError(
-        f"{where} tokenizer: {directory} does not state the model's window; set max_tokens to"
-        " the number of tokens the server embeds of each input"
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embedkeeper.backends.token_count import window_of
 from embedkeeper.chunking.chunker import CHARS_PER_TOKEN, Chunker, make_chunker
-from embedkeeper.chunking.tokenizer import Window, find_tokenizer_file, load_tokenizer
+from embedkeeper.chunking.tokenizer import Window, find_tokenizer_file, load_tokenizer, window_of
 from embedkeeper.config import ModelConfig
 from embedkeeper.errors import ConfigError
 

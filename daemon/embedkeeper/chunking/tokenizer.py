@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedkeeper.errors import ModelError
 
@@ -80,3 +81,27 @@ def find_tokenizer_file(ref: str) -> Path:
         f'no tokenizer found for "{ref}": name a model directory holding tokenizer.json, the '
         "file itself, or an installed model package"
     )
+
+
+def window_of(directory: Path, where: str) -> int:
+    """The model's window as its directory states it: sentence-transformers' max_seq_length
+    first (the length it is run at), then the tokenizer's model_max_length."""
+    for name, key in (
+        ("sentence_bert_config.json", "max_seq_length"),
+        ("tokenizer_config.json", "model_max_length"),
+    ):
+        value = _read_json(directory / name).get(key)
+        if isinstance(value, int) and 0 < value < 1_000_000:  # HF writes 1e30 for "no limit"
+            return value
+    raise ModelError(
+        f"{where} tokenizer: {directory} does not state the model's window; set max_tokens to"
+        " the number of tokens the server embeds of each input"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

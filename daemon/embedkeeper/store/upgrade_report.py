@@ -39,7 +39,11 @@ class UpgradeReport:
     left: tuple[LeftModel, ...]
 
     def lines(self) -> list[str]:
-        """Short lines for the terminal; warnings start with "warning:"."""
+        """Short lines for the terminal; warnings start with "warning:". None when there was
+        nothing of v0.1's to carry or leave (a new database, or one carried before): the log
+        says so (v01_nothing_to_carry)."""
+        if not self.carried and not self.left:
+            return []
         if self.carried:
             lines = [f'v0.1 rows carried into the pairs of source "{self.source}":']
         else:
