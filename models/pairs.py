@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -79,6 +80,9 @@ def pair_tables(
         Column("truncated", Boolean, nullable=False),
         Column("source_updated_at", DateTime(timezone=True), nullable=True),
         Column("embedded_at", DateTime(timezone=True), nullable=False, server_default=now),
+        # A pass's start asks whether any record is of other chunking settings (two index
+        # probes, see SourceSql.other_chunking_exists), so a change of settings re-walks all.
+        Index(f"{base}_chunking", "chunking"),
     )
     chunks = Table(
         f"{base}_chunks",

@@ -3,11 +3,13 @@ prune that runs only when the table saw deletes, and the sweep that is the net u
 
 from __future__ import annotations
 
+import json
+
 from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect
 from embedkeeper.store.locks import claim_space
 from embedkeeper.sync.plan import PassOptions
-from tests.conftest import insert_docs, one_pass, source_config, vectors
+from tests.conftest import MINILM_ENTRY, insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
 from tests.pairs import RECORDS
 
@@ -225,3 +227,32 @@ def test_a_failed_background_prune_loses_nothing(conn, db_url, make_app, monkeyp
     monkeypatch.undo()
     assert one_pass(app, SCHEDULED).deleted == 1  # the fingerprint was not recorded: again
     assert sorted(vectors(conn)) == [1, 3]
+
+
+def test_a_change_of_chunking_settings_makes_a_scheduled_pass_walk_everything(
+    conn, db_url, make_app
+):
+    """The watermark walk sees only changed rows; records of other chunking settings are found
+    at the pass's start by two probes of the records' chunking index, and then all is walked."""
+    old_docs(conn, 6)
+    entry = {**MINILM_ENTRY, "chunking": "none"}
+    before = make_app(
+        source_config(db_url, updated_at_column="updated_at", models=[entry]), ScriptedBackend()
+    )
+    assert one_pass(before, BACKFILL).stats.ok == 6
+    assert one_pass(before, SCHEDULED).stats.ok == 0  # nothing changed: nothing walked
+
+    after = app_on_updated_at(make_app, db_url, ScriptedBackend())  # chunking "text"
+    assert one_pass(after, SCHEDULED).stats.ok == 6
+    chunkings = conn.execute(f"SELECT DISTINCT chunking FROM {RECORDS}").fetchall()  # noqa: S608
+    assert chunkings == [(after.chunking(after.config.models[0]).fingerprint,)]
+    assert one_pass(after, SCHEDULED).stats.ok == 0
+
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            "EXPLAIN (FORMAT JSON) "
+            + after.pair(after.config.models[0]).other_chunking_exists().as_string(conn),
+            {"chunking": "text"},
+        ).fetchone()
+    assert "docs__minilm_chunking" in json.dumps(plan)

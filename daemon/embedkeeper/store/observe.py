@@ -21,9 +21,13 @@ class Observed:
     newest: datetime | None  # the newest updated_at in the table: the watermark a drained pass sets
     log_position: int | None  # None: the source's deletes are not logged
     fingerprint: str | None
+    rechunk: bool = False  # some records were chunked with other settings: walk everything
 
 
-def observe(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Observed:
+def observe(
+    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str | None = None
+) -> Observed:
+    """`chunking`: the model's chunker fingerprint, for a pair's tables (None: not asked)."""
     source = queries.source
     with mapped_errors("reading the sync state"):
         seen = sync_state.load(conn, queries.source, model)
@@ -34,4 +38,8 @@ def observe(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -
         # The log's position first: every entry up to it is then in the counter read after it.
         log_at = delete_log.position(conn, source)
         fingerprint = sync_state.table_fingerprint(conn, source)
-    return Observed(seen, newest[0] if newest else None, log_at, fingerprint)
+        rechunk = False
+        if chunking is not None and queries.names is not None:
+            row = conn.execute(queries.other_chunking_exists(), {"chunking": chunking}).fetchone()
+            rechunk = bool(row and row[0])
+    return Observed(seen, newest[0] if newest else None, log_at, fingerprint, rechunk)

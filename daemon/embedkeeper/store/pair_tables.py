@@ -66,14 +66,16 @@ def create_pair_tables(
 ) -> None:
     """Create the pair's tables where they do not exist; the caller owns the transaction."""
     from sqlalchemy.dialects import postgresql
-    from sqlalchemy.schema import CreateTable
+    from sqlalchemy.schema import CreateIndex, CreateTable
 
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     with mapped_errors(f"creating the tables of {names.source}/{names.model}"):
         for table in pair_tables(names.base, key_type, dimensions, storage):
-            ddl = str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
-            # Generated from our own definitions, every identifier quoted by SQLAlchemy.
-            conn.execute(ddl)
+            statements: list[CreateTable | CreateIndex] = [CreateTable(table, if_not_exists=True)]
+            statements += [CreateIndex(i, if_not_exists=True) for i in table.indexes]
+            for statement in statements:
+                # Generated from our own definitions, every identifier quoted by SQLAlchemy.
+                conn.execute(str(statement.compile(dialect=dialect)))
 
 
 def vector_column_type(conn: psycopg.Connection[Any], names: PairNames) -> str | None:

@@ -245,6 +245,14 @@ class SourceSql:
             gone=gone,
         )
 
+    def other_chunking_exists(self) -> sql.Composed:
+        """Whether any record was chunked with other settings than `%(chunking)s`: two probes
+        of the records' chunking index (an inequality as two ranges), not a scan."""
+        return self._fmt(
+            "SELECT EXISTS (SELECT 1 FROM {embeddings} WHERE chunking < %(chunking)s)"
+            " OR EXISTS (SELECT 1 FROM {embeddings} WHERE chunking > %(chunking)s)"
+        )
+
     def estimate_documents(self) -> sql.Composed:
         """The planner's estimate of the documents in scope with a text (EXPLAIN only: nothing
         is read but the catalog's statistics, the column's fraction of NULLs among them). It

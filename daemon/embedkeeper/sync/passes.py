@@ -182,7 +182,8 @@ class _Pass:
                 conn, ctx.pair_source.source_name, ctx.model.name, ctx.options.trigger
             )
         set_log_fields(run=run_id)
-        plan = prepare(conn, self.queries, ctx.model.name, ctx.options)
+        chunking = ctx.app.chunking(ctx.model).fingerprint
+        plan = prepare(conn, self.queries, ctx.model.name, ctx.options, chunking)
         if plan.prune_later:
             self.background = BackgroundPrune(
                 ctx.app.url, ctx.app.config.connect_timeout_s, self.queries, ctx.model.name, plan

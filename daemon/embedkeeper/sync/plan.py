@@ -64,7 +64,8 @@ class PassDecision:
 def decide(options: PassOptions, observed: Observed, source: SourceConfig) -> PassDecision:
     """Pure: the walk and the prunes for a pass with these options, given what it saw."""
     seen = observed.seen
-    since = seen.since(source) if options.changes_only else None
+    # Records of other chunking settings are found by the walk of everything, not of the change.
+    since = seen.since(source) if options.changes_only and not observed.rechunk else None
     phases: list[Phase] = [("changed", since), ("retries", None)] if since else [("all", None)]
     known = (
         observed.fingerprint is not None

@@ -44,10 +44,15 @@ class PassPlan:
 
 
 def prepare(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, options: PassOptions
+    conn: psycopg.Connection[Any],
+    queries: SourceQueries,
+    model: str,
+    options: PassOptions,
+    chunking: str | None = None,
 ) -> PassPlan:
-    """Observe, decide, and prune what must be pruned before the walk."""
-    observed = observe(conn, queries, model)
+    """Observe, decide, and prune what must be pruned before the walk. `chunking`: the model's
+    chunker fingerprint (records of other settings make a scheduled pass walk everything)."""
+    observed = observe(conn, queries, model, chunking)
     decision = decide(options, observed, queries.source)
     seen, deleted = observed.seen, 0
     if decision.prune_first:
