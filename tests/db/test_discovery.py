@@ -210,7 +210,8 @@ def test_a_50_mb_text_and_a_million_lines_stay_within_bounded_memory(conn, db_ur
         "INSERT INTO docs (id, body) SELECT 2, string_agg('line ' || g, E'\\n')"
         " FROM generate_series(1, 1000000) g"
     )
-    app = make_app(source_config(db_url))
+    # chunking "none": one window each (the chunked path is the next test's, with max_chunks)
+    app = make_app(source_config(db_url, models=[{**MINILM_ENTRY, "chunking": "none"}]))
     tracemalloc.start()
     try:
         run(app, SWEEP)
