@@ -23,6 +23,7 @@ BENCHMARKS = {
     "hnsw": hnsw.main,
     "peers": peers.main,
     "chunker": chunker.main,
+    "chunker_short": chunker.short_main,
     "retrieval": retrieval.main,
 }
 

@@ -50,7 +50,7 @@ def embed_chunked(
     stop: Event | None = None,
     on_slice: OnSlice | None = None,
 ) -> ChunkedOutcome:
-    splits = [chunker.split(d.text) for d in documents]
+    splits = chunker.split_many([d.text for d in documents])
     pieces: dict[int, _Piece] = {}  # id() of the chunk's stand-in document -> its origin
     stand_ins: list[Document] = []
     for index, (document, (chunks, _capped)) in enumerate(zip(documents, splits, strict=True)):
