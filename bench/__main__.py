@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    chunked_backfill,
     chunker,
     database_path,
     hnsw,
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "peers": peers.main,
     "chunker": chunker.main,
     "chunker_short": chunker.short_main,
+    "chunked": chunked_backfill.main,
     "retrieval": retrieval.main,
 }
 

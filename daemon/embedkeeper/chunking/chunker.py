@@ -107,12 +107,14 @@ class Chunker:
         fingerprint: str,
         max_chunks: int,
         whole: WholeFit | None = None,
+        chunk_chars: int = 0,
     ) -> None:
         self.method = method
         self._splitter = splitter
         self.fingerprint = fingerprint
         self.max_chunks = max_chunks
         self._whole = whole
+        self.chunk_chars = chunk_chars  # about how many characters a full chunk holds; 0: none
 
     def split(self, text: str) -> tuple[list[Chunk], bool]:
         """The text's chunks in order, and whether max_chunks cut some text off."""
@@ -170,13 +172,13 @@ def make_chunker(
     if tokenizer is not None:
         splitter = splitter_class.from_huggingface_tokenizer(tokenizer, capacity, overlap=overlap)
         whole = WholeFit(capacity, tokenizer, keep_indent)
-        unit = "tokens"
+        unit, chunk_chars = "tokens", capacity * 4  # about 4 characters a token of prose
     else:
         splitter = splitter_class(capacity * CHARS_PER_TOKEN, overlap=overlap * CHARS_PER_TOKEN)
         whole = WholeFit(capacity * CHARS_PER_TOKEN, None, keep_indent)
-        unit = "chars"
+        unit, chunk_chars = "chars", capacity * CHARS_PER_TOKEN
     fingerprint = f"{method}:{capacity}:{overlap}:{max_chunks}:{unit}"
-    return Chunker(method, splitter, fingerprint, max_chunks, whole)
+    return Chunker(method, splitter, fingerprint, max_chunks, whole, chunk_chars)
 
 
 def _segments(text: str, size: int) -> Iterator[tuple[int, str]]:
