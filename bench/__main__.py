@@ -14,6 +14,7 @@ from bench import (
     peers,
     recovery,
     retrieval,
+    search,
 )
 
 BENCHMARKS = {
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "chunker_short": chunker.short_main,
     "chunked": chunked_backfill.main,
     "retrieval": retrieval.main,
+    "search": search.main,
 }
 
 

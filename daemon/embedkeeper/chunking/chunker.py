@@ -7,7 +7,7 @@ splitter never holds more than one segment: a 50 MB text is chunked in bounded m
 segments' chunks simply follow each other (no overlap across a segment's end). `max_chunks`
 caps the work one document may cost; a document cut there is reported as `capped`.
 
-Most short documents fit one chunk whole, and the splitter costs about 0.2 ms a text even then
+Most short documents fit one chunk whole, and the splitter costs about 0.3 ms a text even then
 (it measures every semantic level of the text): `split_many` counts a batch's short texts with
 the tokenizer at once (`encode_batch_fast`, parallel in Rust) and gives each that fits its one
 chunk directly, the very chunk the splitter would return (trimmed as it trims; the unit tests
@@ -33,10 +33,11 @@ SEGMENT_CHARS = 1_000_000
 # token on English prose, so 3 leaves a margin of a quarter. Denser text (code, CJK) may still
 # exceed the window; the server then cuts it.
 CHARS_PER_TOKEN = 3
-# Texts of more characters than this per token of a chunk's capacity are not trimmed or counted
-# for the fast path: they almost never fit (a token of prose is about 4 characters), so counting
-# them would only add to the splitter's work, and a huge text is never copied. One that would
-# fit still gets the same chunk, from the splitter.
+# Texts of more characters than this per unit of a chunk's capacity (a token; a character
+# without a tokenizer) are not trimmed or counted for the fast path: they almost never fit (a
+# token of prose is about 4 characters), so counting them would only add to the splitter's
+# work, and a huge text is never copied. One that would fit still gets its chunk, from the
+# splitter.
 WHOLE_CHARS_PER_TOKEN = 10
 # What the splitter trims from a chunk: Rust's `char::is_whitespace`, the Unicode White_Space
 # property. Python's str.strip() would also trim the separators U+001C to U+001F.
