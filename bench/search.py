@@ -100,7 +100,8 @@ def _vectors(
     rng: np.random.Generator, count: int, queries: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     def unit(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return block / np.linalg.norm(block, axis=1, keepdims=True)
+        norms: npt.NDArray[np.float32] = np.linalg.norm(block, axis=1, keepdims=True)
+        return block / norms
 
     def gaussian(n: int, dims: int) -> npt.NDArray[np.float32]:
         return rng.standard_normal((n, dims)).astype(np.float32)
