@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    chunked_backfill,
     chunker,
     database_path,
     hnsw,
@@ -13,6 +14,7 @@ from bench import (
     peers,
     recovery,
     retrieval,
+    search,
 )
 
 BENCHMARKS = {
@@ -23,7 +25,10 @@ BENCHMARKS = {
     "hnsw": hnsw.main,
     "peers": peers.main,
     "chunker": chunker.main,
+    "chunker_short": chunker.short_main,
+    "chunked": chunked_backfill.main,
     "retrieval": retrieval.main,
+    "search": search.main,
 }
 
 

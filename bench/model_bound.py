@@ -89,7 +89,7 @@ def _backfill(database: BenchDatabase, name: str, count: int) -> float:
     start = time.perf_counter()
     # The no-op run still loads nothing: measure start-up as a run that has one document to do.
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DELETE FROM embedkeeper.embeddings WHERE document_id = 1")
+        conn.execute('DELETE FROM embedkeeper."docs__minilm_documents" WHERE document_id = 1')
     subprocess.run(command, env=env, check=True, capture_output=True)
     startup = time.perf_counter() - start
     return count / max(elapsed - startup, 1e-9)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from threading import Event
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from embedkeeper.chunking import Window, load_tokenizer, make_chunker
 from embedkeeper.errors import BackendUnavailable, InputRejected
 from embedkeeper.records import Document, Embedded
+from embedkeeper.sync import chunked
 from embedkeeper.sync.chunked import embed_chunked
 
 PARAGRAPH = (
@@ -110,3 +112,77 @@ def test_a_document_over_max_chunks_is_embedded_in_part_and_flagged(minilm):
     (embedded,) = embed_chunked(minilm, [document(1, long_text(12))], capped, 384).embedded
     assert len(embedded.chunks) == 2
     assert embedded.truncated
+
+
+class Sized:
+    """The model, asked for `request_size` chunks a request; `stop` is set after `calls`."""
+
+    def __init__(self, inner: Any, request_size: int, stop: Event | None = None, calls: int = 0):
+        self.inner, self.stop, self.calls = inner, stop, calls
+        self.dimensions, self.max_chars = inner.dimensions, inner.max_chars
+        self.request_size, self.concurrency = request_size, 1
+
+    def embed(self, documents: Sequence[Document]) -> list[Embedded]:
+        result: list[Embedded] = self.inner.embed(documents)
+        self.calls -= 1
+        if self.stop is not None and self.calls == 0:
+            self.stop.set()
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("lengths", "first", "groups"),
+    [
+        ([], 10, [[]]),
+        ([5, 5, 5], 0, [[5, 5, 5]]),  # chunking "none": one group
+        ([5, 5, 5], 100, [[5, 5, 5]]),
+        ([4, 6, 10, 10, 5, 20, 1], 10, [[4, 6], [10, 10], [5, 20], [1]]),
+        ([30, 1], 10, [[30], [1]]),
+        ([30], 10, [[30]]),
+    ],
+)
+def test_groups_keep_the_documents_order_first_one_round_then_two(lengths, first, groups):
+    docs = [document(i, "x" * n) for i, n in enumerate(lengths)]
+    got = chunked._groups(docs, first)
+    assert [[len(d.text) for d in g] for g in got] == groups
+    assert [d for g in got for d in g] == docs
+
+
+def test_a_batch_chunked_in_groups_ahead_of_the_model_is_embedded_as_in_one(minilm, chunker):
+    docs = [document(i, long_text(2 + i % 4)) for i in range(8)] + [document(9, "Short.")]
+    grouped = Sized(minilm, request_size=2)
+    assert len(chunked._groups(docs, chunked._group_chars(grouped, chunker))) > 3
+    assert len(chunked._groups(docs, chunked._group_chars(minilm, chunker))) == 1
+    seen: list[int] = []
+    in_groups = embed_chunked(grouped, docs, chunker, 384, on_slice=seen.append)
+    at_once = embed_chunked(minilm, docs, chunker, 384)
+    assert (in_groups.rejected, in_groups.unfinished, in_groups.error) == ([], [], None)
+    assert in_groups.chunks == at_once.chunks
+    assert sum(seen) == len(docs)  # progress still counts each document once
+    assert [e.document.id for e in in_groups.embedded] == [d.id for d in docs]
+    for mine, theirs in zip(in_groups.embedded, at_once.embedded, strict=True):
+        assert [(c.seq, c.start, c.end) for c in mine.chunks] == [
+            (c.seq, c.start, c.end) for c in theirs.chunks
+        ]
+        cosines = [
+            float(np.dot(a.vector, b.vector))
+            for a, b in zip(mine.chunks, theirs.chunks, strict=True)
+        ]
+        assert min(cosines) > 0.9999
+        assert mine.token_count == theirs.token_count
+
+
+def test_a_stop_leaves_the_groups_after_it_unfinished_and_none_half_done(minilm, chunker):
+    docs = [document(i, long_text(4)) for i in range(6)]
+    stop = Event()
+    outcome = embed_chunked(Sized(minilm, 4, stop, calls=1), docs, chunker, 384, stop)
+    assert stop.is_set()
+    embedded = [e.document.id for e in outcome.embedded]
+    unfinished = [d.id for d in outcome.unfinished]
+    assert embedded
+    assert unfinished
+    assert sorted(embedded + unfinished) == [d.id for d in docs]
+    assert outcome.error is None

@@ -5,6 +5,7 @@ huge text costs bounded memory."""
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import tracemalloc
 from pydoc_data.topics import topics
@@ -176,3 +177,56 @@ def test_a_50_mb_text_is_chunked_in_bounded_memory(tokenizer):
 def test_an_unknown_tokenizer_is_a_clear_error():
     with pytest.raises(ModelError, match="no tokenizer found"):
         load_tokenizer("/nonexistent/model")
+
+
+def varied_texts(tokenizer, capacity: int) -> list[str]:
+    """A few hundred texts around one chunk's size: prose, markdown, code, non-ASCII, blank,
+    padded with every kind of white space the splitter trims (and some it does not)."""
+    rng = random.Random(13)
+    prose = [p for text in LONG_TEXTS for p in text.split("\n\n") if p.strip()]
+    words = [w for w in " ".join(prose).split() if w.isalpha() and w.islower()]
+    short = {w for w in words if len(w) <= 6}
+    one_token = sorted(w for w in short if len(tokenizer.encode(w, add_special_tokens=False)) == 1)
+    foreign = [
+        "Größenänderung für Übersetzungen.",
+        "日本語のテキストを分割する。",
+        "Ελληνικά κείμενα και ρήματα.",
+        "עברית מימין לשמאל.",
+        "emoji 🙂🚀 and combining e\u0301 accents",
+        "zero\u200bwidth\u200bjoins and \x00 control \x07 characters",
+    ]
+    pads = ["", " ", "\n\n", "\t", "\r\n", "\u3000", "\xa0", "\u2028", "\x85", "\x1c", " \u200b "]
+    markdown = "# Title\n\n  indented line\n    code block\n\n- item one\n- item two\n"
+    texts = ["", " ", "\n\n\t", "\x1c", "\u200b", "one", markdown, "  " + markdown.strip()]
+    # Exactly capacity - 3 ... capacity + 3 tokens: both sides of the boundary.
+    texts += [" ".join(rng.choices(one_token, k=n)) for n in range(capacity - 3, capacity + 4)]
+    for _ in range(400):
+        start = rng.randrange(len(prose))
+        body = "\n\n".join(prose[start : start + rng.randint(1, 4)])
+        body = body[: rng.choice([40, 200, 600, 900, 1200, 2000, 5000])]
+        if rng.random() < 0.3:
+            body = rng.choice(foreign) + " " + body + " " + rng.choice(foreign)
+        if rng.random() < 0.2:
+            body = "    " + body.replace("\n", "\n    ")
+        texts.append(rng.choice(pads) + body + rng.choice(pads))
+    return texts
+
+
+@pytest.mark.parametrize("method", ["text", "markdown"])
+@pytest.mark.parametrize("by_tokens", [True, False])
+def test_a_text_that_fits_gets_the_very_chunk_the_splitter_makes(tokenizer, method, by_tokens):
+    window = Window.of(tokenizer, WINDOW)
+    chunker = make_chunker(
+        method, window=window, tokenizer=tokenizer if by_tokens else None, overlap=32
+    )
+    texts = varied_texts(tokenizer, window.capacity)
+    by_splitter = [chunker._split(text) for text in texts]
+    assert chunker.split_many(texts) == by_splitter
+    assert [chunker.split(text) for text in texts] == by_splitter
+    # Both ways are exercised: texts the fast path takes whole, and texts left to the splitter.
+    assert chunker._whole is not None
+    whole = chunker._whole.chunks(texts)
+    assert sum(w is not None and len(w) == 1 for w in whole) > 100
+    assert sum(w is None for w in whole) > 20
+    if by_tokens:  # the texts of capacity - 3 ... capacity + 3 tokens
+        assert [w is not None for w in whole[8:15]] == [True] * 4 + [False] * 3

@@ -5,14 +5,15 @@ embedded together as one batch (embedding.py sorts them by length and splits the
 backend's request size, so a long document fills whole requests rather than padding short ones).
 A document is done when every one of its chunks has its vector: a chunk the backend rejects fails
 its document (and only it, as poison isolation does for whole documents), and a chunk left
-unfinished by an outage or a stop leaves its document unfinished, released uncharged. Chunking
-runs in the caller's thread; semantic-text-splitter releases the GIL, so a pipeline may chunk the
-next batch in a thread while the model embeds this one.
+unfinished by an outage or a stop leaves its document unfinished, released uncharged. A batch of
+long documents is chunked a group at a time on a thread, ahead of the model (semantic-text-splitter
+and the tokenizer release the GIL): the chunker's time hides behind the model's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from threading import Event
 
@@ -50,7 +51,73 @@ def embed_chunked(
     stop: Event | None = None,
     on_slice: OnSlice | None = None,
 ) -> ChunkedOutcome:
-    splits = [chunker.split(d.text) for d in documents]
+    """Chunk and embed a batch. A batch of more text than one round of requests holds is cut
+    into groups of documents; a thread chunks the groups in turn, ahead of the model, so that
+    the chunker's time hides behind the model's (the first group is one round, so the model
+    waits for little). An outage or a stop leaves the groups after it unfinished."""
+    groups = _groups(documents, _group_chars(backend, chunker))
+    if len(groups) == 1:
+        return _embed_group(
+            backend,
+            documents,
+            chunker.split_many([d.text for d in documents]),
+            chunker,
+            dimensions,
+            stop,
+            on_slice,
+        )
+    outcome = ChunkedOutcome()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunker")
+    try:
+        splits = [pool.submit(chunker.split_many, [d.text for d in group]) for group in groups]
+        for index, group in enumerate(groups):
+            if outcome.error is not None or (stop is not None and stop.is_set()):
+                outcome.unfinished += group  # released uncharged, for the next try
+                continue
+            done = _embed_group(
+                backend, group, splits[index].result(), chunker, dimensions, stop, on_slice
+            )
+            outcome.embedded += done.embedded
+            outcome.rejected += done.rejected
+            outcome.unfinished += done.unfinished
+            outcome.error = outcome.error or done.error
+            outcome.chunks += done.chunks
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # at most the group being chunked
+    return outcome
+
+
+def _group_chars(backend: Backend, chunker: Chunker) -> int:
+    """The text of one round of requests: `concurrency` requests of `request_size` full
+    chunks (0: chunking is free, one group)."""
+    return max(1, backend.request_size) * max(1, backend.concurrency) * chunker.chunk_chars
+
+
+def _groups(documents: Sequence[Document], first_chars: int) -> list[Sequence[Document]]:
+    """The documents in order, in groups of about `first_chars` characters, then twice that
+    (fewer, larger calls sort better by length; the first is small so the model starts soon)."""
+    if first_chars <= 0:
+        return [documents]
+    groups: list[Sequence[Document]] = []
+    start, chars, limit = 0, 0, first_chars
+    for index, document in enumerate(documents):
+        chars += len(document.text)
+        if chars >= limit and index + 1 < len(documents):
+            groups.append(documents[start : index + 1])
+            start, chars, limit = index + 1, 0, 2 * first_chars
+    groups.append(documents[start:])
+    return groups
+
+
+def _embed_group(
+    backend: Backend,
+    documents: Sequence[Document],
+    splits: list[tuple[list[Chunk], bool]],
+    chunker: Chunker,
+    dimensions: int,
+    stop: Event | None,
+    on_slice: OnSlice | None,
+) -> ChunkedOutcome:
     pieces: dict[int, _Piece] = {}  # id() of the chunk's stand-in document -> its origin
     stand_ins: list[Document] = []
     for index, (document, (chunks, _capped)) in enumerate(zip(documents, splits, strict=True)):

@@ -1,0 +1,209 @@
+"""Search through a pair's HNSW index (issue 13): `python -m bench search`.
+
+BENCH_SEARCH_CHUNKS (default 200,000) chunks, four a document, in a pair's own tables, written
+directly (no model: the vectors are synthetic), then the pair's HNSW index built as `embedkeeper
+index create` builds it (cosine, m 16, ef_construction 64). BENCH_SEARCH_QUERIES (default 200)
+query vectors, each searched with `embedkeeper.store.search.nearest` (what `embedkeeper search`
+runs after it has embedded the question): latency p50 and p95 for k = 10 documents and k = 10
+chunks, and recall@10 against exact search (numpy, over the same vectors).
+
+BENCH_SEARCH_VECTORS says what the vectors are:
+- "lowrank" (default): unit vectors of a random 16-dimensional subspace of the 384 plus a little
+  noise (a Gaussian in the subspace, mapped by a fixed random matrix), queries drawn the same
+  way. Sentence embeddings have a low intrinsic dimension too (their nearest neighbours stand
+  out from the rest), which is what a graph index relies on; these are still synthetic.
+- "random": independent uniform unit vectors, queries too: no structure at all, the worst case
+  for a graph index (in 384 dimensions every vector is about as far as every other, so the
+  true ten nearest barely stand out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from bench._database import bench_database
+
+CHUNKS = int(os.environ.get("BENCH_SEARCH_CHUNKS", "200000"))
+QUERIES = int(os.environ.get("BENCH_SEARCH_QUERIES", "200"))
+VECTORS = os.environ.get("BENCH_SEARCH_VECTORS", "lowrank")
+INTRINSIC = 16  # dimensions of the "lowrank" subspace
+NOISE = 0.05  # the noise of a "lowrank" vector, against its norm of about 1
+PER_DOC = 4
+DIMENSIONS = 384
+K = 10
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIG = f"""
+[source]
+table = "public.docs"
+[[models]]
+name = "null"
+backend = "null"
+dimensions = {DIMENSIONS}
+"""
+
+
+def main() -> None:
+    from embedkeeper.app import open_app
+    from embedkeeper.config import load_config
+    from embedkeeper.store.db import connect
+    from embedkeeper.store.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.vector_index import create_index
+
+    docs = CHUNKS // PER_DOC
+    rng = np.random.default_rng(11)
+    vectors, queries = _vectors(rng, docs * PER_DOC, QUERIES)
+
+    def fill(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            "INSERT INTO docs SELECT g, 'document ' || g FROM generate_series(1, %s) g", (docs,)
+        )
+
+    with bench_database(CONFIG, fill) as database:
+        url = database.copy("search")
+        config = load_config(database.config, overrides={"EMBEDKEEPER_DATABASE_URL": url})
+        app = open_app(config)
+        model = config.models[0]
+        with connect(url) as conn:
+            pair = app.ready_pair(conn, model)
+            start = time.perf_counter()
+            _load(conn, app.names(model), vectors)
+            load_s = time.perf_counter() - start
+            start = time.perf_counter()
+            create_index(conn, app.index_target(conn, model), HnswParams(), BuildSettings())
+            conn.commit()
+            build_s = time.perf_counter() - start
+            conn.execute("ANALYZE")
+            conn.commit()
+            print(
+                f"search: {docs * PER_DOC:,} chunks of {docs:,} documents ({VECTORS} vectors),"
+                f" loaded in {load_s:.0f} s, HNSW built in {build_s:.0f} s",
+                flush=True,
+            )
+            figures = {
+                "chunks": _measure(conn, pair, vectors, queries, chunks=True),
+                "documents": _measure(conn, pair, vectors, queries, chunks=False),
+            }
+    _report(docs, load_s, build_s, figures)
+
+
+def _vectors(
+    rng: np.random.Generator, count: int, queries: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def unit(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        norms: npt.NDArray[np.float32] = np.linalg.norm(block, axis=1, keepdims=True)
+        return block / norms
+
+    def gaussian(n: int, dims: int) -> npt.NDArray[np.float32]:
+        return rng.standard_normal((n, dims)).astype(np.float32)
+
+    if VECTORS == "random":
+        return unit(gaussian(count, DIMENSIONS)), unit(gaussian(queries, DIMENSIONS))
+    basis = unit(gaussian(INTRINSIC, DIMENSIONS))  # the subspace
+
+    def draw(n: int) -> npt.NDArray[np.float32]:
+        within = unit(gaussian(n, INTRINSIC) @ basis)
+        return unit(within + NOISE / np.sqrt(DIMENSIONS) * gaussian(n, DIMENSIONS))
+
+    return draw(count), draw(queries)
+
+
+def _load(conn: psycopg.Connection[Any], names: Any, vectors: npt.NDArray[np.float32]) -> None:
+    """The documents' records and their chunks, as a pass would leave them."""
+    docs = len(vectors) // PER_DOC
+    with conn.cursor() as cur:
+        with cur.copy(
+            psycopg.sql.SQL(
+                "COPY {} (document_id, content_hash, chunking, chunk_count, token_count,"
+                " truncated) FROM STDIN"
+            ).format(names.documents)
+        ) as copy:
+            for doc in range(1, docs + 1):
+                digest = hashlib.md5(f"document {doc}".encode()).digest()
+                copy.write_row((doc, digest, "bench", PER_DOC, 0, False))
+        with cur.copy(
+            psycopg.sql.SQL(
+                "COPY {} (document_id, chunk, char_start, char_end, passage, embedding)"
+                " FROM STDIN WITH (FORMAT BINARY)"
+            ).format(names.chunks)
+        ) as copy:
+            copy.set_types(["bigint", "int4", "int4", "int4", "text", "vector"])
+            for row, vector in enumerate(vectors):
+                doc, chunk = row // PER_DOC + 1, row % PER_DOC
+                copy.write_row((doc, chunk, 0, 1, f"passage {row}", vector))
+    conn.commit()
+
+
+def _measure(
+    conn: psycopg.Connection[Any],
+    pair: Any,
+    vectors: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    *,
+    chunks: bool,
+) -> dict[str, float]:
+    from embedkeeper.store.search import nearest
+
+    for query in queries[:10]:  # warm the index's pages
+        nearest(conn, pair, query, K, chunks=chunks)
+    latencies: list[float] = []
+    recalls: list[float] = []
+    for query in queries:
+        start = time.perf_counter()
+        hits = nearest(conn, pair, query, K, chunks=chunks)
+        latencies.append(time.perf_counter() - start)
+        got = {(h.document_id, h.chunk) if chunks else h.document_id for h in hits}
+        recalls.append(len(got & _exact(vectors, query, chunks=chunks)) / K)
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * latencies[int(len(latencies) * 0.95) - 1],
+        "recall_at_10": statistics.mean(recalls),
+    }
+
+
+def _exact(
+    vectors: npt.NDArray[np.float32], query: npt.NDArray[np.float32], *, chunks: bool
+) -> set[Any]:
+    """The true 10 nearest chunks, or documents by their nearest chunk (cosine; unit vectors)."""
+    similarity = vectors @ query
+    if chunks:
+        best = np.argpartition(-similarity, K)[:K]
+        return {(int(i) // PER_DOC + 1, int(i) % PER_DOC) for i in best}
+    per_doc = similarity.reshape(-1, PER_DOC).max(axis=1)
+    return {int(i) + 1 for i in np.argpartition(-per_doc, K)[:K]}
+
+
+def _report(docs: int, load_s: float, build_s: float, figures: dict[str, dict[str, float]]) -> None:
+    print(
+        f"\nsearch through the pair's HNSW index, {docs * PER_DOC:,} chunks ({VECTORS} vectors),"
+        f" {QUERIES} queries, k = {K}"
+    )
+    for mode, f in figures.items():
+        print(
+            f"  {mode:9}  p50 {f['p50_ms']:6.1f} ms  p95 {f['p95_ms']:6.1f} ms"
+            f"  recall@10 {f['recall_at_10']:.3f}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"search_{VECTORS}.json").write_text(
+        json.dumps(
+            {
+                "chunks": docs * PER_DOC,
+                "vectors": VECTORS,
+                "queries": QUERIES,
+                "load_s": load_s,
+                "build_s": build_s,
+                **figures,
+            },
+            indent=2,
+        )
+    )
