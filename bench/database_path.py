@@ -31,13 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench._database import BenchDatabase, bench_database
+from embedkeeper.models.pairs import pair_base_name
 
 DOCS = int(os.environ.get("BENCH_DOCS", "1000000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 REQUIRED_RATE = 15_000  # point 2's bound, docs/s
 RESULTS = Path(__file__).resolve().parent / "results"
+# The (docs, null) pair's tables: embedkeeper.<PAIR>_documents, _chunks and _failures.
+PAIR = pair_base_name("docs", "null")
 EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
 MODEL = """
 [[models]]
@@ -91,8 +95,10 @@ def main() -> None:
         url = database.url(f"sync{RUNS - 1}")
         with psycopg.connect(url, autocommit=True) as conn:
             # What autovacuum does within minutes of a large backfill: the visibility map lets
-            # the prune's search read only the primary key of the vectors.
-            conn.execute("VACUUM ANALYZE embedkeeper.embeddings")
+            # the prune's search read only the primary key of the records.
+            for suffix in ("_documents", "_chunks"):
+                table = sql.Identifier("embedkeeper", PAIR + suffix)
+                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
         figures["noop"] = _noop(database, url)
         figures["explain"] = _explain(url)
         rate = statistics.median(s["pass_docs_per_s"] for s in syncs)
@@ -140,19 +146,28 @@ def _noop(database: BenchDatabase, url: str) -> dict[str, Any]:
 
 
 def _coverage(url: str) -> dict[str, int]:
+    """What the pair's tables hold against the source: records, current records (hash of the
+    document's text), records of documents that are gone, chunks, and chunks no record counts."""
+    query = sql.SQL(
+        """
+        SELECT (SELECT count(*) FROM docs),
+               (SELECT count(*) FROM {documents}),
+               (SELECT count(*) FROM docs d JOIN {documents} e
+                  ON e.document_id = d.id AND e.content_hash = decode(md5(d.body), 'hex')),
+               (SELECT count(*) FROM {documents} e
+                  WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.id = e.document_id)),
+               (SELECT count(*) FROM {chunks}),
+               (SELECT coalesce(sum(chunk_count), 0) FROM {documents})
+        """
+    ).format(
+        documents=sql.Identifier("embedkeeper", f"{PAIR}_documents"),
+        chunks=sql.Identifier("embedkeeper", f"{PAIR}_chunks"),
+    )
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            """
-            SELECT (SELECT count(*) FROM docs),
-                   (SELECT count(*) FROM embedkeeper.embeddings),
-                   (SELECT count(*) FROM docs d JOIN embedkeeper.embeddings e
-                      ON e.document_id = d.id AND e.content_hash = decode(md5(d.body), 'hex')),
-                   (SELECT count(*) FROM embedkeeper.embeddings e
-                      WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.id = e.document_id))
-            """
-        ).fetchone()
+        row = conn.execute(query).fetchone()
         assert row is not None
-    return {"docs": row[0], "vectors": row[1], "current": row[2], "orphans": row[3]}
+    keys = ("docs", "records", "current", "orphans", "chunks", "chunks_counted")
+    return dict(zip(keys, (int(x) for x in row), strict=True))
 
 
 def _track_deletes(database: BenchDatabase, url: str) -> None:
@@ -219,8 +234,10 @@ def _change_set(database: BenchDatabase, url: str, run: int, sync_rate: float) -
         f" ({result['pruned_from_log'] or 0} from the delete log);"
         f" after: {coverage}"
     )
-    assert coverage["current"] == coverage["docs"] == coverage["vectors"], coverage
+    assert coverage["current"] == coverage["docs"] == coverage["records"], coverage
     assert coverage["orphans"] == 0, coverage
+    assert coverage["chunks"] == coverage["chunks_counted"] >= coverage["docs"], coverage
+    assert (result["ok"], result["deleted"]) == (edited + new, deleted), result
     return {
         **result,
         "budget_ms": budget_ms,
@@ -246,6 +263,7 @@ def _sweep(database: BenchDatabase, url: str) -> dict[str, Any]:
         f"  hash sweep: {total[0]} documents in {float(row[1]):.2f} s = {rate:.0f} docs/s"
         f" (process {elapsed:.1f} s); re-embedded {row[0]} of {edited} edited"
     )
+    assert row[0] == edited, (row, edited)
     return {
         "docs": total[0],
         "pass_s": float(row[1]),
@@ -257,38 +275,60 @@ def _sweep(database: BenchDatabase, url: str) -> dict[str, Any]:
 
 
 def _explain(url: str) -> dict[str, Any]:
-    """The plans of a no-op scheduled pass's statements over the source and the embeddings."""
-    from embedkeeper.store.queries import SourceQueries
+    """The plans of the pass's statements over the source and the pair's tables, each run in a
+    transaction rolled back: a no-op scheduled pass's (the change walk), then the claims of a
+    walk of the key index with a cursor half way, the full prune and the coverage figures (the
+    O(table) ones). BENCH_PLANS=1 prints each plan."""
+    from embedkeeper.app import open_app
+    from embedkeeper.store.locks import claim_space
     from embedkeeper.store.sync_state import load
 
-    config = load_config_for_bench()
-    queries = SourceQueries(config.source, "bigint")
+    config = load_config_for_bench(url)
+    model = config.models[0]
+    app = open_app(config)
+    try:
+        queries = app.pair(model)  # the statements over embedkeeper.<PAIR>_*
+        chunking = app.chunking(model)
+        window_chars = app.backend(model).max_chars
+    finally:
+        app.close()
     plans: dict[str, Any] = {}
     with psycopg.connect(url) as conn:
-        since = load(conn, config.source, "null").since(config.source)
+        since = load(conn, config.source, model.name).since(config.source)
+        # Every parameter a claim takes, as store/claims.py claim_batch gives them.
         params = {
-            "model": "null",
+            "model": model.name,
             "since": since,
             "after": None,
             "after_ts": None,
-            "limit": 1024,
-            "claim_space": "x",
+            "limit": model.claim_size,
+            "claim_space": claim_space(config.source.source_name, model.name),
             "ignore_delay": False,
-            "prefix_chars": 1024,
+            "prefix_chars": chunking.max_chars(window_chars),
+            "claim_chars": chunking.claim_chars(model.claim_size, window_chars),
+            "chunking": chunking.fingerprint,
         }
         statements = {
-            "newest updated_at": queries.newest_update(),
-            "prune changed": queries.prune_changed(),
-            "claim changed": queries.claim("updated_at", after=False, scope="changed"),
-            "claim retries": queries.claim("updated_at", after=False, scope="retries"),
+            "newest updated_at": (queries.newest_update(), {}),
+            "prune changed": (queries.prune_changed(), {}),
+            "claim changed": (queries.claim("updated_at", after=False, scope="changed"), {}),
+            "claim retries": (queries.claim("updated_at", after=False, scope="retries"), {}),
+            "claim none, after": (queries.claim("none", after=True), {"after": DOCS // 2}),
+            "claim updated_at, after": (
+                queries.claim("updated_at", after=True),
+                {"after": DOCS // 2},
+            ),
+            "claim hash, after": (queries.claim("hash", after=True), {"after": DOCS // 2}),
+            "prune": (queries.prune(), {}),
+            "coverage": (queries.coverage(), {}),
         }
-        for name, statement in statements.items():
+        for name, (statement, extra) in statements.items():
             with conn.transaction(force_rollback=True):
                 plan = [
                     r[0]
                     for r in conn.execute(
                         b"EXPLAIN (ANALYZE, COSTS OFF, BUFFERS) " + statement.as_bytes(conn),
-                        params,
+                        {**params, **extra},
                     )
                 ]
             seq = [line.strip() for line in plan if "Seq Scan" in line]
@@ -299,12 +339,12 @@ def _explain(url: str) -> dict[str, Any]:
     return plans
 
 
-def load_config_for_bench() -> Any:
+def load_config_for_bench(url: str) -> Any:
     from embedkeeper.config import load_config
 
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(CONFIG)
-    return load_config(Path(f.name))
+    return load_config(Path(f.name), overrides={"EMBEDKEEPER_DATABASE_URL": url})
 
 
 def _embedkeeper(database: BenchDatabase, url: str, *args: str, config: Path | None = None) -> Any:
