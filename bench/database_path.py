@@ -14,7 +14,12 @@ PostgreSQL is measured (issue 7, points 2 and 3):
 - sweep: without `updated_at_column`, 1% of texts edited, then the content-hash sweep
   (`backfill`): its docs/s over the whole table and that it re-embedded exactly the edited ones.
 
-BENCH_DOCS (default 1,000,000) and BENCH_RUNS (default 3; a bound is the median of the runs).
+BENCH_DOCS (default 1,000,000), BENCH_RUNS (default 3; a bound is the median of the runs) and
+BENCH_CHUNKS (default 1): about how many chunks each text makes (1: texts of 100 to 400
+characters; k > 1: some 620 k characters each, the null model's window of 254 tokens at 3
+characters a token less its overlap, so about k chunks). The sync reports chunks/s too, and the
+chunker's share: the null model's chunker timed alone on a sample of the texts, scaled to all
+of them, against the pass's time.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from embedkeeper.models.pairs import pair_base_name
 
 DOCS = int(os.environ.get("BENCH_DOCS", "1000000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+CHUNKS = int(os.environ.get("BENCH_CHUNKS", "1"))
+# md5 blocks of 33 characters per text: 3 to 12, or about 620 * CHUNKS characters' worth.
+BLOCKS = 3 if CHUNKS <= 1 else 620 * CHUNKS // 33 - 5
 REQUIRED_RATE = 15_000  # point 2's bound, docs/s
 RESULTS = Path(__file__).resolve().parent / "results"
 # The (docs, null) pair's tables: embedkeeper.<PAIR>_documents, _chunks and _failures.
@@ -67,16 +75,17 @@ format = "json"
 
 
 def _fill(conn: psycopg.Connection[Any]) -> None:
-    """Texts of 100 to 400 characters, last changed over the past year (none in the last day)."""
+    """Texts of BLOCKS to BLOCKS + 9 md5 blocks, last changed over the past year (none in the
+    last day)."""
     conn.execute("ALTER TABLE docs ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()")
     conn.execute(
         """
         INSERT INTO docs (id, body, updated_at)
-        SELECT g, 'document ' || g || ': ' || repeat(md5(g::text) || ' ', 3 + g %% 10),
+        SELECT g, 'document ' || g || ': ' || repeat(md5(g::text) || ' ', %s + g %% 10),
                now() - interval '1 day' - (g %% 31536000) * interval '1 second'
         FROM generate_series(1, %s) AS g
         """,
-        (DOCS,),
+        (BLOCKS, DOCS),
     )
     conn.execute("CREATE INDEX docs_updated_at_idx ON docs (updated_at, id)")
     conn.execute("VACUUM ANALYZE docs")
@@ -379,6 +388,10 @@ def _sync(database: BenchDatabase, name: str) -> dict[str, Any]:
             " WHERE trigger = 'backfill' ORDER BY id DESC LIMIT 1"
         ).fetchone()
         assert row is not None
+    coverage = _coverage(url)
+    assert coverage["current"] == coverage["records"] == coverage["docs"] == row[0], coverage
+    assert coverage["chunks"] == coverage["chunks_counted"] >= coverage["docs"], coverage
+    chunker_s = _chunker_seconds(url)
     per_tenth = [
         round((b[1] - a[1]) / max(b[0] - a[0], 1e-9)) for a, b in itertools.pairwise(marks)
     ]
@@ -390,14 +403,44 @@ def _sync(database: BenchDatabase, name: str) -> dict[str, Any]:
         "process_docs_per_s": DOCS / elapsed,
         "docs_per_s_per_step": per_tenth,
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        "chunks": coverage["chunks"],
+        "pass_chunks_per_s": coverage["chunks"] / float(row[1]),
+        "chunker_s": chunker_s,
+        "chunker_share": chunker_s / float(row[1]),
     }
 
 
+def _chunker_seconds(url: str, sample: int = 5000) -> float:
+    """The null model's chunker alone on every n-th text (up to `sample` of them), in CPU
+    seconds, scaled to all the texts: the chunker's part of the pass."""
+    from embedkeeper.chunking.for_model import model_chunking
+
+    config = load_config_for_bench(url)
+    chunker = model_chunking(config.models[0]).chunker
+    step = max(DOCS // sample, 1)
+    with psycopg.connect(url) as conn:
+        texts = [
+            r[0]
+            for r in conn.execute(
+                "SELECT body FROM docs WHERE id %% %s = 0 ORDER BY id", (step,)
+            ).fetchall()
+        ]
+    start = time.process_time()
+    for text in texts:
+        chunker.split(text)
+    return (time.process_time() - start) * DOCS / max(len(texts), 1)
+
+
 def _print_sync(syncs: list[dict[str, Any]]) -> None:
-    print(f"\ndatabase path, null backend, {DOCS} documents, {len(syncs)} runs")
+    print(
+        f"\ndatabase path, null backend, {DOCS} documents (BENCH_CHUNKS={CHUNKS}),"
+        f" {len(syncs)} runs"
+    )
     for s in syncs:
         print(
             f"  sync: pass {s['pass_docs_per_s']:8.0f} docs/s,"
+            f" {s['pass_chunks_per_s']:8.0f} chunks/s ({s['chunks']} chunks),"
+            f" chunker {100 * s['chunker_share']:.0f}% ({s['chunker_s']:.1f} s),"
             f" process {s['process_docs_per_s']:8.0f} docs/s,"
             f" peak RSS {s['peak_rss_mb']:.0f} MB; per step {s['docs_per_s_per_step']}"
         )
