@@ -216,18 +216,19 @@ def _change(database: BenchDatabase, url: str, sync_rate: float, label: str = ""
 
 
 def _change_set(database: BenchDatabase, url: str, run: int, sync_rate: float) -> dict[str, Any]:
-    edited, new, deleted = DOCS // 100, DOCS // 200, DOCS // 500
     with psycopg.connect(url, autocommit=True) as conn:
         # Residues 7 (mod 100) and 3 (mod 500) never meet: no edited document is deleted.
-        conn.execute(
+        edited = conn.execute(
             "UPDATE docs SET body = body || ' (edited)', updated_at = now() WHERE id % 100 = 7"
-        )
-        conn.execute(
+        ).rowcount
+        new = conn.execute(
             "INSERT INTO docs (id, body, updated_at) SELECT %s + g, 'new document ' || g, now()"
             " FROM generate_series(1, %s) AS g",
-            (DOCS, new),
-        )
-        conn.execute("DELETE FROM docs WHERE id %% 500 = 3 AND id <= %s", (DOCS,))
+            (DOCS, DOCS // 200),
+        ).rowcount
+        deleted = conn.execute(
+            "DELETE FROM docs WHERE id %% 500 = 3 AND id <= %s", (DOCS,)
+        ).rowcount
         conn.execute("CHECKPOINT")  # the copy's own writes, out of the measured pass
     result = _run_once(database, url)
     coverage = _coverage(url)
@@ -328,11 +329,24 @@ def _explain(url: str) -> dict[str, Any]:
                 {"after": DOCS // 2},
             ),
             "claim hash, after": (queries.claim("hash", after=True), {"after": DOCS // 2}),
+            # The table fully embedded, a claim with a cursor walks to the end; here 1,000 done
+            # documents after the cursor, then 1,000 pending (their records deleted, rolled back).
+            "claim none, 1000 done then pending": (
+                queries.claim("none", after=True),
+                {"after": DOCS // 2 - 1000},
+            ),
             "prune": (queries.prune(), {}),
             "coverage": (queries.coverage(), {}),
         }
         for name, (statement, extra) in statements.items():
             with conn.transaction(force_rollback=True):
+                if "then pending" in name:
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE document_id BETWEEN %s AND %s").format(
+                            sql.Identifier("embedkeeper", f"{PAIR}_documents")
+                        ),
+                        (DOCS // 2 + 1, DOCS // 2 + 1000),
+                    )
                 plan = [
                     r[0]
                     for r in conn.execute(
