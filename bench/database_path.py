@@ -330,7 +330,8 @@ def _explain(url: str) -> dict[str, Any]:
             ),
             "claim hash, after": (queries.claim("hash", after=True), {"after": DOCS // 2}),
             # The table fully embedded, a claim with a cursor walks to the end; here 1,000 done
-            # documents after the cursor, then 1,000 pending (their records deleted, rolled back).
+            # documents after the cursor, then twice `limit` pending (their records deleted,
+            # rolled back), so the claim ends at its LIMIT.
             "claim none, 1000 done then pending": (
                 queries.claim("none", after=True),
                 {"after": DOCS // 2 - 1000},
@@ -345,7 +346,7 @@ def _explain(url: str) -> dict[str, Any]:
                         sql.SQL("DELETE FROM {} WHERE document_id BETWEEN %s AND %s").format(
                             sql.Identifier("embedkeeper", f"{PAIR}_documents")
                         ),
-                        (DOCS // 2 + 1, DOCS // 2 + 1000),
+                        (DOCS // 2 + 1, DOCS // 2 + 2 * model.claim_size),
                     )
                 plan = [
                     r[0]
