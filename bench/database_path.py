@@ -5,12 +5,12 @@ PostgreSQL is measured (issue 7, points 2 and 3):
   progress (the cost per batch must stay flat), and the process's peak RSS;
 - no-op: `embedkeeper run --once` on the synced table: the pass's own time (from
   embedkeeper.runs) and the EXPLAIN of its statements (no sequential scan of the source or the
-  embeddings);
+  pair's records and chunks);
 - change: 1% of documents edited (text and updated_at), 0.5% new, 0.2% deleted, then one
   `run --once`: its time, and from the database that coverage is back to 100% and the deleted
-  documents' vectors are gone; three change sets (other documents each), the median pass against
-  the time of embedding the changed documents at the sync's measured rate and at point 2's
-  required 15,000 docs/s;
+  documents' records and chunks are gone; three change sets (other documents each), the median
+  pass against the time of embedding the changed documents at the sync's measured rate and at
+  point 2's required 15,000 docs/s;
 - sweep: without `updated_at_column`, 1% of texts edited, then the content-hash sweep
   (`backfill`): its docs/s over the whole table and that it re-embedded exactly the edited ones.
 
