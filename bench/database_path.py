@@ -320,6 +320,7 @@ def _explain(url: str) -> dict[str, Any]:
         }
         statements = {
             "newest updated_at": (queries.newest_update(), {}),
+            "other chunking exists": (queries.other_chunking_exists(), {}),
             "prune changed": (queries.prune_changed(), {}),
             "claim changed": (queries.claim("updated_at", after=False, scope="changed"), {}),
             "claim retries": (queries.claim("updated_at", after=False, scope="retries"), {}),
