@@ -20,16 +20,23 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from embedkeeper.models.pairs import pair_base_name
+
 EDITED = "s.id %% 100 = 0 AND s.id <= %(top)s"
 DELETED = "id %% 500 = 7 AND id <= %(top)s"
 
-# (id, fresh, embedding) per system; %(model)s is embedkeeper's model name.
+# (id, fresh, embedding) per system, one row per document. embedkeeper's are its pair's
+# tables (embedkeeper.<docs__model>_documents and _chunks): a document's record, with its chunk
+# 0's vector only when that chunk is the whole text (the others have no vector of the text to
+# compare, so `vectors` leaves them out).
 STORES = {
     "embedkeeper": """
-        SELECT e.document_id AS id, e.embedding,
+        SELECT e.document_id AS id,
+               CASE WHEN e.chunk_count = 1 THEN c.embedding END AS embedding,
                e.content_hash = (SELECT decode(md5(s.body), 'hex') FROM docs AS s
                                  WHERE s.id = e.document_id) AS fresh
-        FROM embedkeeper.embeddings AS e WHERE e.model = %(model)s""",
+        FROM {documents} AS e
+        LEFT JOIN {chunks} AS c ON c.document_id = e.document_id AND c.chunk = 0""",
     "langchain": """
         SELECT (l.cmetadata ->> 'doc_id')::bigint AS id, l.embedding,
                l.document = (SELECT s.body FROM docs AS s
@@ -92,12 +99,23 @@ def apply_change_set(url: str, top: int) -> dict[str, int]:
     return {"edited": edited, "added": added, "deleted": deleted}
 
 
+def _store(system: str, model: str) -> sql.Composable:
+    """The system's (id, fresh, embedding) rows; `model` names embedkeeper's pair."""
+    if system != "embedkeeper":
+        return sql.SQL(STORES[system])
+    base = pair_base_name("docs", model)
+    return sql.SQL(STORES[system]).format(
+        documents=sql.Identifier("embedkeeper", f"{base}_documents"),
+        chunks=sql.Identifier("embedkeeper", f"{base}_chunks"),
+    )
+
+
 def picked(url: str, system: str, top: int, model: str = "") -> Picked:
     query = sql.SQL(COUNTS).format(
-        store=sql.SQL(STORES[system]), edited=sql.SQL(EDITED), deleted=sql.SQL(DELETED)
+        store=_store(system, model), edited=sql.SQL(EDITED), deleted=sql.SQL(DELETED)
     )
     with psycopg.connect(url) as conn:
-        row = conn.execute(query, {"top": top, "model": model}).fetchone()
+        row = conn.execute(query, {"top": top}).fetchone()
     assert row is not None
     edits, edits_got, news, news_got, deleted_left, vectors, documents, missing = row
     deleted_total = top // 500 + (1 if top % 500 >= 7 else 0)
@@ -113,11 +131,11 @@ def picked(url: str, system: str, top: int, model: str = "") -> Picked:
 
 def vectors(url: str, system: str, model: str = "") -> dict[int, np.ndarray[Any, Any]]:
     """The vectors of current texts only, by document id."""
-    query = sql.SQL("SELECT id, embedding::real[] FROM ({}) AS v WHERE v.fresh").format(
-        sql.SQL(STORES[system])
-    )
+    query = sql.SQL(
+        "SELECT id, embedding::real[] FROM ({}) AS v WHERE v.fresh AND v.embedding IS NOT NULL"
+    ).format(_store(system, model))
     with psycopg.connect(url) as conn:
-        rows = conn.execute(query, {"model": model}).fetchall()
+        rows = conn.execute(query).fetchall()
     return {int(key): np.asarray(vector, dtype=np.float64) for key, vector in rows}
 
 

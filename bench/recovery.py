@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench._database import NULL_CONFIG, BenchDatabase, bench_database
+from embedkeeper.models.pairs import pair_base_name
 from tests.tcp_proxy import TcpProxy
 
 DOCS = int(os.environ.get("BENCH_RECOVERY_DOCS", "100000"))
 RESULTS = Path(__file__).resolve().parent / "results"
+PAIR = pair_base_name("docs", "null")  # embedkeeper.<PAIR>_documents: a record per document
 EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
 CONFIG = (
     NULL_CONFIG
@@ -76,8 +79,16 @@ def _start(url: str, config: Path, *args: str, **env: str) -> subprocess.Popen[b
 
 
 def _count(url: str) -> int:
+    """Documents embedded: the pair's records (0 until the first backfill makes its tables)."""
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM embedkeeper.embeddings").fetchone()
+        exists = conn.execute("SELECT to_regclass(%s)", (f"embedkeeper.{PAIR}_documents",))
+        if exists.fetchone() == (None,):
+            return 0
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier("embedkeeper", f"{PAIR}_documents")
+            )
+        ).fetchone()
     return int(row[0]) if row else 0
 
 

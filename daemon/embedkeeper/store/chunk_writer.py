@@ -142,8 +142,7 @@ class ChunkWriter:
 
     def _delete_chunks(self) -> sql.Composed:
         return sql.SQL(
-            "DELETE FROM {chunks} AS c USING unnest(%(ids)s::{id_type}[]) AS x(id)"
-            " WHERE c.document_id = x.id"
+            "DELETE FROM {chunks} AS c WHERE c.document_id = ANY(%(ids)s::{id_type}[])"
         ).format(chunks=self.names.chunks, id_type=sql.SQL(self.source.id_type))
 
     def _insert_chunks(self) -> sql.Composed:
