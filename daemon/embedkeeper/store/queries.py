@@ -186,54 +186,6 @@ class SourceQueries(SourceSql):
             """
         )
 
-    def create_staging(self) -> sql.Composed:
-        return self._fmt(
-            """
-            CREATE TEMP TABLE IF NOT EXISTS embedkeeper_staging (
-                document_id {id_type}, embedding vector, content_hash bytea,
-                source_updated_at timestamptz, token_count integer, truncated boolean
-            ) ON COMMIT DELETE ROWS
-            """
-        )
-
-    def upsert_from_staging(self) -> sql.Composed:
-        """Write the staged vectors whose document still has the text that was embedded.
-
-        The join on the source is the fence: a document edited or deleted while its batch was
-        being embedded gets no vector from this batch (it is pending again, or gone). It is one
-        primary-key probe per staged row (LATERAL ... LIMIT 1 keeps it so): a batch from the
-        change walk has keys spread over the whole table, where a merge join would read the
-        source's key index across that whole range at every batch."""
-        return self._fmt(
-            """
-            WITH fresh AS (
-                SELECT st.* FROM pg_temp.embedkeeper_staging AS st
-                CROSS JOIN LATERAL (
-                    SELECT {text}::text AS body FROM {table} AS s
-                    WHERE {id} = st.document_id LIMIT 1) AS cur
-                WHERE cur.body IS NOT NULL
-                  AND {body_hash} = st.content_hash
-            ), written AS (
-                INSERT INTO {embeddings} AS e (model, document_id, embedding, content_hash,
-                    source_updated_at, token_count, truncated, embedded_at)
-                SELECT %(model)s, document_id, embedding, content_hash, source_updated_at,
-                       token_count, truncated, now()
-                FROM fresh ORDER BY document_id
-                ON CONFLICT (model, document_id) DO UPDATE SET
-                    embedding = excluded.embedding, content_hash = excluded.content_hash,
-                    source_updated_at = excluded.source_updated_at,
-                    token_count = excluded.token_count, truncated = excluded.truncated,
-                    embedded_at = excluded.embedded_at
-                RETURNING document_id
-            ), cleared AS (
-                DELETE FROM {failures} AS f USING written AS w
-                WHERE f.model = %(model)s AND f.document_id = w.document_id
-            )
-            SELECT document_id FROM written
-            """,
-            body_hash=content_hash(sql.SQL("cur.body")),
-        )
-
     def record_failures(self) -> sql.Composed:
         """Charge one attempt per document; a changed text starts its count again."""
         return self._fmt(
