@@ -28,7 +28,7 @@ from embedkeeper.models.pairs import Storage
 from embedkeeper.store import locks
 from embedkeeper.store.index_build import BuildSettings, build_indexes
 from embedkeeper.store.pair_tables import PairNames
-from embedkeeper.store.vector_index import HNSW_MAX_DIMENSIONS, IndexTarget
+from embedkeeper.store.vector_index import HNSW_MAX_DIMENSIONS, IndexTarget, hnsw_statement
 
 DEFAULT_M = 16  # pgvector's defaults, for an old index that named none (or an ivfflat one)
 DEFAULT_EF_CONSTRUCTION = 64
@@ -114,17 +114,8 @@ def carry_index(
     params = _Params.of(usable[0] if usable else str(deferred[0][1]))
     opclass = f"{storage}_{params.family}_ops"
     if usable:
-        statement = sql.SQL(
-            "CREATE INDEX {name} ON {chunks} USING hnsw (embedding {opclass})"
-            " WITH (m = {m}, ef_construction = {ef})"
-        ).format(
-            name=sql.Identifier(name),
-            chunks=names.chunks,
-            opclass=sql.Identifier(opclass),
-            m=sql.Literal(params.m),
-            ef=sql.Literal(params.ef_construction),
-        )
         target = IndexTarget(names.source, model, f"{names.base}_chunks", name, storage, dimensions)
+        statement = hnsw_statement(target, opclass, params.m, params.ef_construction)
         build_indexes(conn, target, [statement], settings)
         return CarriedIndex("built", name, old)
     conn.execute(

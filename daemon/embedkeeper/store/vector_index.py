@@ -180,16 +180,7 @@ def create_index(
         )
     name = target.index
     opclass = OPCLASSES[params.opclass].replace("vector_", f"{target.storage}_", 1)
-    statement = sql.SQL(
-        "CREATE INDEX {name} ON {table} USING hnsw (embedding {opclass})"
-        " WITH (m = {m}, ef_construction = {ef})"
-    ).format(
-        name=sql.Identifier(name),
-        table=target.qualified,
-        opclass=sql.Identifier(opclass),
-        m=sql.Literal(params.m),
-        ef=sql.Literal(params.ef_construction),
-    )
+    statement = hnsw_statement(target, opclass, params.m, params.ef_construction)
     model = target.model
     if not restore_indexes(conn, target, settings):
         raise EmbedkeeperError(_busy(model))
@@ -212,6 +203,20 @@ def create_index(
         build_s=round(build_s, 2),
     )
     return name, True
+
+
+def hnsw_statement(target: IndexTarget, opclass: str, m: int, ef_construction: int) -> sql.Composed:
+    """The pair's HNSW index on its typed column: plain, with no cast and no predicate."""
+    return sql.SQL(
+        "CREATE INDEX {name} ON {table} USING hnsw (embedding {opclass})"
+        " WITH (m = {m}, ef_construction = {ef})"
+    ).format(
+        name=sql.Identifier(target.index),
+        table=target.qualified,
+        opclass=sql.Identifier(opclass),
+        m=sql.Literal(m),
+        ef=sql.Literal(ef_construction),
+    )
 
 
 def drop_indexes(conn: psycopg.Connection[Any], target: IndexTarget) -> list[str]:
