@@ -52,3 +52,17 @@ def test_demo_offers_no_config_option_it_would_ignore(capsys):
     assert capsys.readouterr().err == (
         "embedkeeper: error: demo takes no --config: it always uses the demo setup\n"
     )
+
+
+def test_the_demo_runs_backfill_with_every_option_its_parser_gives():
+    """`demo` calls the backfill command with a namespace of its own: it must carry every
+    option the backfill parser defines (a missing --source broke `make demo` once)."""
+    from embedkeeper.cli import build_parser
+    from embedkeeper.commands.demo import backfill_args
+
+    parsed = build_parser().parse_args(["backfill"])
+    expected = {k: v for k, v in vars(parsed).items() if k not in COMMON_OPTIONS}
+    assert vars(backfill_args()) == expected
+
+
+COMMON_OPTIONS = {"command", "config", "data_dir", "verbose", "log_format"}

@@ -77,4 +77,10 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         count = load_demo_corpus(conn)
     event(log, logging.INFO, "demo_corpus", documents=count, database=mask_url(url))
     migrate(url, config.source, timeout_s=config.connect_timeout_s)
-    return cmd_backfill(argparse.Namespace(model=None, limit=None, defer_index=False), config)
+    return cmd_backfill(backfill_args(), config)
+
+
+def backfill_args() -> argparse.Namespace:
+    """`embedkeeper backfill` with no options, as its parser would give them (a unit test holds
+    the two together)."""
+    return argparse.Namespace(model=None, source=None, limit=None, defer_index=False)
