@@ -22,13 +22,7 @@ def pair_queries(conn, db_url) -> tuple[PairNames, SourceQueries]:
     names = PairNames.of("docs", "minilm")
     with conn.transaction():
         create_pair_tables(conn, names, key_type="bigint", dimensions=3)
-    queries = SourceQueries(
-        source_config(db_url).source,
-        "bigint",
-        vectors=names.documents,
-        failures=names.failures,
-        by_model=False,
-    )
+    queries = SourceQueries.for_pair(source_config(db_url).source, "bigint", names)
     return names, queries
 
 

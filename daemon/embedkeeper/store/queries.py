@@ -88,9 +88,9 @@ class SourceQueries(SourceSql):
         f_after: sql.Composable | None = None,
         failures_first: bool = False,
     ) -> sql.Composable:
-        e_join = sql.SQL(
-            "LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id} AND {a}"
-        ).format(embeddings=self.vectors, e_model=self.of_model("e"), id=self.id, a=after)
+        e_join = sql.SQL("LEFT JOIN {embeddings} AS e ON e.document_id = {id} AND {a}").format(
+            embeddings=self.vectors, id=self.id, a=after
+        )
         if failures_first:
             return sql.SQL("{f} AS f JOIN {table} AS s ON {id} = f.document_id {e}").format(
                 f=self.failures,
@@ -99,12 +99,11 @@ class SourceQueries(SourceSql):
                 e=self._probe(self.vectors, "e"),
             )
         return sql.SQL(
-            "{table} AS s {e} LEFT JOIN {f} AS f ON {f_model}f.document_id = {id} AND {fa}"
+            "{table} AS s {e} LEFT JOIN {f} AS f ON f.document_id = {id} AND {fa}"
         ).format(
             table=self.documents,
             e=e_join,
             f=self.failures,
-            f_model=self.of_model("f"),
             id=self.id,
             fa=f_after or after,
         )
@@ -121,9 +120,9 @@ class SourceQueries(SourceSql):
         from flattening it into a join it may plan as a scan of the whole table: right after a
         large backfill, before autovacuum has analyzed, it believes the table is small."""
         return sql.SQL(
-            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE {x_model}"
+            "LEFT JOIN LATERAL (SELECT * FROM {t} AS x WHERE "
             "x.document_id = {id} LIMIT 1) AS {a} ON TRUE"
-        ).format(t=table, x_model=self.of_model("x"), id=self.id, a=sql.Identifier(alias))
+        ).format(t=table, id=self.id, a=sql.Identifier(alias))
 
     def _walk_all(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         # Two forms rather than `(%s IS NULL OR id > %s)`, which would defeat the index range.
@@ -148,8 +147,8 @@ class SourceQueries(SourceSql):
 
     def _walk_retries(self, after: bool) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
         """The model's failed documents that are due (a short walk of the failures' key)."""
-        where = sql.SQL("{f_model}f.status = 'retry' AND {a}").format(
-            f_model=self.of_model("f"), a=self._after(sql.Identifier("f", "document_id"), after)
+        where = sql.SQL("f.status = 'retry' AND {a}").format(
+            a=self._after(sql.Identifier("f", "document_id"), after)
         )
         return self._joined(failures_first=True), where, sql.Identifier("f", "document_id")
 
@@ -160,11 +159,9 @@ class SourceQueries(SourceSql):
         """Re-read after locking, in a fresh snapshot: a peer may have finished these meanwhile."""
         return self._fmt(
             """
-            SELECT document_id, content_hash, source_updated_at, {chunking} FROM {embeddings}
-            WHERE {model}document_id = ANY(%(ids)s::{id_type}[])
+            SELECT document_id, content_hash, source_updated_at, chunking FROM {embeddings}
+            WHERE document_id = ANY(%(ids)s::{id_type}[])
             """,
-            model=self.of_model(),
-            chunking=sql.SQL("NULL" if self.by_model else "chunking"),
         )
 
     def touch(self) -> sql.Composed:
@@ -173,7 +170,7 @@ class SourceQueries(SourceSql):
             """
             UPDATE {embeddings} AS e SET source_updated_at = x.updated_at
             FROM unnest(%(ids)s::{id_type}[], %(updated)s::timestamptz[]) AS x(id, updated_at)
-            WHERE {e_model}e.document_id = x.id
+            WHERE e.document_id = x.id
             """
         )
 
@@ -190,14 +187,14 @@ class SourceQueries(SourceSql):
         """Charge one attempt per document; a changed text starts its count again."""
         return self._fmt(
             """
-            INSERT INTO {failures} AS f ({model_column}document_id, attempts, error_class,
+            INSERT INTO {failures} AS f (document_id, attempts, error_class,
                 message, content_hash, first_seen, last_seen, next_retry_at, status)
-            SELECT {model_value}x.id, 1, x.cls, x.msg, x.hash, now(), now(),
+            SELECT x.id, 1, x.cls, x.msg, x.hash, now(), now(),
                    now() + make_interval(secs => %(backoff_s)s),
                    CASE WHEN %(max_attempts)s <= 1 THEN 'review' ELSE 'retry' END
             FROM unnest(%(ids)s::{id_type}[], %(classes)s::text[], %(messages)s::text[],
                         %(hashes)s::bytea[]) AS x(id, cls, msg, hash)
-            ON CONFLICT ({model_column}document_id) DO UPDATE SET
+            ON CONFLICT (document_id) DO UPDATE SET
                 attempts = {n}, error_class = excluded.error_class,
                 message = excluded.message, content_hash = excluded.content_hash,
                 last_seen = now(),
@@ -209,8 +206,6 @@ class SourceQueries(SourceSql):
                 "(CASE WHEN f.content_hash IS DISTINCT FROM excluded.content_hash"
                 " THEN 1 ELSE f.attempts + 1 END)"
             ),
-            model_column=sql.SQL("model, " if self.by_model else ""),
-            model_value=sql.SQL("%(model)s, " if self.by_model else ""),
         )
 
     def begin_inflight(self) -> sql.Composed:
@@ -242,7 +237,7 @@ class SourceQueries(SourceSql):
             )
             SELECT {id}, {text_hash}, ids.solo
             FROM ids JOIN {table} AS s ON {id} = ids.id::{id_type}
-            LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id}
+            LEFT JOIN {embeddings} AS e ON e.document_id = {id}
             WHERE {text} IS NOT NULL
               AND (e.document_id IS NULL OR e.content_hash <> {text_hash}{other_chunking})
             """,

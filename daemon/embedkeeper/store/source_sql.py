@@ -7,7 +7,7 @@ an operator writes, is inserted as trusted SQL in parentheses. Values are always
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Self
 
 from psycopg import sql
@@ -17,7 +17,6 @@ from embedkeeper.store.pair_tables import PairNames
 
 StaleBy = Literal["none", "updated_at", "hash"]
 Scope = Literal["all", "changed", "retries"]
-E = sql.SQL("embedkeeper.embeddings")
 TEXT_ALIAS = "embedkeeper_text"
 
 
@@ -39,54 +38,50 @@ def table_identifier(source: SourceConfig) -> sql.Composable:
     return sql.Identifier(source.table)
 
 
-F = sql.SQL("embedkeeper.failures")
 TRUE = sql.SQL("TRUE")
 
 
 @dataclass(frozen=True, slots=True)
 class SourceSql:
-    """One source's names; `id_type` is embeddings.document_id's type: bigint, text or uuid.
+    """One source's names; `id_type` is the source key's type family: bigint, text or uuid.
 
-    `vectors` and `failures` are where a model's records and failures live: the shared tables,
-    whose rows carry the model's name (`by_model`: every statement picks the model's rows), or a
-    (source, model) pair's own tables (store/pair_tables.py), which hold one model only."""
+    `names` are the tables of a (source, model) pair (store/pair_tables.py): its records
+    (`vectors`), chunks and failures, which hold one model only. The statements that read or
+    write them need it; those on the source alone (the checks, the estimate, the delete log)
+    do not."""
 
     source: SourceConfig
     id_type: str
-    vectors: sql.Composable = field(default_factory=lambda: E)
-    failures: sql.Composable = field(default_factory=lambda: F)
-    by_model: bool = True
-    names: PairNames | None = None  # the pair's tables, when these are a pair's statements
+    names: PairNames | None = None
 
     @classmethod
     def for_pair(cls, source: SourceConfig, id_type: str, names: PairNames) -> Self:
         """The statements of one (source, model) pair, over its own tables: a record carries
         its document's hash and chunking (`%(chunking)s`, the chunker's fingerprint), and is
         current only when both are."""
-        return cls(
-            source,
-            id_type,
-            vectors=names.documents,
-            failures=names.failures,
-            by_model=False,
-            names=names,
-        )
+        return cls(source, id_type, names)
 
-    def other_chunking(self, alias: str) -> sql.Composable:
-        """` OR <alias>.chunking <> %(chunking)s`: a record of other chunking settings is
-        stale (the shared tables of v0.1 have no such column)."""
-        if self.by_model:
-            return sql.SQL("")
+    @property
+    def pair(self) -> PairNames:
+        if self.names is None:
+            raise TypeError("these are a source's statements: a pair's need SourceSql.for_pair")
+        return self.names
+
+    @property
+    def vectors(self) -> sql.Composable:
+        """The pair's records: one per embedded document."""
+        return self.pair.documents
+
+    @property
+    def failures(self) -> sql.Composable:
+        return self.pair.failures
+
+    @staticmethod
+    def other_chunking(alias: str) -> sql.Composable:
+        """` OR <alias>.chunking <> %(chunking)s`: a record of other chunking settings is stale."""
         return sql.SQL(" OR {} IS DISTINCT FROM %(chunking)s").format(
             sql.Identifier(alias, "chunking")
         )
-
-    def of_model(self, alias: str | None = None) -> sql.Composable:
-        """`<alias>.model = %(model)s AND ` where the tables are shared; nothing where not."""
-        if not self.by_model:
-            return sql.SQL("")
-        column = sql.Identifier(alias, "model") if alias else sql.Identifier("model")
-        return sql.SQL("{} = %(model)s AND ").format(column)
 
     @property
     def table(self) -> sql.Composable:
@@ -140,6 +135,7 @@ class SourceSql:
         return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
 
     def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        pair = {"embeddings": self.vectors, "failures": self.failures} if self.names else {}
         return sql.SQL(template).format(
             table=self.documents,
             id=self.id,
@@ -148,10 +144,7 @@ class SourceSql:
             blank=self.blank,
             text_hash=content_hash(self.text),
             id_type=sql.SQL(self.id_type),
-            embeddings=self.vectors,
-            failures=self.failures,
-            e_model=self.of_model("e"),
-            f_model=self.of_model("f"),
+            **pair,
             **extra,
         )
 
@@ -179,14 +172,13 @@ class SourceSql:
         return self._delete_gone(
             sql.SQL(
                 "SELECT x.document_id AS id FROM {embeddings} AS x"
-                " WHERE {x_model}NOT EXISTS ({match})"
+                " WHERE NOT EXISTS ({match})"
                 " UNION ALL SELECT x.document_id FROM {failures} AS x"
-                " WHERE {x_model}NOT EXISTS ({match})"
+                " WHERE NOT EXISTS ({match})"
             ).format(
                 embeddings=self.vectors,
                 failures=self.failures,
                 match=match,
-                x_model=self.of_model("x"),
             )
         )
 
@@ -234,11 +226,11 @@ class SourceSql:
             """
             WITH gone AS ({gone}), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
-                WHERE {e_model}e.document_id = ANY(ARRAY(SELECT id FROM gone))
+                WHERE e.document_id = ANY(ARRAY(SELECT id FROM gone))
                 RETURNING 1
             ), gone_failures AS (
                 DELETE FROM {failures} AS f
-                WHERE {f_model}f.document_id = ANY(ARRAY(SELECT id FROM gone))
+                WHERE f.document_id = ANY(ARRAY(SELECT id FROM gone))
             )
             SELECT count(*) FROM gone_vectors
             """,
@@ -285,12 +277,12 @@ class SourceSql:
                        (e.content_hash IS DISTINCT FROM cur.hash{other_chunking}) AS changed,
                        (e.document_id IS NULL OR e.content_hash IS DISTINCT FROM cur.hash
                         {other_chunking}) AS needs_work,
-                       {chunks} AS chunks, coalesce(e.truncated, FALSE) AS truncated,
+                       e.chunk_count AS chunks, coalesce(e.truncated, FALSE) AS truncated,
                        coalesce(f.status, '') AS f_status,
                        f.content_hash IS NOT DISTINCT FROM cur.hash AS f_same
                 FROM {table} AS s
-                LEFT JOIN {embeddings} AS e ON {e_model}e.document_id = {id}
-                LEFT JOIN {failures} AS f ON {f_model}f.document_id = {id}
+                LEFT JOIN {embeddings} AS e ON e.document_id = {id}
+                LEFT JOIN {failures} AS f ON f.document_id = {id}
                 CROSS JOIN LATERAL (SELECT CASE WHEN e.document_id IS NOT NULL
                                                   OR f.document_id IS NOT NULL
                                                 THEN {text_hash} END
@@ -298,5 +290,4 @@ class SourceSql:
             ) AS d
             """,
             other_chunking=self.other_chunking("e"),
-            chunks=sql.SQL("1" if self.by_model else "e.chunk_count"),
         )
