@@ -1,6 +1,7 @@
 """Writes for a (source, model) pair: a document's record and all its chunks, replaced at once.
 
-A batch is staged by COPY into two session temp tables, then one transaction runs three
+A batch is staged by binary COPY into two session temp tables (the chunks as one block,
+store/chunk_copy.py), then one transaction runs three
 statements: the records of the staged documents whose current text still hashes to what was
 embedded are upserted (the fence, a primary-key probe of the source per document, as in
 store/writer.py), returning their ids; those documents' old chunks are deleted; their staged
@@ -19,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
+from embedkeeper.store.chunk_copy import chunks_block
 from embedkeeper.store.pair_tables import PairNames
 from embedkeeper.store.source_sql import SourceSql, content_hash
 
@@ -96,6 +98,10 @@ class ChunkWriter:
         with self.conn.cursor().copy(
             sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self._staged_chunks)
         ) as copy:
+            block = chunks_block(embedded, id_type, self.conn.info.encoding)
+            if block is not None:
+                copy.write(block)
+                return
             copy.set_types([id_type, "int4", "int4", "int4", "text", "vector"])
             for e in embedded:
                 for c in e.chunks:
