@@ -175,6 +175,29 @@ def test_a_batch_chunked_in_groups_ahead_of_the_model_is_embedded_as_in_one(mini
         assert mine.token_count == theirs.token_count
 
 
+def test_a_batch_chunked_on_several_threads_is_embedded_as_on_one(minilm, chunker, monkeypatch):
+    """Slices of a batch chunked at once on the pool come back in the documents' order."""
+    docs = [document(i, long_text(1 + i % 5)) for i in range(12)] + [document(20, "Short.")]
+    on_one = embed_chunked(minilm, docs, chunker, 384)
+    monkeypatch.setattr(chunked, "CHUNK_THREADS", 4)
+    monkeypatch.setattr(chunked, "SLICE_CHARS", 1000)
+    assert chunked._chunk_threads(docs) == 4
+    slices = chunked._split_in(chunked.ThreadPoolExecutor(4), chunker, docs, 4)
+    assert [c for c, _ in slices()] == [c for c, _ in chunker.split_many([d.text for d in docs])]
+    on_four = embed_chunked(minilm, docs, chunker, 384)
+    assert (on_four.rejected, on_four.unfinished, on_four.error) == ([], [], None)
+    assert [e.document.id for e in on_four.embedded] == [d.id for d in docs]
+    for mine, theirs in zip(on_four.embedded, on_one.embedded, strict=True):
+        assert [(c.seq, c.start, c.end, c.text) for c in mine.chunks] == [
+            (c.seq, c.start, c.end, c.text) for c in theirs.chunks
+        ]
+        np.testing.assert_allclose(
+            np.stack([c.vector for c in mine.chunks]),
+            np.stack([c.vector for c in theirs.chunks]),
+            atol=1e-5,
+        )
+
+
 def test_a_stop_leaves_the_groups_after_it_unfinished_and_none_half_done(minilm, chunker):
     docs = [document(i, long_text(4)) for i in range(6)]
     stop = Event()

@@ -170,9 +170,10 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
         )
     finally:
         app.close()
+    model_of = {config.pair_label(s, m): m for s, m in pairs}
     for name, outcome in result.results.items():
         s = outcome.stats
-        model = config.model(name.rsplit("/", 1)[-1])
+        model = model_of[name]
         counted = " (the server's count)" if _server_counts(model) else ""
         print(
             f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "

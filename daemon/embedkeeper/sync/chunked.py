@@ -6,15 +6,17 @@ backend's request size, so a long document fills whole requests rather than padd
 A document is done when every one of its chunks has its vector: a chunk the backend rejects fails
 its document (and only it, as poison isolation does for whole documents), and a chunk left
 unfinished by an outage or a stop leaves its document unfinished, released uncharged. A batch of
-long documents is chunked a group at a time on a thread, ahead of the model (semantic-text-splitter
-and the tokenizer release the GIL): the chunker's time hides behind the model's.
+long documents is chunked a group at a time on threads, ahead of the model (semantic-text-splitter
+and the tokenizer release the GIL): the chunker's time hides behind the model's, and a batch of
+much text is chunked on several threads at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from threading import Event
 
 from embedkeeper.backends import Backend
@@ -22,6 +24,13 @@ from embedkeeper.chunking import Chunk, Chunker
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk, Rejected
 from embedkeeper.sync.embedding import OnSlice, embed_claimed
 from embedkeeper.sync.store import Store
+
+# The splitter releases the GIL, so a batch's text is chunked on several threads at once: on a
+# GPU one core does not keep up with the model (bench/chunker.py), and with a fast backend the
+# chunker would otherwise be the pass's longest step. A slice of less text than SLICE_CHARS is not
+# worth a thread of its own.
+CHUNK_THREADS = max(1, min(8, os.cpu_count() or 1))
+SLICE_CHARS = 500_000
 
 
 @dataclass(slots=True)
@@ -56,26 +65,20 @@ def embed_chunked(
     the chunker's time hides behind the model's (the first group is one round, so the model
     waits for little). An outage or a stop leaves the groups after it unfinished."""
     groups = _groups(documents, _group_chars(backend, chunker))
-    if len(groups) == 1:
-        return _embed_group(
-            backend,
-            documents,
-            chunker.split_many([d.text for d in documents]),
-            chunker,
-            dimensions,
-            stop,
-            on_slice,
-        )
+    threads = _chunk_threads(documents)
+    if len(groups) == 1 and threads == 1:
+        whole = chunker.split_many([d.text for d in documents])
+        return _embed_group(backend, documents, whole, chunker, dimensions, stop, on_slice)
     outcome = ChunkedOutcome()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunker")
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunker")
     try:
-        splits = [pool.submit(chunker.split_many, [d.text for d in group]) for group in groups]
+        splits_of = [_split_in(pool, chunker, group, threads) for group in groups]
         for index, group in enumerate(groups):
             if outcome.error is not None or (stop is not None and stop.is_set()):
                 outcome.unfinished += group  # released uncharged, for the next try
                 continue
             done = _embed_group(
-                backend, group, splits[index].result(), chunker, dimensions, stop, on_slice
+                backend, group, splits_of[index](), chunker, dimensions, stop, on_slice
             )
             outcome.embedded += done.embedded
             outcome.rejected += done.rejected
@@ -83,8 +86,34 @@ def embed_chunked(
             outcome.error = outcome.error or done.error
             outcome.chunks += done.chunks
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # at most the group being chunked
+        pool.shutdown(wait=True, cancel_futures=True)  # at most the slices being chunked
     return outcome
+
+
+def _chunk_threads(documents: Sequence[Document]) -> int:
+    """Threads for chunking this batch: one per SLICE_CHARS of text, at most CHUNK_THREADS."""
+    chars = sum(len(d.text) for d in documents)
+    return max(1, min(CHUNK_THREADS, chars // SLICE_CHARS))
+
+
+def _split_in(
+    pool: ThreadPoolExecutor, chunker: Chunker, group: Sequence[Document], threads: int
+) -> Callable[[], list[tuple[list[Chunk], bool]]]:
+    """Chunk the group in up to `threads` slices of about equal text on the pool; returns the
+    call that waits for them and gives the group's splits in order."""
+    texts = [d.text for d in group]
+    per_slice = max(1, sum(len(t) for t in texts) // threads)
+    futures, start, chars = [], 0, 0
+    for index, text in enumerate(texts):
+        chars += len(text)
+        if chars >= per_slice or index + 1 == len(texts):
+            futures.append(pool.submit(chunker.split_many, texts[start : index + 1]))
+            start, chars = index + 1, 0
+
+    def gather() -> list[tuple[list[Chunk], bool]]:
+        return [split for future in futures for split in future.result()]
+
+    return gather
 
 
 def _group_chars(backend: Backend, chunker: Chunker) -> int:
@@ -124,7 +153,14 @@ def _embed_group(
         for chunk in chunks:
             # The backend sees each chunk as a document of its own; `suspect` and the hash are
             # the document's, so a crash or a failure is still charged to the document.
-            stand_in = replace(document, text=chunk.text, cut=False)
+            stand_in = Document(
+                document.id,
+                chunk.text,
+                False,
+                document.content_hash,
+                document.updated_at,
+                document.suspect,
+            )
             pieces[id(stand_in)] = _Piece(index, chunk)
             stand_ins.append(stand_in)
     result = embed_claimed(
