@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from threading import Event
 from typing import Any
 
@@ -182,7 +183,7 @@ def test_a_batch_chunked_on_several_threads_is_embedded_as_on_one(minilm, chunke
     monkeypatch.setattr(chunked, "CHUNK_THREADS", 4)
     monkeypatch.setattr(chunked, "SLICE_CHARS", 1000)
     assert chunked._chunk_threads(docs) == 4
-    slices = chunked._split_in(chunked.ThreadPoolExecutor(4), chunker, docs, 4)
+    slices = chunked._split_in(ThreadPoolExecutor(4), chunker, docs, 4)
     assert [c for c, _ in slices()] == [c for c, _ in chunker.split_many([d.text for d in docs])]
     on_four = embed_chunked(minilm, docs, chunker, 384)
     assert (on_four.rejected, on_four.unfinished, on_four.error) == ([], [], None)

@@ -1,11 +1,11 @@
 """Writes for a (source, model) pair: a document's record and all its chunks, replaced at once.
 
-A batch is staged by binary COPY into two session temp tables (the chunks as one block,
-store/chunk_copy.py), then one transaction runs three
-statements: the records of the staged documents whose current text still hashes to what was
-embedded are upserted (the fence, a primary-key probe of the source per document, as in
-store/writer.py), returning their ids; those documents' old chunks are deleted; their staged
-chunks are inserted. A reader in another session sees a document's old chunks or its new ones,
+One transaction: the batch's records are staged by binary COPY into a session temp table; the
+records of the staged documents whose current text still hashes to what was embedded are
+upserted (the fence, a primary-key probe of the source per document), returning their ids;
+those documents' old chunks are deleted; their new chunks are copied straight into the chunks
+table (one block of binary COPY, store/chunk_copy.py: no staging of the chunks, which are most
+of the bytes). A reader in another session sees a document's old chunks or its new ones,
 never a mix (PostgreSQL makes the transaction's writes visible together), and a document edited
 while its batch was embedded gets nothing from this batch: its old record, now stale, and its old
 chunks stay until the pass embeds the new text.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from pgvector import HalfVector
 from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
@@ -35,46 +36,43 @@ class ChunkWriter:
         self.conn = conn
         self.source = source
         self.names = names
-        # Staging tables per key type: a session may serve several pairs. Vectors are staged as
-        # `vector` whatever the pair stores; PostgreSQL casts them to halfvec on insert.
+        # A staging table per key type: a session may serve several pairs.
         suffix = source.id_type
         self._staged_documents = sql.Identifier("pg_temp", f"embedkeeper_staged_documents_{suffix}")
-        self._staged_chunks = sql.Identifier("pg_temp", f"embedkeeper_staged_chunks_{suffix}")
-        self._staging = False  # made on first use: a pass that finds nothing does not pay for it
+        self._storage: str | None = None  # made on first use: a pass that finds nothing does not
 
     def replace(self, embedded: Sequence[ChunkedEmbedding]) -> list[DocumentId]:
         """Write these documents whole; returns the ids written (the others changed meanwhile
         or left the source)."""
         if not embedded:
             return []
-        if not self._staging:
-            self._create_staging()
-            self._staging = True
+        if self._storage is None:
+            self._storage = self._prepare()
         with self.conn.transaction():
             self._stage(embedded)
             written = [row[0] for row in self.conn.execute(self._upsert_records()).fetchall()]
             if written:
-                params = {"ids": written}
-                self.conn.execute(self._delete_chunks(), params)
-                self.conn.execute(self._insert_chunks(), params)
+                self.conn.execute(self._delete_chunks(), {"ids": written})
+                kept = set(written)
+                self._copy_chunks([e for e in embedded if e.document.id in kept], self._storage)
         return written
 
-    def _create_staging(self) -> None:
-        id_type = sql.SQL(self.source.id_type)
+    def _prepare(self) -> str:
+        """The documents' staging table, and how the pair stores its vectors (vector or
+        halfvec: the chunks' COPY sends that type's binary format)."""
         self.conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (document_id {} PRIMARY KEY,"
                 " content_hash bytea, chunking text, chunk_count integer, token_count integer,"
                 " truncated boolean, source_updated_at timestamptz) ON COMMIT DELETE ROWS"
-            ).format(self._staged_documents, id_type)
+            ).format(self._staged_documents, sql.SQL(self.source.id_type))
         )
-        self.conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (document_id {}, chunk integer,"
-                " char_start integer, char_end integer, passage text, embedding {})"
-                " ON COMMIT DELETE ROWS"
-            ).format(self._staged_chunks, id_type, sql.SQL("vector"))
-        )
+        row = self.conn.execute(
+            "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+            " WHERE a.attrelid = %s::regclass AND a.attname = 'embedding'",
+            (self.names.chunks.as_string(self.conn),),
+        ).fetchone()
+        return str(row[0]) if row is not None else "vector"
 
     def _stage(self, embedded: Sequence[ChunkedEmbedding]) -> None:
         id_type = self.source.id_type
@@ -95,17 +93,25 @@ class ChunkWriter:
                         d.updated_at,
                     )
                 )
-        with self.conn.cursor().copy(
-            sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self._staged_chunks)
-        ) as copy:
-            block = chunks_block(embedded, id_type, self.conn.info.encoding)
+
+    def _copy_chunks(self, embedded: Sequence[ChunkedEmbedding], storage: str) -> None:
+        """The written documents' chunks, straight into the pair's chunks table: one block of
+        binary COPY (store/chunk_copy.py), or row by row where the block cannot be built."""
+        id_type = self.source.id_type
+        statement = sql.SQL(
+            "COPY {} (document_id, chunk, char_start, char_end, passage, embedding)"
+            " FROM STDIN (FORMAT BINARY)"
+        ).format(self.names.chunks)
+        with self.conn.cursor().copy(statement) as copy:
+            block = chunks_block(embedded, id_type, storage, self.conn.info.encoding)
             if block is not None:
                 copy.write(block)
                 return
-            copy.set_types([id_type, "int4", "int4", "int4", "text", "vector"])
+            copy.set_types([id_type, "int4", "int4", "int4", "text", storage])
+            wrap: Any = HalfVector if storage == "halfvec" else (lambda v: v)
             for e in embedded:
                 for c in e.chunks:
-                    copy.write_row((e.document.id, c.seq, c.start, c.end, c.text, c.vector))
+                    copy.write_row((e.document.id, c.seq, c.start, c.end, c.text, wrap(c.vector)))
 
     def _upsert_records(self) -> sql.Composed:
         """The fence and the record: only documents whose text is still the one embedded."""
@@ -150,17 +156,3 @@ class ChunkWriter:
         return sql.SQL(
             "DELETE FROM {chunks} AS c WHERE c.document_id = ANY(%(ids)s::{id_type}[])"
         ).format(chunks=self.names.chunks, id_type=sql.SQL(self.source.id_type))
-
-    def _insert_chunks(self) -> sql.Composed:
-        return sql.SQL(
-            """
-            INSERT INTO {chunks} (document_id, chunk, char_start, char_end, passage, embedding)
-            SELECT st.document_id, st.chunk, st.char_start, st.char_end, st.passage, st.embedding
-            FROM {staged} AS st JOIN unnest(%(ids)s::{id_type}[]) AS x(id) ON st.document_id = x.id
-            ORDER BY st.document_id, st.chunk
-            """
-        ).format(
-            chunks=self.names.chunks,
-            staged=self._staged_chunks,
-            id_type=sql.SQL(self.source.id_type),
-        )
