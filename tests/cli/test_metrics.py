@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def metric(text: str, name: str, model: str = "nomic") -> float | None:
-    match = re.search(rf'^{re.escape(name)}\{{model="{model}"\}} (\S+)$', text, re.M)
+    match = re.search(rf'^{re.escape(name)}\{{model="{model}",source="docs"\}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else None
 
 

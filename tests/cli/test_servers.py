@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 def metric(text: str, name: str) -> float:
-    match = re.search(rf'^{re.escape(name)}\{{model="nomic"\}} (\S+)$', text, re.M)
+    match = re.search(rf'^{re.escape(name)}\{{model="nomic",source="docs"\}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else -1.0
 
 

@@ -16,12 +16,12 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def served_names() -> set[str]:
     """The sample names /metrics shows once each metric has a value."""
-    metrics = Metrics(["m"])
-    metrics.record_batch("m", 0.5, ok=3, failed=1, tokens=42)
-    metrics.record_pass("m", None)
-    metrics.record_pass("m", "BackendUnavailable")
-    metrics.record_coverage(Coverage("m", 10, 8, 1, 2, 0, 0, 0))
-    metrics.record_backlog(Backlog("m", 10, 8, 0, 0))
+    metrics = Metrics([("docs", "m")])
+    metrics.record_batch(("docs", "m"), 0.5, ok=3, failed=1, tokens=42)
+    metrics.record_pass(("docs", "m"), None)
+    metrics.record_pass(("docs", "m"), "BackendUnavailable")
+    metrics.record_coverage("docs", Coverage("m", 10, 8, 1, 2, 0, 0, 0))
+    metrics.record_backlog("docs", Backlog("m", 10, 8, 0, 0))
     text = metrics.render().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
 
@@ -40,7 +40,7 @@ def test_every_query_names_a_served_metric_and_balances():
         assert names, title
         assert names <= served, (title, names - served)
         assert expr.count("(") == expr.count(")"), title
-        assert 'model=~"$model"' in expr, title
+        assert 'source=~"$source", model=~"$model"' in expr, title
 
 
 def test_metrics_md_explains_every_panel_and_its_query():

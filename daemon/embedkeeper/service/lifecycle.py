@@ -113,7 +113,7 @@ def _serve_metrics(
     tell a daemon that waits for them ("starting", 503) from one that is not there."""
     if not port:
         return None, None
-    metrics = Metrics([config.pair_label(s, m) for s, m in config.pairs()])
+    metrics = Metrics([(s.source_name, m.name) for s, m in config.pairs()])
     stop_metrics = serve(metrics, config.metrics.host, port)
     event(log, logging.INFO, "metrics_serving", host=config.metrics.host, port=port)
     return metrics, stop_metrics

@@ -1,14 +1,14 @@
 """Prometheus metrics and a health endpoint for `embedkeeper run --metrics-port N`.
 
 Counters and the batch-latency histogram are fed from the passes as they happen; the coverage
-gauges (pending, stale, failed per model) come from the coverage query on their own, slower
+gauges (pending, stale, failed per pair) come from the coverage query on their own, slower
 cadence, since on a big table that query reads every row; the first refresh runs at start, so an
 alert never sees "no data" after a restart. The backlog gauge is the cheap estimate of what is
 pending (store/backlog.py: no row of the source read), refreshed often. /healthz answers 200
 while the daemon can work (its last pass did not fail for lack of the database or the backend),
 503 otherwise. The server starts with the daemon, before the database and the backend are
 reached, and says "starting" (503) until they are: a probe then tells a daemon that waits from
-one that is gone.
+one that is gone. Every series is labelled by `source` and `model`: one per (source, model) pair.
 """
 
 from __future__ import annotations
@@ -27,31 +27,31 @@ from embedkeeper.store.coverage import Coverage
 
 
 class Metrics:
-    def __init__(self, models: Sequence[str] = ()) -> None:
+    def __init__(self, pairs: Sequence[tuple[str, str]] = ()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.embedded = Counter(
             "embedkeeper_documents_embedded",
             "Documents embedded and written",
-            ["model"],
+            ["source", "model"],
             registry=r,
         )
         self.failed = Counter(
             "embedkeeper_documents_failed",
             "Documents charged a failed attempt",
-            ["model"],
+            ["source", "model"],
             registry=r,
         )
         self.backend_errors = Counter(
             "embedkeeper_backend_errors",
             "Passes cut short, by error class",
-            ["model", "error"],
+            ["source", "model", "error"],
             registry=r,
         )
         self.batch_seconds = Histogram(
             "embedkeeper_batch_seconds",
             "Time to claim, embed and write one batch",
-            ["model"],
+            ["source", "model"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
@@ -59,7 +59,7 @@ class Metrics:
             name: Gauge(
                 f"embedkeeper_{name}",
                 f"Documents {name}, from the coverage query",
-                ["model"],
+                ["source", "model"],
                 registry=r,
             )
             for name in ("pending", "stale", "failed", "ignored", "skipped", "embedded", "total")
@@ -67,53 +67,55 @@ class Metrics:
         self.last_success = Gauge(
             "embedkeeper_last_success_timestamp_seconds",
             "End of the last pass that worked",
-            ["model"],
+            ["source", "model"],
             registry=r,
         )
         self.tokens = Counter(
             "embedkeeper_tokens",
             "Tokens embedded: the model's count, or the server's reported usage",
-            ["model"],
+            ["source", "model"],
             registry=r,
         )
         self.backlog = Gauge(
             "embedkeeper_backlog",
             "Documents still to embed, estimated without reading the source",
-            ["model"],
+            ["source", "model"],
             registry=r,
         )
         self.healthy = True
         self.ready = False  # /healthz says "starting" until the daemon has its database and models
-        for model in models:  # every series from the start: rate() needs the first sample at 0
+        # Every series from the start, one per (source, model) pair: rate() needs the first
+        # sample at 0.
+        for source, model in pairs:
             for counter in (self.embedded, self.failed, self.tokens):
-                counter.labels(model)
+                counter.labels(source, model)
 
     def record_batch(
-        self, model: str, seconds: float, ok: int, failed: int, tokens: int = 0
+        self, pair: tuple[str, str], seconds: float, ok: int, failed: int, tokens: int = 0
     ) -> None:
-        self.batch_seconds.labels(model).observe(seconds)
-        self.embedded.labels(model).inc(ok)
-        self.failed.labels(model).inc(failed)
-        self.tokens.labels(model).inc(tokens)
+        self.batch_seconds.labels(*pair).observe(seconds)
+        self.embedded.labels(*pair).inc(ok)
+        self.failed.labels(*pair).inc(failed)
+        self.tokens.labels(*pair).inc(tokens)
 
-    def record_pass(self, model: str, error: str | None) -> None:
+    def record_pass(self, pair: tuple[str, str], error: str | None) -> None:
         if error is None:
-            self.last_success.labels(model).set(time.time())
+            self.last_success.labels(*pair).set(time.time())
             self.healthy = True
         else:
-            self.backend_errors.labels(model, error).inc()
+            self.backend_errors.labels(*pair, error).inc()
             self.healthy = error not in (
                 "DatabaseUnavailable",
                 "BackendUnavailable",
                 "BackendRefused",
             )
 
-    def record_coverage(self, figures: Coverage) -> None:
+    def record_coverage(self, source: str, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
-            gauge.labels(figures.model).set(getattr(figures, name))
+            gauge.labels(source, figures.model).set(getattr(figures, name))
 
-    def record_backlog(self, figures: Backlog) -> None:
-        self.backlog.labels(figures.model).set(figures.pending)
+    def record_backlog(self, source: str, figures: Backlog) -> None:
+        self.backlog.labels(source, figures.model).set(figures.pending)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -48,9 +48,9 @@ def refresh_backlog(app: App, metrics: Metrics) -> None:
     try:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
             for source, model in app.config.pairs():
-                label = app.config.pair_label(source, model)
                 metrics.record_backlog(
-                    measure_backlog(conn, app.ready_pair(conn, model, source), label)
+                    source.source_name,
+                    measure_backlog(conn, app.ready_pair(conn, model, source), model.name),
                 )
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
 from functools import partial
 
 from embedkeeper.app import App
@@ -40,7 +39,8 @@ class Worker:
         self.metrics = metrics
         self.busy = False
         self.heartbeat = time.monotonic()
-        self.model = ""
+        self.model = ""  # the pair's label, for logs
+        self.pair = ("", "")  # (source, model), for metrics
         self.last_counts = (0, 0, 0)  # ok, failed, tokens of the pass so far: totals into deltas
         self.passes_failed = 0
         self.runs_pruned_at: float | None = None
@@ -67,6 +67,7 @@ class Worker:
             if self.stop.is_set():
                 return
             self.model, self.last_counts, self.heartbeat = name, (0, 0, 0), time.monotonic()
+            self.pair = (source.source_name, model.name)
             event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
             progress = Progress(name, None, bar=False)
             try:
@@ -85,7 +86,7 @@ class Worker:
             except EmbedkeeperError as exc:
                 self.passes_failed += 1
                 if self.metrics is not None:
-                    self.metrics.record_pass(name, type(exc).__name__)
+                    self.metrics.record_pass(self.pair, type(exc).__name__)
                 event(
                     log,
                     logging.ERROR,
@@ -99,7 +100,7 @@ class Worker:
             finally:
                 progress.close()
             if self.metrics is not None:
-                self.metrics.record_pass(name, None)
+                self.metrics.record_pass(self.pair, None)
             s = result.stats
             event(
                 log,
@@ -135,7 +136,7 @@ class Worker:
         if self.metrics is not None:
             ok, failed, tokens = self.last_counts
             self.metrics.record_batch(
-                self.model,
+                self.pair,
                 now - self.heartbeat,
                 stats.ok - ok,
                 stats.failed - failed,
@@ -167,9 +168,7 @@ class Worker:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
                 for source, model in self.app.config.pairs():
                     figures = self.app.coverage(conn, model, source)
-                    self.metrics.record_coverage(
-                        replace(figures, model=self.app.config.pair_label(source, model))
-                    )
+                    self.metrics.record_coverage(source.source_name, figures)
         except EmbedkeeperError as exc:
             event(
                 log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)
