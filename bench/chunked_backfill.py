@@ -1,8 +1,9 @@
 """Chunked backfill of long documents against a bare `encode` of the same chunks (issue 13's
 first performance point): `python -m bench chunked`.
 
-BENCH_CHUNKED_DOCS (default 1,500) long documents of bench/_corpus.py (4,000 to 100,000
-characters, taken evenly across the sorted list, as bench/chunker.py takes them), MiniLM on CPU,
+BENCH_CHUNKED_DOCS (default 1,500) long documents of bench/_corpus.py (BENCH_CHUNKED_MIN_CHARS
+to BENCH_CHUNKED_MAX_CHARS characters, default 4,000 to 100,000, taken evenly across the sorted
+list, as bench/chunker.py takes them; the run prints their median tokens), MiniLM on CPU,
 batch size 32, the model's own chunking (254-token chunks, overlap 32). Both legs run in this
 process, alternating A B A B (BENCH_PAIRS pairs), with their models loaded before the clock
 starts:
@@ -42,6 +43,8 @@ from bench._database import BenchDatabase, bench_database
 
 DOCS = int(os.environ.get("BENCH_CHUNKED_DOCS", "1500"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
+MIN_CHARS = int(os.environ.get("BENCH_CHUNKED_MIN_CHARS", "4000"))
+MAX_CHARS = int(os.environ.get("BENCH_CHUNKED_MAX_CHARS", "100000"))
 SERIAL = os.environ.get("BENCH_CHUNKED_SERIAL", "") == "1"
 BATCH_SIZE = 32
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +66,7 @@ def main() -> None:
     from embedkeeper.logs import setup_logging
 
     setup_logging("WARNING", "text")
-    texts = long_documents(DOCS, max_chars=100_000)
+    texts = long_documents(DOCS, min_chars=MIN_CHARS, max_chars=MAX_CHARS)
 
     def fill(conn: psycopg.Connection[Any]) -> None:
         with conn.cursor().copy("COPY docs (id, body) FROM STDIN") as copy:
