@@ -49,3 +49,47 @@ def long_documents(count: int, min_chars: int = 4_000, max_chars: int = 40_000) 
         raise SystemExit(f"only {len(texts)} documents of {min_chars}-{max_chars} characters here")
     step = len(texts) / count
     return [texts[int(i * step)] for i in range(count)]
+
+
+# Standard-library modules whose import has side effects (a browser, a window, a printed poem) or
+# that this platform lacks: never imported for their pages.
+PYDOC_SKIP = {
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "test",
+    "lib2to3",
+    "pydoc",
+    "ensurepip",
+    "venv",
+    "curses",
+    "readline",
+}
+
+
+def python_documents(min_chars: int = 4_000, max_chars: int = 40_000) -> list[str]:
+    """Python's own documentation between the bounds, in name order: the `help()` page of each
+    standard-library module (pydoc's plain-text rendering) and the language reference topics of
+    pydoc_data. Long, distinctive texts that another team wrote, like the Debian files."""
+    import importlib
+    import pydoc
+    import sys
+    import warnings
+    from pydoc_data.topics import topics
+
+    pages = [topics[name] for name in sorted(topics)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted(sys.stdlib_module_names):
+            if name.startswith("_") or name in PYDOC_SKIP:
+                continue
+            try:
+                module = importlib.import_module(name)
+                renderer = pydoc.plaintext  # type: ignore[attr-defined]
+                pages.append(pydoc.render_doc(module, renderer=renderer))
+            except Exception:  # a module this platform lacks, or one that cannot be rendered
+                continue
+    return [page for page in pages if min_chars <= len(page) <= max_chars]

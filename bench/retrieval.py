@@ -6,7 +6,10 @@ from ranks in the top 10. Chunked (a document scores its best chunk) against `ch
 BENCH_QUALITY_DOCS (default 400) documents of 4,000 to 40,000 characters; BENCH_QUALITY_QUERIES
 (default 200) questions, one per document, from a fixed seed; BENCH_QUALITY_QUESTIONS
 "distinctive" (default) or "any" (see QUESTIONS); BENCH_QUALITY_CHUNK_TOKENS (default
-"254,128") the chunk sizes to compare.
+"254,128") the chunk sizes to compare; BENCH_QUALITY_CORPUS "debian" (default: this machine's
+/usr/share/doc and licences), "python" (Python's module pages and language reference topics,
+every one in the bounds) or "mixed" (both: the Python pages, and Debian files to make up
+BENCH_QUALITY_DOCS); BENCH_QUALITY_MISSES=1 prints each question the chunked search missed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._corpus import long_documents
+from bench._corpus import long_documents, python_documents
 
 DOCS = int(os.environ.get("BENCH_QUALITY_DOCS", "400"))
 QUERIES = int(os.environ.get("BENCH_QUALITY_QUERIES", "200"))
@@ -37,6 +40,19 @@ WORD = re.compile(r"[a-z]{4,}")
 # a licence sentence in every copyright file. "any": every unique sentence, as before.
 QUESTIONS = os.environ.get("BENCH_QUALITY_QUESTIONS", "distinctive")
 DISTINCT_WORDS = 2
+CORPUS = os.environ.get("BENCH_QUALITY_CORPUS", "debian")
+MISSES = os.environ.get("BENCH_QUALITY_MISSES", "") == "1"
+
+
+def _corpus() -> list[str]:
+    if CORPUS == "debian":
+        return long_documents(DOCS)
+    python = python_documents()
+    if CORPUS == "python":
+        return python
+    if CORPUS == "mixed":
+        return python + long_documents(max(0, DOCS - len(python)))
+    raise SystemExit(f"BENCH_QUALITY_CORPUS: {CORPUS!r} is not debian, python or mixed")
 
 
 def main() -> None:
@@ -45,7 +61,7 @@ def main() -> None:
     from embedkeeper.backends.local import resolve_model_path
     from embedkeeper.chunking import Window, load_tokenizer, make_chunker
 
-    texts = long_documents(DOCS)
+    texts = _corpus()
     tokenizer = load_tokenizer(MODEL)
     questions = _questions(texts, tokenizer)
     model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
@@ -53,7 +69,8 @@ def main() -> None:
     whole_vectors = _encode(model, texts)  # the model keeps its first 256 tokens
     none_recall = _recall(questions, query_vectors, whole_vectors, np.arange(len(texts)), texts)
     print(
-        f"retrieval: {len(texts)} documents, {len(questions)} questions from past token {WINDOW}\n"
+        f"retrieval: {len(texts)} documents ({CORPUS}), {len(questions)} {QUESTIONS} questions"
+        f" from past token {WINDOW}\n"
         f"  chunking = none: recall@{K} {none_recall:.3f}"
     )
     for size in CHUNK_TOKENS:
@@ -81,10 +98,15 @@ def _recall(
 ) -> float:
     """How often the question's document is among the K whose best vector is nearest."""
     hits = 0
-    for (_, source), query in zip(questions, queries, strict=True):
+    for (question, source), query in zip(questions, queries, strict=True):
         best = np.full(len(texts), -2.0, dtype=np.float32)
         np.maximum.at(best, owner, vectors @ query)
-        hits += source in np.argsort(-best)[:K]
+        ranking = np.argsort(-best)
+        hits += source in ranking[:K]
+        if MISSES and owner.shape[0] > len(texts) and source not in ranking[:K]:
+            rank = int(np.where(ranking == source)[0][0]) + 1
+            first = texts[source].strip().splitlines()[0][:60]
+            print(f"    miss, rank {rank}: {question!r} (from {first!r})")
     return hits / len(questions)
 
 
