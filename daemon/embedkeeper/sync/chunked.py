@@ -26,11 +26,13 @@ from embedkeeper.sync.embedding import OnSlice, embed_claimed
 from embedkeeper.sync.store import Store
 
 # The splitter releases the GIL, so a batch's text is chunked on several threads at once: on a
-# GPU one core does not keep up with the model (bench/chunker.py), and with a fast backend the
-# chunker would otherwise be the pass's longest step. A slice of less text than SLICE_CHARS is not
-# worth a thread of its own.
-CHUNK_THREADS = max(1, min(8, os.cpu_count() or 1))
-SLICE_CHARS = 500_000
+# GPU one core does not keep up with the model (the token chunker makes about 370 chunks a
+# CPU-second, bench/chunker.py; a GPU embeds thousands), and with a fast backend the chunker
+# would otherwise be the pass's longest step. A slice of less text than SLICE_CHARS (about 100
+# chunks) is not worth a thread of its own; a claim of a local model's default size (about a
+# million characters) is spread on up to ten.
+CHUNK_THREADS = max(1, min(16, os.cpu_count() or 1))
+SLICE_CHARS = 100_000
 
 
 @dataclass(slots=True)
