@@ -39,7 +39,9 @@ class ChunkWriter:
         # A staging table per key type: a session may serve several pairs.
         suffix = source.id_type
         self._staged_documents = sql.Identifier("pg_temp", f"embedkeeper_staged_documents_{suffix}")
-        self._storage: str | None = None  # made on first use: a pass that finds nothing does not
+        # The pair's vector type, read with the staging table made on first use (a pass that
+        # finds nothing does not pay for them).
+        self._storage: str | None = None
 
     def replace(self, embedded: Sequence[ChunkedEmbedding]) -> list[DocumentId]:
         """Write these documents whole; returns the ids written (the others changed meanwhile
