@@ -23,7 +23,13 @@ from embedkeeper.store.coverage import Coverage, measure
 from embedkeeper.store.db import connect, database_url
 from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
 from embedkeeper.store.pair_view import replace_view
-from embedkeeper.store.preflight import check_database, check_model, check_registry, register_model
+from embedkeeper.store.preflight import (
+    check_database,
+    check_model,
+    check_registry,
+    register_model,
+    registered_dimensions,
+)
 from embedkeeper.store.queries import SourceQueries
 from embedkeeper.store.vector_index import IndexTarget, index_target
 
@@ -65,9 +71,13 @@ class App:
         source: SourceConfig | None = None,
     ) -> SourceQueries:
         """The pair's statements, its tables made first if missing: from the configured
-        dimensions, else by loading the model (which makes them)."""
+        dimensions, else those of the model's other pairs, else by loading the model."""
         if vector_column_type(conn, self.names(model, source)) is None:
-            dimensions = model.dimensions or self.backend(model).dimensions
+            dimensions = (
+                model.dimensions
+                or registered_dimensions(conn, model)
+                or self.backend(model).dimensions
+            )
             self.ensure_tables(conn, model, dimensions, source)
         return self.pair(model, source)
 

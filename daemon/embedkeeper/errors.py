@@ -74,7 +74,8 @@ class DimensionMismatch(DatabaseError):
 
 
 class NotIndexOwner(DatabaseError):
-    """Indexes on embedkeeper.embeddings need its owner; run this as the role that migrated."""
+    """A pair's vector index needs the owner of its chunks table; run this as the role that
+    migrated."""
 
 
 class ModelError(EmbedkeeperError):

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
 from embedkeeper.store.chunk_copy import chunks_block
-from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.pair_tables import PairNames, vector_column_type
 from embedkeeper.store.source_sql import SourceSql, content_hash
 
 
@@ -69,12 +69,8 @@ class ChunkWriter:
                 " truncated boolean, source_updated_at timestamptz) ON COMMIT DELETE ROWS"
             ).format(self._staged_documents, sql.SQL(self.source.id_type))
         )
-        row = self.conn.execute(
-            "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
-            " WHERE a.attrelid = %s::regclass AND a.attname = 'embedding'",
-            (self.names.chunks.as_string(self.conn),),
-        ).fetchone()
-        return str(row[0]) if row is not None else "vector"
+        column = vector_column_type(self.conn, self.names) or "vector"
+        return column.split("(")[0]  # halfvec(384) -> halfvec
 
     def _stage(self, embedded: Sequence[ChunkedEmbedding]) -> None:
         id_type = self.source.id_type

@@ -149,15 +149,6 @@ def schema_revision(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row else None
 
 
-def document_id_type(conn: psycopg.Connection[Any]) -> str:
-    row = conn.execute(
-        "SELECT format_type(atttypid, NULL) FROM pg_attribute"
-        " WHERE attrelid = 'embedkeeper.embeddings'::regclass AND attname = 'document_id'"
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> SourceQueries:
     """pgvector, embedkeeper's schema at head, the source table and its columns, the key type."""
     with mapped_errors("checking the database"):
@@ -230,9 +221,19 @@ def check_registry(conn: psycopg.Connection[Any], model: ModelConfig, dims: int)
     if row is not None and row[0] != dims:
         raise DimensionMismatch(
             f'model name "{model.name}" already holds {row[0]}-d vectors but its model makes '
-            f"{dims}; give [[models]] a new name (or delete its rows from "
-            "embedkeeper.embeddings and embedkeeper.models)"
+            f"{dims}; give [[models]] a new name (or drop its pairs' tables in the schema "
+            "embedkeeper and delete its row from embedkeeper.models)"
         )
+
+
+def registered_dimensions(conn: psycopg.Connection[Any], model: ModelConfig) -> int | None:
+    """The dimensions the model's vectors already have in this database (another pair of it
+    made them), or None: a new pair of a known model needs no model loaded to make its tables."""
+    with mapped_errors("reading the model registry"):
+        row = conn.execute(
+            "SELECT dimensions FROM embedkeeper.models WHERE name = %s", (model.name,)
+        ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def register_model(conn: psycopg.Connection[Any], model: ModelConfig, dims: int) -> None:

@@ -2,8 +2,8 @@
 
 The names, the prunes and the coverage figures are in store/source_sql.py (SourceSql).
 
-The discovery query is an anti-join against embedkeeper.embeddings on its primary key
-(model, document_id), walked in key order from a keyset cursor (`after`), so one batch reads only
+The discovery query is an anti-join against the pair's records (embedkeeper.<pair>_documents) on
+their primary key, walked in key order from a keyset cursor (`after`), so one batch reads only
 the rows between the cursor and the next `limit` pending documents: its cost does not grow with the
 table. Stale detection in that query uses `updated_at_column`; comparing content hashes reads and
 hashes every text, so it is a separate sweep (`stale_by="hash"`).
