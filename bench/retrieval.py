@@ -5,7 +5,8 @@ from ranks in the top 10. Chunked (a document scores its best chunk) against `ch
 
 BENCH_QUALITY_DOCS (default 400) documents of 4,000 to 40,000 characters; BENCH_QUALITY_QUERIES
 (default 200) questions, one per document, from a fixed seed; BENCH_QUALITY_QUESTIONS
-"distinctive" (default) or "any" (see QUESTIONS); BENCH_QUALITY_CHUNK_TOKENS (default
+"distinctive" (default), "any" (see QUESTIONS) or both ("distinctive,any", each scored on the
+same vectors); BENCH_QUALITY_CHUNK_TOKENS (default
 "254,128") the chunk sizes to compare; BENCH_QUALITY_CORPUS "debian" (default: this machine's
 /usr/share/doc and licences), "python" (Python's module pages and language reference topics,
 every one in the bounds) or "mixed" (both: the Python pages, and Debian files to make up
@@ -63,16 +64,16 @@ def main() -> None:
 
     texts = _corpus()
     tokenizer = load_tokenizer(MODEL)
-    questions = _questions(texts, tokenizer)
     model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
-    query_vectors = _encode(model, [q for q, _ in questions])
+    sets = {}  # each question set and its query vectors, scored on the same document vectors
+    for kind in QUESTIONS.split(","):
+        questions = _questions(texts, tokenizer, kind)
+        sets[kind] = (questions, _encode(model, [q for q, _ in questions]))
     whole_vectors = _encode(model, texts)  # the model keeps its first 256 tokens
-    none_recall = _recall(questions, query_vectors, whole_vectors, np.arange(len(texts)), texts)
-    print(
-        f"retrieval: {len(texts)} documents ({CORPUS}), {len(questions)} {QUESTIONS} questions"
-        f" from past token {WINDOW}\n"
-        f"  chunking = none: recall@{K} {none_recall:.3f}"
-    )
+    print(f"retrieval: {len(texts)} documents ({CORPUS}), questions from past token {WINDOW}")
+    for kind, (questions, queries) in sets.items():
+        recall = _recall(questions, queries, whole_vectors, np.arange(len(texts)), texts)
+        print(f"  {len(questions)} {kind} questions, chunking = none: recall@{K} {recall:.3f}")
     for size in CHUNK_TOKENS:
         # A window of `size` content tokens plus the model's special tokens.
         window = Window.of(tokenizer, size + (WINDOW - Window.of(tokenizer, WINDOW).capacity))
@@ -86,11 +87,13 @@ def main() -> None:
             passages.extend(c.text for c in chunks)
         chunk_vectors = _encode(model, passages)
         elapsed = time.perf_counter() - start
-        recall = _recall(questions, query_vectors, chunk_vectors, np.asarray(owners), texts)
         print(
-            f"  chunked, {window.capacity} tokens a chunk: recall@{K} {recall:.3f}"
-            f"  ({len(passages):,} chunks, {elapsed:.0f} s to chunk and encode)"
+            f"  chunked, {window.capacity} tokens a chunk ({len(passages):,} chunks,"
+            f" {elapsed:.0f} s to chunk and encode):"
         )
+        for kind, (questions, queries) in sets.items():
+            recall = _recall(questions, queries, chunk_vectors, np.asarray(owners), texts)
+            print(f"    {len(questions)} {kind} questions: recall@{K} {recall:.3f}")
 
 
 def _recall(
@@ -110,7 +113,7 @@ def _recall(
     return hits / len(questions)
 
 
-def _questions(texts: list[str], tokenizer: Any) -> list[tuple[str, int]]:
+def _questions(texts: list[str], tokenizer: Any, kind: str) -> list[tuple[str, int]]:
     """One sentence per document, found only past its first WINDOW tokens and in no other
     document, for QUERIES documents."""
     rng = random.Random(7)
@@ -132,7 +135,7 @@ def _questions(texts: list[str], tokenizer: Any) -> list[tuple[str, int]]:
             if sentence in text[:past] or sum(sentence in t for t in texts) != 1:
                 continue
             own = {w for w in WORD.findall(sentence.lower()) if document_frequency.get(w) == 1}
-            if QUESTIONS == "any" or len(own) >= DISTINCT_WORDS:
+            if kind == "any" or len(own) >= DISTINCT_WORDS:
                 found.append((sentence, number))
                 break
         if len(found) == QUERIES:
