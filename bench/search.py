@@ -40,6 +40,8 @@ from bench._database import bench_database
 CHUNKS = int(os.environ.get("BENCH_SEARCH_CHUNKS", "200000"))
 QUERIES = int(os.environ.get("BENCH_SEARCH_QUERIES", "200"))
 VECTORS = os.environ.get("BENCH_SEARCH_VECTORS", "lowrank")
+# The HNSW scan's candidate lists to measure (hnsw.ef_search; embedkeeper search --ef-search).
+EF_SEARCH = [int(x) for x in os.environ.get("BENCH_SEARCH_EF", "40").split(",")]
 INTRINSIC = 16  # dimensions of the "lowrank" subspace
 NOISE = 0.05  # the noise of a "lowrank" vector, against its norm of about 1
 PER_DOC = 4
@@ -94,8 +96,9 @@ def main() -> None:
                 flush=True,
             )
             figures = {
-                "chunks": _measure(conn, pair, vectors, queries, chunks=True),
-                "documents": _measure(conn, pair, vectors, queries, chunks=False),
+                f"{mode} ef={ef}": _measure(conn, pair, vectors, queries, mode == "chunks", ef)
+                for ef in EF_SEARCH
+                for mode in ("chunks", "documents")
             }
     _report(docs, load_s, build_s, figures)
 
@@ -190,18 +193,18 @@ def _measure(
     pair: Any,
     vectors: npt.NDArray[np.float32],
     queries: npt.NDArray[np.float32],
-    *,
     chunks: bool,
+    ef_search: int,
 ) -> dict[str, float]:
     from embedkeeper.store.search import nearest
 
     for query in queries[:10]:  # warm the index's pages
-        nearest(conn, pair, query, K, chunks=chunks)
+        nearest(conn, pair, query, K, chunks=chunks, ef_search=ef_search)
     latencies: list[float] = []
     recalls: list[float] = []
     for query in queries:
         start = time.perf_counter()
-        hits = nearest(conn, pair, query, K, chunks=chunks)
+        hits = nearest(conn, pair, query, K, chunks=chunks, ef_search=ef_search)
         latencies.append(time.perf_counter() - start)
         got = {(h.document_id, h.chunk) if chunks else h.document_id for h in hits}
         recalls.append(len(got & _exact(vectors, query, chunks=chunks)) / K)
@@ -232,7 +235,7 @@ def _report(docs: int, load_s: float, build_s: float, figures: dict[str, dict[st
     )
     for mode, f in figures.items():
         print(
-            f"  {mode:9}  p50 {f['p50_ms']:6.1f} ms  p95 {f['p95_ms']:6.1f} ms"
+            f"  {mode:17}  p50 {f['p50_ms']:6.1f} ms  p95 {f['p95_ms']:6.1f} ms"
             f"  recall@10 {f['recall_at_10']:.3f}"
         )
     RESULTS.mkdir(exist_ok=True)

@@ -24,6 +24,7 @@ from embedkeeper.store.source_sql import SourceSql
 
 PASSAGE_CHARS = 1000  # of a chunk's passage, returned with each hit
 MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
+EF_SEARCH = 40  # pgvector's default
 MAX_CHUNKS_READ = 20_000  # chunks read to find k documents' best ones, at most
 
 
@@ -42,12 +43,14 @@ def nearest(
     k: int,
     *,
     chunks: bool = False,
+    ef_search: int = EF_SEARCH,
 ) -> list[Hit]:
     """The k documents nearest to `query` by cosine distance, nearest first, each by its best
     chunk; with `chunks`, the k nearest chunks. The statement has the shape the pair's HNSW
     index serves (ORDER BY the typed column's distance, LIMIT): best chunks per document are
     picked from the nearest chunks, read again with a larger limit while too few documents
-    came back."""
+    came back. `ef_search`: the HNSW scan's candidate list (at least the rows asked for); more
+    finds more of the true nearest, and costs time."""
     assert queries.names is not None, "search reads a pair's chunks"
     statement = sql.SQL(
         """
@@ -62,7 +65,7 @@ def nearest(
     while True:
         params = {"q": query, "limit": limit, "chars": PASSAGE_CHARS}
         with mapped_errors("searching"), conn.transaction():
-            _iterative_scan(conn, limit)
+            _iterative_scan(conn, max(ef_search, limit))
             rows = conn.execute(statement, params).fetchall()
         hits = sorted(
             (Hit(row[0], int(row[1]), float(row[2]), row[3] or "") for row in rows),
@@ -78,11 +81,12 @@ def nearest(
         limit = min(limit * 4, MAX_CHUNKS_READ)
 
 
-def _iterative_scan(conn: psycopg.Connection[Any], k: int) -> None:
-    """Let the HNSW scan go on past ef_search candidates when the join filters some out
-    (pgvector 0.8 and later; an older pgvector searches without it)."""
+def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
+    """The scan's candidate list, and let the HNSW scan go on past it when the join filters
+    some out (pgvector 0.8 and later; an older pgvector searches without it)."""
     conn.execute(
-        "SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(40, k), MAX_EF_SEARCH)),)
+        "SELECT set_config('hnsw.ef_search', %s, true)",
+        (str(min(max(1, ef_search), MAX_EF_SEARCH)),),
     )
     unknown_setting = (
         psycopg.errors.UndefinedObject,
