@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunks", action="store_true", help="the k nearest chunks (default: each document once)"
     )
     p.add_argument("--json", action="store_true", help="a JSON list, one object per document")
+    p.add_argument(
+        "--ef-search",
+        type=_positive,
+        help="the HNSW scan's candidate list: more finds more of the true nearest, slower"
+        " (default 200, at most 1000)",
+    )
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")

@@ -73,3 +73,21 @@ def test_with_an_hnsw_index_a_selective_where_still_fills_k(make_app, conn, db_u
     stored = vectors(conn)
     exact = sorted(visible, key=lambda i: -float(np.dot(stored[i], query)))[:10]
     assert len(set(exact) & {h.document_id for h in hits}) >= 8
+
+
+def test_the_scan_candidate_list_holds_for_one_search_and_is_bounded(conn):
+    """ef_search is set for the search's transaction only, within pgvector's bound of 1000."""
+    from embedkeeper.store.search import EF_SEARCH, _iterative_scan
+
+    def shown() -> str:
+        return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
+
+    conn.execute("LOAD 'vector'")
+    default = shown()
+    with conn.transaction():
+        _iterative_scan(conn, EF_SEARCH)
+        assert shown() == str(EF_SEARCH)
+    assert shown() == default == "40"
+    with conn.transaction():
+        _iterative_scan(conn, 5000)
+        assert shown() == "1000"

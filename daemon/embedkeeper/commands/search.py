@@ -25,7 +25,7 @@ from embedkeeper.config import Config
 from embedkeeper.errors import ModelError, UsageError
 from embedkeeper.records import Document
 from embedkeeper.store.db import connect
-from embedkeeper.store.search import Hit, nearest
+from embedkeeper.store.search import EF_SEARCH, Hit, nearest
 from embedkeeper.store.vector_index import model_dimensions
 
 SNIPPET_CHARS = 100
@@ -46,7 +46,9 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             vector = embed_question(backend, question, dimensions, model.name)
         finally:
             backend.close()
-        hits = nearest(conn, queries, vector, args.k, chunks=args.chunks)
+        hits = nearest(
+            conn, queries, vector, args.k, chunks=args.chunks, ef_search=args.ef_search or EF_SEARCH
+        )
     name = source.source_name
     if args.json:
         print(json.dumps([as_json(hit, name, model.name) for hit in hits], indent=2))
