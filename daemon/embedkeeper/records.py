@@ -85,6 +85,7 @@ class RunStats:
     batches: int = 0
     drained: bool = False  # a whole sweep claimed nothing: everything looked at was done
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None  # set when the pass ends: its rates stop moving then
 
     @property
     def done(self) -> int:
@@ -101,11 +102,18 @@ class RunStats:
             batches=self.batches + later.batches,
             drained=later.drained,
             started=self.started,
+            finished=later.finished,
         )
+
+    def finish(self) -> None:
+        """The pass is over: a summary printed later (a backfill's, after its other pairs)
+        gives this pass's own time and rates."""
+        self.finished = time.monotonic()
 
     @property
     def elapsed_s(self) -> float:
-        return max(time.monotonic() - self.started, 1e-9)
+        end = time.monotonic() if self.finished is None else self.finished
+        return max(end - self.started, 1e-9)
 
     @property
     def docs_per_s(self) -> float:

@@ -71,7 +71,22 @@ def test_two_sources_keep_their_own_vectors_figures_and_search(cli, conn, minilm
         ("notes", "null", 2),
     ]
     table = cli("coverage").stdout.splitlines()
-    assert table[0].split()[:2] == ["source", "model"]
+    assert table[0].split() == [
+        "source",
+        "model",
+        "total",
+        "embedded",
+        "stale",
+        "pending",
+        "failed",
+        "ignored",
+        "skipped",
+        "chunks",
+        "truncated",
+        "coverage",
+    ]
+    rows = {tuple(line.split()[:2]): line.split() for line in table[1:]}
+    assert rows[("notes", "minilm")][9:] == ["2", "0", "100.00%"]  # one chunk each, none cut
     only_notes = json.loads(cli("coverage", "--json", "--source", "notes").stdout)
     assert {c["source"] for c in only_notes} == {"notes"}
 

@@ -14,7 +14,18 @@ from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
 
-COLUMNS = ("model", "total", "embedded", "stale", "pending", "failed", "ignored", "skipped")
+COLUMNS = (
+    "model",
+    "total",
+    "embedded",
+    "stale",
+    "pending",
+    "failed",
+    "ignored",
+    "skipped",
+    "chunks",
+    "truncated",
+)
 
 
 def coverage_of(app: App, pairs: Sequence[tuple[SourceConfig, ModelConfig]]) -> list[Coverage]:

@@ -166,6 +166,7 @@ class _Pass:
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
                 finish_run(conn, self.run_id, self.total, status=status, deleted=self.deleted)
+        self.total.finish()
         return PassResult(self.total, self.deleted, status, tuple(dict.fromkeys(self.held_ids)))
 
     def _begin(self, conn: psycopg.Connection[Any]) -> PassPlan:
