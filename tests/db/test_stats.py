@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.store.backlog import measure_backlog
+from embedkeeper.store.backlog import estimate_documents, measure_backlog
 from embedkeeper.store.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
 from tests.conftest import insert_docs, source_config
 
@@ -170,3 +170,17 @@ def test_each_statement_reads_the_models_window_by_index(conn):
         plan = json.dumps(row[0])
         assert '"Index Name": "runs_pair_started_idx"' in plan, statement
         assert "Seq Scan" not in plan, statement
+
+
+def test_a_small_source_never_analyzed_is_counted_not_guessed(db_url, conn, make_app):
+    """With no statistics the planner guesses from the table's pages: 20 long texts read as
+    hundreds of rows. Such a table is small, so the backlog counts it."""
+    conn.execute("ALTER TABLE public.docs SET (autovacuum_enabled = false)")
+    insert_docs(conn, [f"help page {i} " + "text " * 8000 for i in range(20)])
+    app = make_app(source_config(db_url))
+    queries = app.ready_pair(conn, app.config.models[0])
+    assert estimate_documents(conn, queries) != 20  # the planner's guess
+    backlog = measure_backlog(conn, queries, "minilm")
+    assert (backlog.documents, backlog.pending) == (20, 20)
+    conn.execute("ANALYZE public.docs")  # with statistics, the estimate again: no scan
+    assert measure_backlog(conn, queries, "minilm").documents == 20

@@ -98,3 +98,15 @@ def test_a_model_with_no_runs_says_so():
     ]
     assert empty.as_json()["docs_per_s"] is None
     assert empty.as_json()["last_success_at"] is None
+
+
+def test_with_several_sources_each_block_names_its_pair():
+    from embedkeeper.commands.stats_text import format_stats
+
+    rows = [
+        ModelStats(RunFigures("minilm", 3600), Backlog("minilm", 1, 0, 0, 0), source)
+        for source in ("debian", "pydoc")
+    ]
+    heads = [block.splitlines()[0].split()[0] for block in format_stats(rows).split("\n\n")]
+    assert heads[:2] == ["debian/minilm", "pydoc/minilm"]
+    assert format_stats(rows[:1]).startswith("minilm  (last 1h;")

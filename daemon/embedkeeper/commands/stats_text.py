@@ -42,11 +42,13 @@ def _rate(docs_per_s: float, tokens_per_s: float) -> str:
     return f"{docs_per_s:,.1f} docs/s, {tokens_per_s:,.0f} tokens/s"
 
 
-def format_model(stats: ModelStats) -> list[str]:
+def format_model(stats: ModelStats, with_source: bool = False) -> list[str]:
+    """One pair's block, headed by its model's name (`source/model` where `with_source`)."""
     runs, backlog, last = stats.runs, stats.backlog, stats.runs.last
     by_status = ", ".join(f"{n} {status}" for status, n in runs.passes.items())
+    name = f"{stats.source}/{runs.model}" if with_source else runs.model
     lines = [
-        f"{runs.model}  (last {format_duration(runs.since_s)}; from embedkeeper.runs and the"
+        f"{name}  (last {format_duration(runs.since_s)}; from embedkeeper.runs and the"
         " model's own tables, the source is not read)",
         f"  passes        {sum(runs.passes.values())}" + (f": {by_status}" if by_status else ""),
         f"  documents     {runs.docs_embedded:,} embedded, {runs.docs_failed:,} failed,"
@@ -85,6 +87,7 @@ def format_model(stats: ModelStats) -> list[str]:
 
 
 def format_stats(rows: Sequence[ModelStats]) -> str:
-    blocks = ["\n".join(format_model(row)) for row in rows]
+    several = len({row.source for row in rows}) > 1  # as `coverage` adds its source column
+    blocks = ["\n".join(format_model(row, several)) for row in rows]
     footer = "pending is an estimate: `embedkeeper coverage` counts it exactly (a source scan)"
     return "\n\n".join([*blocks, footer])

@@ -9,8 +9,9 @@ by their indexes (the model's vectors, an index-only count on embeddings_pkey; i
 in review or ignored). What it cannot see without the source: texts of only whitespace, and stale
 vectors (edits of embedded documents; `coverage` counts both). So it is an estimate, good for a
 trend, an alert and an ETA, and exact right after an ANALYZE of the source when no vector is
-stale and no text is only whitespace. The daemon's gauge and `embedkeeper stats` show the same
-figure.
+stale and no text is only whitespace. A small source that was never analyzed is counted instead
+(COUNT_BELOW: the planner's guess for it is pages-based). The daemon's gauge and `embedkeeper stats`
+show the same figure.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.source_sql import SourceSql
+
+# A source with no statistics that the planner puts under this many documents is counted
+# instead: a small table may never be analyzed (autovacuum waits for 50 changed rows and a tenth
+# of the table), and the planner's guess for it is pages-based (20 help pages of 40 kB read as
+# 856 rows). Counting a table that small takes milliseconds.
+COUNT_BELOW = 10_000
 
 
 def model_figures(queries: SourceSql) -> sql.Composed:
@@ -52,6 +59,19 @@ class Backlog:
         return max(0, self.documents - self.embedded - self.parked)
 
 
+def never_analyzed(conn: psycopg.Connection[Any], queries: SourceSql) -> bool:
+    with mapped_errors("reading the source's statistics"):
+        row = conn.execute(queries.never_analyzed()).fetchone()
+    return bool(row and row[0])
+
+
+def count_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int:
+    with mapped_errors("counting the source's documents"):
+        row = conn.execute(queries.count_documents(), {}).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int:
     """The documents in scope whose text is not NULL, as the planner estimates them."""
     with mapped_errors("estimating the source's size"):
@@ -64,6 +84,8 @@ def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int
 
 def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: str) -> Backlog:
     documents = estimate_documents(conn, queries)
+    if documents < COUNT_BELOW and never_analyzed(conn, queries):
+        documents = count_documents(conn, queries)
     with mapped_errors("counting the model's vectors"):
         row = conn.execute(model_figures(queries)).fetchone()
     assert row is not None

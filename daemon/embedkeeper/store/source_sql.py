@@ -254,6 +254,16 @@ class SourceSql:
             "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s WHERE {text} IS NOT NULL"
         )
 
+    def never_analyzed(self) -> sql.Composed:
+        """Whether the source table has no statistics yet (reltuples -1: never analyzed)."""
+        return sql.SQL("SELECT reltuples < 0 FROM pg_class WHERE oid = {}::regclass").format(
+            sql.Literal(self.table.as_string(None))
+        )
+
+    def count_documents(self) -> sql.Composed:
+        """The documents in scope whose text is not NULL, counted (a scan of the source)."""
+        return self._fmt("SELECT count(*) FROM {table} AS s WHERE {text} IS NOT NULL")
+
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""
         return self._fmt(
