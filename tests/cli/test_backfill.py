@@ -73,9 +73,24 @@ def test_backfill_embeds_every_document_and_a_second_backfill_loads_no_model(cli
         "failed",
         "ignored",
         "skipped",
+        "chunks",
+        "truncated",
         "coverage",
     ]
-    assert lines[2].split() == ["minilm", "42", "40", "0", "0", "0", "0", "2", "100.00%"]
+    # 40 short documents: one chunk each, none cut
+    assert lines[2].split() == [
+        "minilm",
+        "42",
+        "40",
+        "0",
+        "0",
+        "0",
+        "0",
+        "2",
+        "40",
+        "0",
+        "100.00%",
+    ]
     assert "model_loaded model=minilm device=cpu dimensions=384" in first.stderr
 
     stored = vectors(conn)
