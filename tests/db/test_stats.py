@@ -181,6 +181,7 @@ def test_a_small_source_never_analyzed_is_counted_not_guessed(db_url, conn, make
     queries = app.ready_pair(conn, app.config.models[0])
     assert estimate_documents(conn, queries) != 20  # the planner's guess
     backlog = measure_backlog(conn, queries, "minilm")
-    assert (backlog.documents, backlog.pending) == (20, 20)
+    assert (backlog.documents, backlog.pending, backlog.counted) == (20, 20, True)
     conn.execute("ANALYZE public.docs")  # with statistics, the estimate again: no scan
-    assert measure_backlog(conn, queries, "minilm").documents == 20
+    analyzed = measure_backlog(conn, queries, "minilm")
+    assert (analyzed.documents, analyzed.counted) == (20, False)

@@ -56,7 +56,7 @@ class ModelStats:
             "last_success_at": (runs.last_success_at.isoformat() if runs.last_success_at else None),
             "last_success_age_s": _rounded(runs.last_success_age_s),
             "pending": self.backlog.pending,
-            "pending_is_estimate": True,
+            "pending_is_estimate": not self.backlog.counted,
             "eta_s": self.eta_s,
             "in_review": self.backlog.in_review,
         }

@@ -47,9 +47,10 @@ def format_model(stats: ModelStats, with_source: bool = False) -> list[str]:
     runs, backlog, last = stats.runs, stats.backlog, stats.runs.last
     by_status = ", ".join(f"{n} {status}" for status, n in runs.passes.items())
     name = f"{stats.source}/{runs.model}" if with_source else runs.model
+    source_note = "the source is counted" if backlog.counted else "the source is not read"
     lines = [
         f"{name}  (last {format_duration(runs.since_s)}; from embedkeeper.runs and the"
-        " model's own tables, the source is not read)",
+        f" model's own tables, {source_note})",
         f"  passes        {sum(runs.passes.values())}" + (f": {by_status}" if by_status else ""),
         f"  documents     {runs.docs_embedded:,} embedded, {runs.docs_failed:,} failed,"
         f" {runs.tokens:,} tokens",
@@ -76,7 +77,11 @@ def format_model(stats: ModelStats, with_source: bool = False) -> list[str]:
         eta_text = "no rate to go by"
     else:
         eta_text = f"ETA {format_duration(eta)} at the median rate"
-    lines.append(f"  backlog       ~{backlog.pending:,} pending (estimate), {eta_text}")
+    if backlog.counted:  # a small source with no statistics: read, and exact but for stale
+        figure = f"{backlog.pending:,} pending (counted: the source has no statistics yet)"
+    else:
+        figure = f"~{backlog.pending:,} pending (estimate)"
+    lines.append(f"  backlog       {figure}, {eta_text}")
     if runs.last_success_at is not None and runs.last_success_age_s is not None:
         age = format_duration(runs.last_success_age_s)
         lines.append(f"  last success  {_when(runs.last_success_at)}, {age} ago")

@@ -53,6 +53,7 @@ class Backlog:
     embedded: int  # the model's vectors, current or stale
     parked: int  # in review or ignored, with no vector: not pending
     in_review: int  # in review, with or without an older vector
+    counted: bool = False  # `documents` was counted: the source had no statistics (COUNT_BELOW)
 
     @property
     def pending(self) -> int:
@@ -84,10 +85,11 @@ def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int
 
 def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: str) -> Backlog:
     documents = estimate_documents(conn, queries)
-    if documents < COUNT_BELOW and never_analyzed(conn, queries):
+    counted = documents < COUNT_BELOW and never_analyzed(conn, queries)
+    if counted:
         documents = count_documents(conn, queries)
     with mapped_errors("counting the model's vectors"):
         row = conn.execute(model_figures(queries)).fetchone()
     assert row is not None
     embedded, parked, in_review = (int(v) for v in row)
-    return Backlog(model, documents, embedded, parked, in_review)
+    return Backlog(model, documents, embedded, parked, in_review, counted)
