@@ -20,7 +20,7 @@ def served_names() -> set[str]:
     metrics.record_batch(("docs", "m"), 0.5, ok=3, failed=1, tokens=42)
     metrics.record_pass(("docs", "m"), None)
     metrics.record_pass(("docs", "m"), "BackendUnavailable")
-    metrics.record_coverage("docs", Coverage("m", 10, 8, 1, 2, 0, 0, 0))
+    metrics.record_coverage(Coverage("m", 10, 8, 1, 2, 0, 0, 0, source="docs"))
     metrics.record_backlog("docs", Backlog("m", 10, 8, 0, 0))
     text = metrics.render().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}

@@ -110,9 +110,9 @@ class Metrics:
                 "BackendRefused",
             )
 
-    def record_coverage(self, source: str, figures: Coverage) -> None:
+    def record_coverage(self, figures: Coverage) -> None:
         for name, gauge in self.coverage.items():
-            gauge.labels(source, figures.model).set(getattr(figures, name))
+            gauge.labels(figures.source, figures.model).set(getattr(figures, name))
 
     def record_backlog(self, source: str, figures: Backlog) -> None:
         self.backlog.labels(source, figures.model).set(figures.pending)

@@ -168,7 +168,7 @@ class Worker:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
                 for source, model in self.app.config.pairs():
                     figures = self.app.coverage(conn, model, source)
-                    self.metrics.record_coverage(source.source_name, figures)
+                    self.metrics.record_coverage(figures)
         except EmbedkeeperError as exc:
             event(
                 log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)

@@ -214,13 +214,10 @@ def check_model(conn: psycopg.Connection[Any], model: ModelConfig, actual_dims: 
 
 def check_registry(conn: psycopg.Connection[Any], model: ModelConfig, dims: int) -> None:
     """Vectors already stored under this model name must have these dimensions."""
-    with mapped_errors("checking the model registry"):
-        row = conn.execute(
-            "SELECT dimensions FROM embedkeeper.models WHERE name = %s", (model.name,)
-        ).fetchone()
-    if row is not None and row[0] != dims:
+    stored = registered_dimensions(conn, model)
+    if stored is not None and stored != dims:
         raise DimensionMismatch(
-            f'model name "{model.name}" already holds {row[0]}-d vectors but its model makes '
+            f'model name "{model.name}" already holds {stored}-d vectors but its model makes '
             f"{dims}; give [[models]] a new name (or drop its pairs' tables in the schema "
             "embedkeeper and delete its row from embedkeeper.models)"
         )
