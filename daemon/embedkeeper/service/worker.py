@@ -39,8 +39,7 @@ class Worker:
         self.metrics = metrics
         self.busy = False
         self.heartbeat = time.monotonic()
-        self.model = ""  # the pair's label, for logs
-        self.pair = ("", "")  # (source, model), for metrics
+        self.pair = ("", "")  # (source, model) of the pass in progress, for metrics
         self.last_counts = (0, 0, 0)  # ok, failed, tokens of the pass so far: totals into deltas
         self.passes_failed = 0
         self.runs_pruned_at: float | None = None
@@ -66,8 +65,8 @@ class Worker:
         for options in plans:
             if self.stop.is_set():
                 return
-            self.model, self.last_counts, self.heartbeat = name, (0, 0, 0), time.monotonic()
-            self.pair = (source.source_name, model.name)
+            self.pair, self.last_counts = (source.source_name, model.name), (0, 0, 0)
+            self.heartbeat = time.monotonic()
             event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
             progress = Progress(name, None, bar=False)
             try:
