@@ -11,6 +11,11 @@ same vectors); BENCH_QUALITY_CHUNK_TOKENS (default
 /usr/share/doc and licences), "python" (Python's module pages and language reference topics,
 every one in the bounds) or "mixed" (both: the Python pages, and Debian files to make up
 BENCH_QUALITY_DOCS); BENCH_QUALITY_MISSES=1 prints each question the chunked search missed.
+
+BENCH_QUALITY_FULL_TEXT (default "english"; "" to skip): also each way of storing as a pair's
+tables on the real database with that full-text configuration, every question searched
+through `embedkeeper search`'s statements by vector alone and by vector and words
+(bench/retrieval_search.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench._corpus import long_documents, python_documents
+from bench.retrieval_search import Stored, recall_by_search, search_database
 
 DOCS = int(os.environ.get("BENCH_QUALITY_DOCS", "400"))
 QUERIES = int(os.environ.get("BENCH_QUALITY_QUERIES", "200"))
@@ -43,6 +49,9 @@ QUESTIONS = os.environ.get("BENCH_QUALITY_QUESTIONS", "distinctive")
 DISTINCT_WORDS = 2
 CORPUS = os.environ.get("BENCH_QUALITY_CORPUS", "debian")
 MISSES = os.environ.get("BENCH_QUALITY_MISSES", "") == "1"
+FULL_TEXT = os.environ.get("BENCH_QUALITY_FULL_TEXT", "english")
+# What a pass reads of a text with chunking = "none": its window's tokens at 32 characters each.
+NONE_CHARS = 254 * 32
 
 
 def _corpus() -> list[str]:
@@ -74,6 +83,15 @@ def main() -> None:
     for kind, (questions, queries) in sets.items():
         recall = _recall(questions, queries, whole_vectors, np.arange(len(texts)), texts)
         print(f"  {len(questions)} {kind} questions, chunking = none: recall@{K} {recall:.3f}")
+    stored = [
+        Stored(
+            "none",
+            range(len(texts)),
+            [(0, min(len(t), NONE_CHARS)) for t in texts],
+            [t[:NONE_CHARS] for t in texts],
+            whole_vectors,
+        )
+    ]
     for size in CHUNK_TOKENS:
         # A window of `size` content tokens plus the model's special tokens.
         window = Window.of(tokenizer, size + (WINDOW - Window.of(tokenizer, WINDOW).capacity))
@@ -81,11 +99,14 @@ def main() -> None:
         start = time.perf_counter()
         owners: list[int] = []
         passages: list[str] = []
+        spans: list[tuple[int, int]] = []
         for number, text in enumerate(texts):
             chunks, _ = chunker.split(text)
             owners.extend([number] * len(chunks))
             passages.extend(c.text for c in chunks)
+            spans.extend((c.start, c.end) for c in chunks)
         chunk_vectors = _encode(model, passages)
+        stored.append(Stored(f"chunked_{window.capacity}", owners, spans, passages, chunk_vectors))
         elapsed = time.perf_counter() - start
         print(
             f"  chunked, {window.capacity} tokens a chunk ({len(passages):,} chunks,"
@@ -94,6 +115,23 @@ def main() -> None:
         for kind, (questions, queries) in sets.items():
             recall = _recall(questions, queries, chunk_vectors, np.asarray(owners), texts)
             print(f"    {len(questions)} {kind} questions: recall@{K} {recall:.3f}")
+    if FULL_TEXT:
+        _by_search(texts, sets, stored)
+
+
+def _by_search(texts: list[str], sets: dict[str, Any], stored: list[Stored]) -> None:
+    """Each way of storing through the product's search, by vector alone and with words."""
+    print(f"  through embedkeeper search on PostgreSQL, full_text = {FULL_TEXT!r}:")
+    with search_database(texts) as url:
+        for way in stored:
+            for kind, (questions, queries) in sets.items():
+                result = recall_by_search(url, way, questions, queries, FULL_TEXT, MISSES)
+                print(
+                    f"    {way.label}, {len(questions)} {kind} questions: recall@{K}"
+                    f" vector {result['vector']:.3f} ({result['vector ms']:.1f} ms),"
+                    f" vector and words {result['vector+words']:.3f}"
+                    f" ({result['vector+words ms']:.1f} ms)"
+                )
 
 
 def _recall(

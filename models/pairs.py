@@ -35,7 +35,7 @@ from sqlalchemy import (
 from .tables import DOCUMENT_ID_TYPES, FAILURE_STATUSES, SCHEMA
 
 MAX_NAME = 63  # PostgreSQL's identifier length (NAMEDATALEN - 1)
-SUFFIXES = ("_documents", "_chunks", "_failures", "_hnsw")
+SUFFIXES = ("_documents", "_chunks", "_failures", "_hnsw", "_full_text")
 Storage = Literal["vector", "halfvec"]
 
 

@@ -21,6 +21,7 @@ from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.store.coverage import Coverage, measure
 from embedkeeper.store.db import connect, database_url
+from embedkeeper.store.full_text import full_text_config, set_full_text
 from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
 from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import (
@@ -135,10 +136,24 @@ class App:
         """Make the pair's tables if missing (True then) and hold them to their record."""
         own = self.source_queries(source)
         record = PairRecord(own.source.display_name, own.id_type, dimensions, model.storage)
-        created = ensure_pair(conn, self.names(model, source), record)
+        names = self.names(model, source)
+        created = ensure_pair(conn, names, record)
         if created:
+            set_full_text(conn, names, own.source.full_text)
             replace_view(conn, self.pair(model, source))
         return created
+
+    def full_text_to_add(self) -> list[PairNames]:
+        """The pairs whose source asks for `full_text` that their chunks lack: writes go on
+        without it, `search` refuses until `migrate` (as the owner) adds it."""
+        missing = []
+        with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
+            for source, model in self.config.pairs():
+                names = self.names(model, source)
+                made = vector_column_type(conn, names) is not None
+                if source.full_text and made and full_text_config(conn, names) is None:
+                    missing.append(names)
+        return missing
 
     def close(self) -> None:
         for backend in self.backends.values():

@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the HNSW scan's candidate list: more finds more of the true nearest, slower"
         " (default 200, at most 1000)",
     )
+    p.add_argument(
+        "--vector-only",
+        action="store_true",
+        help="rank by the vectors alone, where the source has full_text (default: both)",
+    )
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))
     p.add_argument("ids", nargs="*", metavar="ID", help="document ids (default: all)")

@@ -51,3 +51,35 @@ def test_an_empty_question_or_an_unknown_model_is_one_line_and_exit_2_or_1(cli, 
     unknown = cli("search", "bread", "--model", "nope")
     assert unknown.returncode == 1
     assert 'no model named "nope"' in unknown.stderr
+
+
+def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each_row(
+    cli, conn, minilm
+):
+    texts = [*TEXTS, "Release notes: the frobnicate_widget() helper is gone."]
+    ids = insert_docs(conn, texts)
+    assert cli("backfill").returncode == 0
+    # The source now asks for full text; its pair has no column yet: an error naming migrate.
+    cli.configure(source={"full_text": "english"})
+    missing = cli("search", "frobnicate_widget")
+    assert missing.returncode == 1
+    assert "no full-text column yet" in missing.stderr and "embedkeeper migrate" in missing.stderr
+    once = cli("run", "--once")  # the daemon writes on without it, and says so at start
+    assert once.returncode == 0, once.stderr
+    assert "full_text_missing" in once.stderr and "embedkeeper migrate" in once.stderr
+    migrated = cli("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "full text (english) added" in migrated.stdout
+
+    result = cli("search", "frobnicate_widget helper", "-k", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert hits[0]["document_id"] == ids[3]
+    assert sorted(hits[0]["found_by"]) == ["full_text", "vector"]
+    assert hits[1]["found_by"] == ["vector"]
+
+    table = cli("search", "frobnicate_widget helper", "-k", "2").stdout.splitlines()
+    assert table[0].split() == ["distance", "document", "chunk", "found", "passage"]
+    assert table[1].split()[1:4] == [str(ids[3]), "0", "both"]
+    plain = cli("search", "frobnicate_widget helper", "-k", "2", "--vector-only", "--json")
+    assert [h["found_by"] for h in json.loads(plain.stdout)] == [["vector"], ["vector"]]

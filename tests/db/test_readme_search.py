@@ -89,3 +89,17 @@ def test_the_python_search_snippet_runs_with_only_the_url_set(db_url, documents)
     lines = result.stdout.splitlines()
     assert len(lines) == 10
     assert lines[0].split()[0] == "7"  # "how do I open a file?" finds the document about it
+
+
+def test_the_full_text_snippet_runs_as_pasted_once_migrate_has_made_the_column(
+    conn, db_url, documents, make_app
+):
+    from embedkeeper.commands.migrate import make_pairs
+
+    make_pairs(source_config(db_url, table="public.documents", full_text="english"))
+
+    rows = conn.execute(readme_block("sql full text")).fetchall()
+
+    assert [row[0] for row in rows] == [7]  # the one passage with both "open" and "file"
+    assert rows[0][2] == OPEN_A_FILE[:60]
+    assert rows[0][3] > 0

@@ -146,3 +146,14 @@ def test_a_url_with_an_unencoded_at_sign_is_refused_without_echoing_it():
         parse({"source": SOURCE}, {"DATABASE_URL": "postgresql://u:pa@ss@h/db"})
     assert "%40" in str(error.value)
     assert "pa@ss" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"), [("english", "english"), (" simple ", "simple"), ("", None)]
+)
+def test_full_text_names_a_text_search_configuration_and_empty_says_off(value, parsed):
+    config = parse({"source": {**SOURCE, "full_text": value}, "models": [{"name": "m"}]})
+    assert config.source.full_text == parsed
+    assert parse({"source": SOURCE, "models": [{"name": "m"}]}).source.full_text is None
+    with pytest.raises(ConfigError, match="full_text must be a string"):
+        parse({"source": {**SOURCE, "full_text": True}, "models": [{"name": "m"}]})

@@ -16,6 +16,7 @@ from embedkeeper.config import Config, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
+from embedkeeper.store.full_text import set_full_text
 from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
 from embedkeeper.store.upgrade import carry_v01
@@ -106,7 +107,8 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 def make_pairs(config: Config) -> None:
     """Each (source, model) pair's tables (a model whose dimensions the config does not state
-    is loaded to learn them) and its search view, replaced so it follows the config's `where`."""
+    is loaded to learn them), its full-text column as the source's `full_text` says, and its
+    search view, replaced so it follows the config's `where`."""
     from embedkeeper.app import open_app
 
     app = open_app(config)
@@ -114,11 +116,16 @@ def make_pairs(config: Config) -> None:
         with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
             for source, model in config.pairs():
                 queries = app.ready_pair(conn, model, source)
+                names = app.names(model, source)
+                # Said when it changed; a pair made just now has it already.
+                full_text = set_full_text(conn, names, source.full_text) or (
+                    source.full_text and f"full text ({source.full_text})"
+                )
                 replace_view(conn, queries)
-                base = app.names(model, source).base
                 print(
                     f"source {source.source_name}, model {model.name}: tables"
-                    f" embedkeeper.{base}_documents, _chunks, _failures; view embedkeeper.{base}"
+                    f" embedkeeper.{names.base}_documents, _chunks, _failures;"
+                    f" view embedkeeper.{names.base}" + (f"; {full_text}" if full_text else "")
                 )
     finally:
         app.close()

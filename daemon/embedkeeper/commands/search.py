@@ -18,14 +18,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
 
 from embedkeeper.app import open_app
 from embedkeeper.backends import Backend
 from embedkeeper.config import Config
-from embedkeeper.errors import ModelError, UsageError
+from embedkeeper.errors import ModelError, SchemaMissing, UsageError
 from embedkeeper.records import Document
 from embedkeeper.store.db import connect
-from embedkeeper.store.search import EF_SEARCH, Hit, nearest
+from embedkeeper.store.full_text import full_text_config
+from embedkeeper.store.hybrid_search import hybrid_nearest
+from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.search import EF_SEARCH, VECTOR, Hit, nearest
 from embedkeeper.store.vector_index import model_dimensions
 
 SNIPPET_CHARS = 100
@@ -46,15 +50,45 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             vector = embed_question(backend, question, dimensions, model.name)
         finally:
             backend.close()
-        hits = nearest(
-            conn, queries, vector, args.k, chunks=args.chunks, ef_search=args.ef_search or EF_SEARCH
+        words_config = (
+            None
+            if args.vector_only
+            else full_text_of(conn, app.names(model, source), source.full_text)
         )
+        ef_search = args.ef_search or EF_SEARCH
+        if words_config is None:
+            hits = nearest(conn, queries, vector, args.k, chunks=args.chunks, ef_search=ef_search)
+        else:
+            hits = hybrid_nearest(
+                conn,
+                queries,
+                vector,
+                question,
+                words_config,
+                args.k,
+                chunks=args.chunks,
+                ef_search=ef_search,
+            )
     name = source.source_name
     if args.json:
         print(json.dumps([as_json(hit, name, model.name) for hit in hits], indent=2))
     else:
         print(format_hits(hits, name, model.name))
     return 0
+
+
+def full_text_of(conn: psycopg.Connection[Any], names: PairNames, wanted: str | None) -> str | None:
+    """The text search configuration of the pair's full-text column; None: it has none. A
+    source that asks for one `migrate` has not made yet is an error, not a quiet fallback to
+    vectors alone."""
+    config = full_text_config(conn, names)
+    if wanted and config is None:
+        raise SchemaMissing(
+            f'source "{names.source}" has full_text = "{wanted}", but the chunks of model'
+            f' "{names.model}" have no full-text column yet; run `embedkeeper migrate` (as the'
+            " owner of schema embedkeeper) to add it, or search with --vector-only"
+        )
+    return config
 
 
 def embed_question(
@@ -81,6 +115,7 @@ def as_json(hit: Hit, source: str, model: str) -> dict[str, Any]:
         "chunk": hit.chunk,
         "distance": round(hit.distance, 6),
         "text": hit.text,
+        "found_by": list(hit.found_by),
     }
 
 
@@ -89,10 +124,22 @@ def format_hits(hits: list[Hit], source: str, model: str) -> str:
         return f"no embedded documents in {source} for model {model}"
     ids = [str(h.document_id) for h in hits]
     width = max(len("document"), *(len(i) for i in ids))
-    lines = [f"{'distance':>8}  {'document':<{width}}  {'chunk':>5}  passage"]
+    # With full text, which side found each row: "vector", "words" or "both".
+    hybrid = any(h.found_by != (VECTOR,) for h in hits)
+    found = f"  {'found':<6}" if hybrid else ""
+    lines = [f"{'distance':>8}  {'document':<{width}}  {'chunk':>5}{found}  passage"]
     for hit, doc_id in zip(hits, ids, strict=True):
-        lines.append(f"{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}  {snippet(hit.text)}")
+        found = f"  {found_by(hit):<6}" if hybrid else ""
+        lines.append(
+            f"{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}{found}  {snippet(hit.text)}"
+        )
     return "\n".join(lines)
+
+
+def found_by(hit: Hit) -> str:
+    if len(hit.found_by) > 1:
+        return "both"
+    return "vector" if hit.found_by == (VECTOR,) else "words"
 
 
 def snippet(text: str) -> str:

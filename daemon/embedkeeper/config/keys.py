@@ -35,6 +35,7 @@ SOURCE_KEYS: dict[str, Parser] = {
     "text_expression": nonempty_str,
     "where": nonempty_str,
     "watermark_lag": parse_duration,
+    "full_text": str_value,
 }
 
 SECTIONS: dict[str, dict[str, Parser]] = {

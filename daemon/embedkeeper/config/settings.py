@@ -55,6 +55,9 @@ class SourceConfig:
     # How far behind the newest updated_at already covered a scheduled pass looks again: for
     # transactions that commit after a later one, and clocks that differ between writers.
     watermark_lag_s: float = 300.0
+    # A PostgreSQL text search configuration ("english", "simple"): each chunk also gets a
+    # tsvector and a GIN index, and `search` ranks by words as well as by meaning. None: off.
+    full_text: str | None = None
 
     @property
     def source_name(self) -> str:

@@ -119,6 +119,20 @@ def _serve_metrics(
     return metrics, stop_metrics
 
 
+def warn_full_text_missing(app: App) -> None:
+    """Say at start, once, what the config asks that migrate has not done yet."""
+    for names in app.full_text_to_add():
+        event(
+            log,
+            logging.WARNING,
+            "full_text_missing",
+            source=names.source,
+            model=names.model,
+            hint="the source has full_text but the pair's chunks have no full-text column yet:"
+            " run `embedkeeper migrate` as the owner of schema embedkeeper",
+        )
+
+
 def run_once(config: Config) -> int:
     """One tick, as the schedule would run it, then exit: 0, 1 if a pass failed, or 128 + the
     signal that stopped it (as `backfill`)."""
@@ -126,6 +140,7 @@ def run_once(config: Config) -> int:
     received = stop_on_signals(stop)
     app = open_app(config)
     try:
+        warn_full_text_missing(app)
         for model in config.models:
             app.backend(model)
         worker = Worker(app, stop)
@@ -150,6 +165,7 @@ def run_daemon(
         if stop_metrics is not None:
             stop_metrics()
         return 0
+    warn_full_text_missing(app)
     worker = Worker(app, stop, metrics)
     every = _side_jobs(worker, config, port)
     if metrics is not None:

@@ -55,6 +55,10 @@ class PairNames:
     def hnsw_index(self) -> str:
         return f"{self.base}_hnsw"
 
+    @property
+    def full_text_index(self) -> str:
+        return f"{self.base}_full_text"
+
 
 def create_pair_tables(
     conn: psycopg.Connection[Any],

@@ -30,12 +30,17 @@ EF_SEARCH = 200
 MAX_CHUNKS_READ = 20_000  # chunks read to find k documents' best ones, at most
 
 
+VECTOR = "vector"  # found by the HNSW (or exact) scan of the query's vector
+FULL_TEXT = "full_text"  # found by the pair's full-text column holding the question's words
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     document_id: DocumentId
     chunk: int
-    distance: float
+    distance: float  # cosine distance of the chunk to the question, however it was found
     text: str
+    found_by: tuple[str, ...] = (VECTOR,)
 
 
 def nearest(
@@ -81,6 +86,36 @@ def nearest(
         if len(best) >= k or len(rows) < limit or limit >= MAX_CHUNKS_READ:
             return list(best.values())[:k]
         limit = min(limit * 4, MAX_CHUNKS_READ)
+
+
+def by_words(
+    conn: psycopg.Connection[Any],
+    queries: SourceSql,
+    query: npt.NDArray[np.float32],
+    words: str,
+    config: str,
+    limit: int,
+) -> list[Hit]:
+    """The `limit` chunks whose passage holds the question's words (web-search syntax:
+    every word, "a phrase", `or`, `-word`), best `ts_rank_cd` first, through the pair's GIN
+    index on its full-text column (store/full_text.py), the source's `where` applied. Each
+    carries its cosine distance to `query`, so a row reads the same whichever way it came."""
+    assert queries.names is not None, "search reads a pair's chunks"
+    statement = sql.SQL(
+        """
+        SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,
+               left(c.passage, %(chars)s)
+        FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id
+        WHERE c.full_text @@ websearch_to_tsquery(%(config)s::regconfig, %(words)s)
+        ORDER BY ts_rank_cd(c.full_text, websearch_to_tsquery(%(config)s::regconfig, %(words)s))
+                 DESC, c.document_id, c.chunk
+        LIMIT %(limit)s
+        """
+    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id)
+    params = {"q": query, "words": words, "config": config, "limit": limit, "chars": PASSAGE_CHARS}
+    with mapped_errors("searching by words"):
+        rows = conn.execute(statement, params).fetchall()
+    return [Hit(r[0], int(r[1]), float(r[2]), r[3] or "", (FULL_TEXT,)) for r in rows]
 
 
 def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:

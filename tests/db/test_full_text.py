@@ -1,0 +1,160 @@
+"""Full text beside the vectors, on the real database: a source's `full_text` gives its pair's
+chunks a generated tsvector with a GIN index, `migrate`'s set_full_text adds, replaces and drops
+it to follow the config (the view follows), words find what the vector ranks low, and the
+source's `where` holds on the words' side too."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from embedkeeper.errors import ConfigError
+from embedkeeper.store.full_text import full_text_config, set_full_text
+from embedkeeper.store.hybrid_search import hybrid_nearest
+from embedkeeper.store.pair_view import replace_view
+from embedkeeper.store.search import FULL_TEXT, VECTOR, by_words, nearest
+from tests.conftest import insert_docs, one_pass, source_config
+
+# Thirty passages about bread, and one about comets that names a word no bread passage holds.
+BREAD = [f"Bread number {i} rises because yeast ferments the sugars in the dough." for i in range(30)]
+COMET = "A comet's tail points away from the sun; the Zyxwvut survey counted them."
+
+
+def view_columns(conn: psycopg.Connection, view: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+        " ORDER BY attnum",
+        (view,),
+    )
+    return [r[0] for r in rows]
+
+
+def embedded(make_app, conn, db_url, **source):
+    conn.execute("ALTER TABLE public.docs ADD COLUMN deleted boolean NOT NULL DEFAULT false")
+    ids = insert_docs(conn, [*BREAD, COMET])
+    app = make_app(source_config(db_url, **source))
+    one_pass(app)
+    return app, ids
+
+
+def test_a_new_pair_of_a_full_text_source_gets_the_column_its_index_and_the_view(
+    make_app, conn, db_url
+):
+    app, ids = embedded(make_app, conn, db_url, full_text="english")
+    names = app.names(app.config.models[0])
+    assert full_text_config(conn, names) == "english"
+    assert "full_text" in view_columns(conn, "embedkeeper.docs__minilm")
+    index = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (names.full_text_index,)
+    ).fetchone()
+    assert index is not None and "USING gin (full_text)" in index[0]
+    # PostgreSQL filled it for every chunk the pass wrote (COPY included): the comet's words.
+    words = conn.execute(
+        "SELECT full_text::text FROM embedkeeper.docs__minilm_chunks WHERE document_id = %s",
+        (ids[-1],),
+    ).fetchone()
+    assert words is not None and "'zyxwvut'" in words[0] and "'comet'" in words[0]
+
+
+def test_words_find_what_the_vector_ranks_low_and_fusion_puts_it_first(
+    make_app, conn, db_url, minilm
+):
+    app, ids = embedded(make_app, conn, db_url, full_text="english")
+    queries = app.ready_pair(conn, app.config.models[0])
+    question = "bread and the Zyxwvut survey"
+    vector = minilm.model.encode(question, normalize_embeddings=True)
+
+    by_vector = nearest(conn, queries, vector, 3)
+    assert ids[-1] not in [h.document_id for h in by_vector]  # thirty bread passages are nearer
+    found = by_words(conn, queries, vector, question, "english", 10)
+    assert [h.document_id for h in found] == []  # no passage holds bread AND zyxwvut
+    found = by_words(conn, queries, vector, "Zyxwvut survey", "english", 10)
+    assert [(h.document_id, h.found_by) for h in found] == [(ids[-1], (FULL_TEXT,))]
+
+    hybrid = hybrid_nearest(conn, queries, vector, "Zyxwvut survey", "english", 3)
+    # Rank 1 of the words' list scores as rank 1 of the vectors' (1/61 each, the nearer first):
+    # the comet's document is second, where the vector alone left it out of the top 3.
+    assert [h.document_id for h in hybrid] == [
+        by_vector[0].document_id,
+        ids[-1],
+        by_vector[1].document_id,
+    ]
+    assert hybrid[1].found_by == (FULL_TEXT,)
+    assert hybrid[1].text == COMET
+    # Its distance is its cosine distance, as a vector search reports it.
+    exact = nearest(conn, queries, vector, len(ids))
+    assert hybrid[1].distance == pytest.approx(
+        next(h.distance for h in exact if h.document_id == ids[-1]), abs=1e-5
+    )
+
+
+def test_a_result_both_lists_hold_ranks_above_those_only_one_holds(
+    make_app, conn, db_url, minilm
+):
+    app, ids = embedded(make_app, conn, db_url, full_text="english")
+    queries = app.ready_pair(conn, app.config.models[0])
+    # A question about comets and bread: the comet is near by meaning and holds the words.
+    vector = minilm.model.encode("comet tails and bread", normalize_embeddings=True)
+    hybrid = hybrid_nearest(conn, queries, vector, "comet tail", "english", 5, chunks=True)
+    assert (hybrid[0].document_id, hybrid[0].chunk) == (ids[-1], 0)
+    assert set(hybrid[0].found_by) == {VECTOR, FULL_TEXT}
+    assert all(h.found_by == (VECTOR,) for h in hybrid[1:])
+
+
+def test_the_sources_where_holds_on_the_words_side(make_app, conn, db_url, minilm):
+    app, ids = embedded(make_app, conn, db_url, full_text="english", where="NOT deleted")
+    conn.execute("UPDATE public.docs SET deleted = true WHERE id = %s", (ids[-1],))
+    queries = app.ready_pair(conn, app.config.models[0])
+    vector = minilm.model.encode("Zyxwvut survey", normalize_embeddings=True)
+    assert by_words(conn, queries, vector, "Zyxwvut survey", "english", 10) == []
+    hybrid = hybrid_nearest(conn, queries, vector, "Zyxwvut survey", "english", 40)
+    assert ids[-1] not in [h.document_id for h in hybrid]
+    assert len(hybrid) == len(BREAD)
+
+
+def test_migrate_adds_replaces_and_drops_the_column_of_a_pair_that_holds_chunks(
+    make_app, conn, db_url
+):
+    app, ids = embedded(make_app, conn, db_url)  # no full_text: no column
+    names = app.names(app.config.models[0])
+    queries = app.ready_pair(conn, app.config.models[0])
+    assert full_text_config(conn, names) is None
+    assert "full_text" not in view_columns(conn, "embedkeeper.docs__minilm")
+
+    assert set_full_text(conn, names, "english") == "full text (english) added"
+    replace_view(conn, queries)
+    filled = conn.execute(
+        "SELECT count(*) FILTER (WHERE full_text @@ to_tsquery('english', 'ferment')),"
+        " count(*) FROM embedkeeper.docs__minilm_chunks"
+    ).fetchone()
+    assert filled == (len(BREAD), len(ids))  # every existing chunk, "ferments" stemmed
+    assert view_columns(conn, "embedkeeper.docs__minilm")[-1] == "full_text"
+    assert set_full_text(conn, names, "english") is None  # already so: nothing done
+
+    assert set_full_text(conn, names, "simple") == "full text english -> simple"
+    replace_view(conn, queries)
+    assert full_text_config(conn, names) == "simple"
+    stems = conn.execute(
+        "SELECT count(*) FROM embedkeeper.docs__minilm_chunks"
+        " WHERE full_text @@ to_tsquery('simple', 'ferment')"
+    ).fetchone()
+    assert stems == (0,)  # "simple" does not stem: the column was made again
+
+    assert set_full_text(conn, names, None) == "full text (simple) dropped"
+    replace_view(conn, queries)
+    assert full_text_config(conn, names) is None
+    assert "full_text" not in view_columns(conn, "embedkeeper.docs__minilm")
+    count = conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm").fetchone()
+    assert count == (len(ids),)  # the chunks themselves untouched
+
+
+def test_an_unknown_text_search_configuration_names_those_the_database_has(
+    make_app, conn, db_url
+):
+    app, _ = embedded(make_app, conn, db_url)
+    names = app.names(app.config.models[0])
+    with pytest.raises(ConfigError) as caught:
+        set_full_text(conn, names, "klingon")
+    message = str(caught.value)
+    assert 'full_text = "klingon"' in message and "english" in message and "simple" in message
+    assert full_text_config(conn, names) is None
