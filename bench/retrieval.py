@@ -124,8 +124,8 @@ def _by_search(texts: list[str], sets: dict[str, Any], stored: list[Stored]) -> 
     print(f"  through embedkeeper search on PostgreSQL, full_text = {FULL_TEXT!r}:")
     with search_database(texts) as url:
         for way in stored:
-            for kind, (questions, queries) in sets.items():
-                result = recall_by_search(url, way, questions, queries, FULL_TEXT, MISSES)
+            for kind, result in recall_by_search(url, way, sets, FULL_TEXT, MISSES).items():
+                questions, _ = sets[kind]
                 print(
                     f"    {way.label}, {len(questions)} {kind} questions: recall@{K}"
                     f" vector {result['vector']:.3f} ({result['vector ms']:.1f} ms),"

@@ -49,21 +49,19 @@ def search_database(texts: Sequence[str]) -> Iterator[str]:
 def recall_by_search(
     url: str,
     stored: Stored,
-    questions: Sequence[tuple[str, int]],
-    queries: Any,
+    sets: dict[str, tuple[Sequence[tuple[str, int]], Any]],
     full_text: str,
     misses: bool = False,
-) -> dict[str, float]:
-    """recall@K of each question's document, by vector alone and by vector and words, through
-    the product's statements over a pair made for `stored`; also the mean milliseconds a search."""
+) -> dict[str, dict[str, float]]:
+    """For each question set: recall@K of each question's document by vector alone and by
+    vector and words, through the product's statements over a pair made for `stored`, and the
+    mean milliseconds a search."""
     from pgvector.psycopg import register_vector
 
     from embedkeeper.config import SourceConfig
     from embedkeeper.store.full_text import set_full_text
-    from embedkeeper.store.hybrid_search import hybrid_nearest
     from embedkeeper.store.pair_tables import PairNames, create_pair_tables
     from embedkeeper.store.queries import SourceQueries
-    from embedkeeper.store.search import nearest
 
     names = PairNames.of("docs", stored.label)
     dims = int(stored.vectors.shape[1])
@@ -74,21 +72,39 @@ def recall_by_search(
         set_full_text(conn, names, full_text)
         _load(conn, names, stored)
         pair = SourceQueries.for_pair(SourceConfig(schema="public", table="docs"), "bigint", names)
-        hits = {"vector": 0, "vector+words": 0}
-        seconds = {"vector": 0.0, "vector+words": 0.0}
-        for (question, source), query in zip(questions, queries, strict=True):
-            vector = np.asarray(query, dtype=np.float32)
-            start = time.perf_counter()
-            alone = nearest(conn, pair, vector, K)
-            seconds["vector"] += time.perf_counter() - start
-            start = time.perf_counter()
-            both = hybrid_nearest(conn, pair, vector, question, full_text, K)
-            seconds["vector+words"] += time.perf_counter() - start
-            hits["vector"] += source in [h.document_id for h in alone]
-            found = source in [h.document_id for h in both]
-            hits["vector+words"] += found
-            if misses and not found:
-                print(f"      miss with words ({stored.label}): {question!r}")
+        return {
+            kind: _recall(conn, pair, questions, queries, full_text, stored.label, misses)
+            for kind, (questions, queries) in sets.items()
+        }
+
+
+def _recall(
+    conn: psycopg.Connection[Any],
+    pair: Any,
+    questions: Sequence[tuple[str, int]],
+    queries: Any,
+    full_text: str,
+    label: str,
+    misses: bool,
+) -> dict[str, float]:
+    from embedkeeper.store.hybrid_search import hybrid_nearest
+    from embedkeeper.store.search import nearest
+
+    hits = {"vector": 0, "vector+words": 0}
+    seconds = {"vector": 0.0, "vector+words": 0.0}
+    for (question, source), query in zip(questions, queries, strict=True):
+        vector = np.asarray(query, dtype=np.float32)
+        start = time.perf_counter()
+        alone = nearest(conn, pair, vector, K)
+        seconds["vector"] += time.perf_counter() - start
+        start = time.perf_counter()
+        both = hybrid_nearest(conn, pair, vector, question, full_text, K)
+        seconds["vector+words"] += time.perf_counter() - start
+        hits["vector"] += source in [h.document_id for h in alone]
+        found = source in [h.document_id for h in both]
+        hits["vector+words"] += found
+        if misses and not found:
+            print(f"      miss with words ({label}): {question!r}")
     count = max(1, len(questions))
     return {
         **{way: hits[way] / count for way in hits},
