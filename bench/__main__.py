@@ -8,6 +8,7 @@ from bench import (
     chunked_backfill,
     chunker,
     database_path,
+    full_text_cost,
     hnsw,
     instances,
     model_bound,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "chunked": chunked_backfill.main,
     "retrieval": retrieval.main,
     "search": search.main,
+    "full_text": full_text_cost.main,
 }
 
 

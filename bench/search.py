@@ -19,6 +19,13 @@ BENCH_SEARCH_VECTORS says what the vectors are:
   40 to 400 characters, white space folded) of this machine's Debian documentation and Python's
   (bench/_corpus.py), and of BENCH_SEARCH_QUERIES other passages as the queries. Encoding them
   takes minutes on a CPU; they are kept in bench/results/ for the next run.
+
+BENCH_SEARCH_FULL_TEXT (e.g. "english"; default off): the chunks' passages are real lines of
+that corpus (whatever the vectors), the pair gets its full-text column before they are loaded,
+and each query is also searched by vector and words (store/hybrid_search.hybrid_nearest, what
+`embedkeeper search` runs on a source with `full_text`), its words those of a held-out line
+("line": every word must be in a passage, so few match) or that line's first two words of four
+letters or more ("two words": common words that match many passages, the ranking's worst case).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -42,6 +50,7 @@ QUERIES = int(os.environ.get("BENCH_SEARCH_QUERIES", "200"))
 VECTORS = os.environ.get("BENCH_SEARCH_VECTORS", "lowrank")
 # The HNSW scan's candidate lists to measure (hnsw.ef_search; embedkeeper search --ef-search).
 EF_SEARCH = [int(x) for x in os.environ.get("BENCH_SEARCH_EF", "40").split(",")]
+FULL_TEXT = os.environ.get("BENCH_SEARCH_FULL_TEXT", "")
 INTRINSIC = 16  # dimensions of the "lowrank" subspace
 NOISE = 0.05  # the noise of a "lowrank" vector, against its norm of about 1
 PER_DOC = 4
@@ -81,8 +90,13 @@ def main() -> None:
         model = config.models[0]
         with connect(url) as conn:
             pair = app.ready_pair(conn, model)
+            passages, questions = _lines(len(vectors), QUERIES) if FULL_TEXT else ([], [])
+            if FULL_TEXT:
+                from embedkeeper.store.full_text import set_full_text
+
+                set_full_text(conn, app.names(model), FULL_TEXT)
             start = time.perf_counter()
-            _load(conn, app.names(model), vectors)
+            _load(conn, app.names(model), vectors, passages)
             load_s = time.perf_counter() - start
             start = time.perf_counter()
             create_index(conn, app.index_target(conn, model), HnswParams(), BuildSettings())
@@ -100,6 +114,12 @@ def main() -> None:
                 for ef in EF_SEARCH
                 for mode in ("chunks", "documents")
             }
+            if FULL_TEXT:
+                two_words = [" ".join(re.findall(r"[A-Za-z]{4,}", q)[:2]) for q in questions]
+                for label, words in (("line", questions), ("two words", two_words)):
+                    figures[f"documents, vector and words ({label})"] = _measure_hybrid(
+                        conn, pair, queries, words, max(EF_SEARCH)
+                    )
     _report(docs, load_s, build_s, figures)
 
 
@@ -162,8 +182,58 @@ def _minilm_vectors(
     return encoded[:count], encoded[count:]
 
 
-def _load(conn: psycopg.Connection[Any], names: Any, vectors: npt.NDArray[np.float32]) -> None:
-    """The documents' records and their chunks, as a pass would leave them."""
+def _lines(count: int, queries: int) -> tuple[list[str], list[str]]:
+    """`count` distinct real lines (40 to 400 characters) for passages, and `queries` others."""
+    from bench._corpus import documents, python_documents
+
+    lines: dict[str, None] = {}
+    texts = iter([*python_documents(0, 10**9), *(text for _, text in documents())])
+    while len(lines) < count + queries:
+        text = next(texts, None)
+        if text is None:
+            raise SystemExit(f"the corpus has fewer than {count + queries:,} lines")
+        for line in text.split("\n"):
+            line = " ".join(line.split())
+            if 40 <= len(line) <= 400:
+                lines[line] = None
+    found = list(lines)
+    return found[:count], found[count : count + queries]
+
+
+def _measure_hybrid(
+    conn: psycopg.Connection[Any],
+    pair: Any,
+    queries: npt.NDArray[np.float32],
+    words: list[str],
+    ef_search: int,
+) -> dict[str, float]:
+    """Latency of search by vector and words, k = 10 documents (recall has no exact reference
+    here: the words change what is best)."""
+    from embedkeeper.store.hybrid_search import hybrid_nearest
+
+    for query, text in list(zip(queries, words, strict=True))[:10]:
+        hybrid_nearest(conn, pair, query, text, FULL_TEXT, K, ef_search=ef_search)
+    latencies: list[float] = []
+    for query, text in zip(queries, words, strict=True):
+        start = time.perf_counter()
+        hybrid_nearest(conn, pair, query, text, FULL_TEXT, K, ef_search=ef_search)
+        latencies.append(time.perf_counter() - start)
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * latencies[int(len(latencies) * 0.95) - 1],
+        "recall_at_10": float("nan"),
+    }
+
+
+def _load(
+    conn: psycopg.Connection[Any],
+    names: Any,
+    vectors: npt.NDArray[np.float32],
+    passages: list[str],
+) -> None:
+    """The documents' records and their chunks, as a pass would leave them; each chunk's
+    passage from `passages` where given."""
     docs = len(vectors) // PER_DOC
     with conn.cursor() as cur:
         with cur.copy(
@@ -184,7 +254,8 @@ def _load(conn: psycopg.Connection[Any], names: Any, vectors: npt.NDArray[np.flo
             copy.set_types(["bigint", "int4", "int4", "int4", "text", "vector"])
             for row, vector in enumerate(vectors):
                 doc, chunk = row // PER_DOC + 1, row % PER_DOC
-                copy.write_row((doc, chunk, 0, 1, f"passage {row}", vector))
+                passage = passages[row] if passages else f"passage {row}"
+                copy.write_row((doc, chunk, 0, len(passage), passage, vector))
     conn.commit()
 
 
