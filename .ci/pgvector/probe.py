@@ -30,13 +30,14 @@ def main() -> int:
                     (vector, vector, vector),
                 ).fetchone()
         except psycopg.OperationalError as exc:
-            print(f"pgvector probe: the server's backend died: {str(exc).splitlines()[0]}")
+            died = str(exc).splitlines()[0]
+            print(f"pgvector probe: the server's backend died: {died}")  # noqa: T201
             # A server in crash recovery makes pg_ctl's smart stop wait a minute: quit it now.
             pid = int((Path(home) / "postmaster.pid").read_text().split()[0])
             os.kill(pid, signal.SIGQUIT)
             return 1
         server.cleanup()
-    print("pgvector probe: distances work on this CPU")
+    print("pgvector probe: distances work on this CPU")  # noqa: T201
     return 0
 
 

@@ -63,10 +63,12 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
     cli.configure(source={"full_text": "english"})
     missing = cli("search", "frobnicate_widget")
     assert missing.returncode == 1
-    assert "no full-text column yet" in missing.stderr and "embedkeeper migrate" in missing.stderr
+    assert "no full-text column yet" in missing.stderr
+    assert "embedkeeper migrate" in missing.stderr
     once = cli("run", "--once")  # the daemon writes on without it, and says so at start
     assert once.returncode == 0, once.stderr
-    assert "full_text_missing" in once.stderr and "embedkeeper migrate" in once.stderr
+    assert "full_text_missing" in once.stderr
+    assert "embedkeeper migrate" in once.stderr
     migrated = cli("migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "full text (english) added" in migrated.stdout
