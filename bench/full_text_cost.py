@@ -3,7 +3,7 @@ measured) over real long documents (this machine's Debian documentation), `embed
 backfill` with `full_text` off and on, legs alternated (off, on, off, on, ...) on fresh copies
 of one database, chunks/s each and the ratio per pair.
 
-BENCH_FULL_TEXT_DOCS (default 2,000) documents of 4,000 to 40,000 characters; BENCH_PAIRS
+BENCH_FULL_TEXT_DOCS (default 1,300) documents of 4,000 to 40,000 characters; BENCH_PAIRS
 (default 2) pairs of legs; BENCH_FULL_TEXT (default "english") the configuration of the "on"
 legs.
 """
@@ -23,7 +23,7 @@ import psycopg
 from bench._corpus import long_documents
 from bench._database import bench_database
 
-DOCS = int(os.environ.get("BENCH_FULL_TEXT_DOCS", "2000"))
+DOCS = int(os.environ.get("BENCH_FULL_TEXT_DOCS", "1300"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "2"))
 CONFIGURATION = os.environ.get("BENCH_FULL_TEXT", "english")
 EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
