@@ -83,5 +83,9 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
     table = cli("search", "frobnicate_widget helper", "-k", "2").stdout.splitlines()
     assert table[0].split() == ["distance", "document", "chunk", "found", "passage"]
     assert table[1].split()[1:4] == [str(ids[3]), "0", "both"]
+    # Words that no passage holds: the same columns, every row found by the vector.
+    unmatched = cli("search", "comet tails zzzqqq", "-k", "2").stdout.splitlines()
+    assert unmatched[0].split() == ["distance", "document", "chunk", "found", "passage"]
+    assert [line.split()[3] for line in unmatched[1:]] == ["vector", "vector"]
     plain = cli("search", "frobnicate_widget helper", "-k", "2", "--vector-only", "--json")
     assert [h["found_by"] for h in json.loads(plain.stdout)] == [["vector"], ["vector"]]

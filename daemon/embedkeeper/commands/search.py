@@ -73,7 +73,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps([as_json(hit, name, model.name) for hit in hits], indent=2))
     else:
-        print(format_hits(hits, name, model.name))
+        print(format_hits(hits, name, model.name, by_words=words_config is not None))
     return 0
 
 
@@ -119,17 +119,16 @@ def as_json(hit: Hit, source: str, model: str) -> dict[str, Any]:
     }
 
 
-def format_hits(hits: list[Hit], source: str, model: str) -> str:
+def format_hits(hits: list[Hit], source: str, model: str, *, by_words: bool = False) -> str:
+    """The table; searched `by_words` too, a `found` column says which side found each row."""
     if not hits:
         return f"no embedded documents in {source} for model {model}"
     ids = [str(h.document_id) for h in hits]
     width = max(len("document"), *(len(i) for i in ids))
-    # With full text, which side found each row: "vector", "words" or "both".
-    hybrid = any(h.found_by != (VECTOR,) for h in hits)
-    found = f"  {'found':<6}" if hybrid else ""
+    found = f"  {'found':<6}" if by_words else ""
     lines = [f"{'distance':>8}  {'document':<{width}}  {'chunk':>5}{found}  passage"]
     for hit, doc_id in zip(hits, ids, strict=True):
-        found = f"  {found_by(hit):<6}" if hybrid else ""
+        found = f"  {found_by(hit):<6}" if by_words else ""
         lines.append(
             f"{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}{found}  {snippet(hit.text)}"
         )
