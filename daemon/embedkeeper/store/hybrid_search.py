@@ -6,8 +6,9 @@ only distinct content is a name or an identifier; full-text search finds exactly
 nothing said in other words. Why fuse ranks, not scores: a cosine distance and a `ts_rank_cd`
 are on scales that cannot be added; RRF (Cormack, Clarke and Büttcher, SIGIR 2009) scores each
 result 1 / (RRF_K + rank) in every list that holds it and needs no tuning. A result both lists
-hold ranks above one that only one holds. Documents are fused by their best chunk on each side;
-the row shown is the chunk of the side that ranked the document higher.
+hold within their first 60 ranks (every candidate, for k up to 30) ranks above one that only
+one holds. Documents are fused by their best chunk on each side; the row shown is the chunk of
+the side that ranked the document higher.
 """
 
 from __future__ import annotations
