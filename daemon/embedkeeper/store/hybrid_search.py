@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from embedkeeper.store.search import EF_SEARCH, Hit, by_words, nearest
+from embedkeeper.store.search import EF_SEARCH, Hit, best_per_document, by_words, nearest
 from embedkeeper.store.source_sql import SourceSql
 
 RRF_K = 60  # the paper's constant: the top few ranks of each list count, none dominates
@@ -49,13 +49,6 @@ def hybrid_nearest(
         # A document's chunks may fill the list: read more, keep each document's best.
         found = best_per_document(by_words(conn, queries, query, words, config, candidates * 4))
     return fuse([by_vector, found[:candidates]], k, by_chunk=chunks)
-
-
-def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
-    best: dict[Hashable, Hit] = {}
-    for hit in hits:
-        best.setdefault(hit.document_id, hit)
-    return list(best.values())
 
 
 def fuse(lists: Sequence[Sequence[Hit]], k: int, *, by_chunk: bool) -> list[Hit]:

@@ -10,6 +10,7 @@ gets the rows sorted here, by distance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,33 +59,19 @@ def nearest(
     picked from the nearest chunks, read again with a larger limit while too few documents
     came back. `ef_search`: the HNSW scan's candidate list (at least the rows asked for); more
     finds more of the true nearest, and costs time."""
-    assert queries.names is not None, "search reads a pair's chunks"
-    statement = sql.SQL(
-        """
-        SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,
-               left(c.passage, %(chars)s)
-        FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id
-        ORDER BY c.embedding <=> %(q)s
-        LIMIT %(limit)s
-        """
-    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id)
+    statement = _chunks_statement(queries, "ORDER BY c.embedding <=> %(q)s LIMIT %(limit)s")
     limit = k if chunks else k * 4
     while True:
         params = {"q": query, "limit": limit, "chars": PASSAGE_CHARS}
         with mapped_errors("searching"), conn.transaction():
             _iterative_scan(conn, max(ef_search, limit))
             rows = conn.execute(statement, params).fetchall()
-        hits = sorted(
-            (Hit(row[0], int(row[1]), float(row[2]), row[3] or "") for row in rows),
-            key=lambda h: h.distance,
-        )
+        hits = sorted(_hits(rows, (VECTOR,)), key=lambda h: h.distance)
         if chunks:
             return hits[:k]
-        best: dict[DocumentId, Hit] = {}
-        for hit in hits:
-            best.setdefault(hit.document_id, hit)
+        best = best_per_document(hits)
         if len(best) >= k or len(rows) < limit or limit >= MAX_CHUNKS_READ:
-            return list(best.values())[:k]
+            return best[:k]
         limit = min(limit * 4, MAX_CHUNKS_READ)
 
 
@@ -100,22 +87,41 @@ def by_words(
     every word, "a phrase", `or`, `-word`), best `ts_rank_cd` first, through the pair's GIN
     index on its full-text column (store/full_text.py), the source's `where` applied. Each
     carries its cosine distance to `query`, so a row reads the same whichever way it came."""
-    assert queries.names is not None, "search reads a pair's chunks"
-    statement = sql.SQL(
-        """
-        SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,
-               left(c.passage, %(chars)s)
-        FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id
-        WHERE c.full_text @@ websearch_to_tsquery(%(config)s::regconfig, %(words)s)
-        ORDER BY ts_rank_cd(c.full_text, websearch_to_tsquery(%(config)s::regconfig, %(words)s))
-                 DESC, c.document_id, c.chunk
-        LIMIT %(limit)s
-        """
-    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id)
+    statement = _chunks_statement(
+        queries,
+        "WHERE c.full_text @@ websearch_to_tsquery(%(config)s::regconfig, %(words)s)"
+        " ORDER BY ts_rank_cd(c.full_text, websearch_to_tsquery(%(config)s::regconfig, %(words)s))"
+        " DESC, c.document_id, c.chunk LIMIT %(limit)s",
+    )
     params = {"q": query, "words": words, "config": config, "limit": limit, "chars": PASSAGE_CHARS}
     with mapped_errors("searching by words"):
         rows = conn.execute(statement, params).fetchall()
-    return [Hit(r[0], int(r[1]), float(r[2]), r[3] or "", (FULL_TEXT,)) for r in rows]
+    return _hits(rows, (FULL_TEXT,))
+
+
+def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
+    """Each document's first hit, in the order given (its best, when the hits are best first)."""
+    best: dict[DocumentId, Hit] = {}
+    for hit in hits:
+        best.setdefault(hit.document_id, hit)
+    return list(best.values())
+
+
+def _chunks_statement(queries: SourceSql, rest: str) -> sql.Composed:
+    """A pair's chunks joined to the source (its `where` applied), each with its distance to
+    %(q)s and its passage's start: the head both searches share, then `rest` (our own SQL)."""
+    assert queries.names is not None, "search reads a pair's chunks"
+    return sql.SQL(
+        "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"
+        " left(c.passage, %(chars)s)"
+        " FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id "
+    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id) + sql.SQL(
+        rest
+    )
+
+
+def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hit]:
+    return [Hit(r[0], int(r[1]), float(r[2]), r[3] or "", found_by) for r in rows]
 
 
 def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
