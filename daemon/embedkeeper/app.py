@@ -17,9 +17,10 @@ from typing import Any
 import psycopg
 
 from embedkeeper.backends import Backend, make_backend
+from embedkeeper.backends.lazy import LazyBackend
 from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
-from embedkeeper.store.coverage import Coverage, measure
+from embedkeeper.store.coverage import Coverage, measure, measure_unmade
 from embedkeeper.store.db import connect, database_url
 from embedkeeper.store.full_text import full_text_config, set_full_text
 from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
@@ -74,13 +75,45 @@ class App:
         """The pair's statements, its tables made first if missing: from the configured
         dimensions, else those of the model's other pairs, else by loading the model."""
         if vector_column_type(conn, self.names(model, source)) is None:
-            dimensions = (
-                model.dimensions
-                or registered_dimensions(conn, model)
-                or self.backend(model).dimensions
-            )
+            dimensions = self.known_dimensions(conn, model) or self.backend(model).dimensions
             self.ensure_tables(conn, model, dimensions, source)
         return self.pair(model, source)
+
+    def made_pair(
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        source: SourceConfig | None = None,
+    ) -> SourceQueries | None:
+        """The pair's statements where its tables exist, else None: for read paths (search,
+        coverage, stats, failures), which never make tables nor load a model to learn its
+        dimensions."""
+        if vector_column_type(conn, self.names(model, source)) is None:
+            return None
+        return self.pair(model, source)
+
+    def read_pair(
+        self,
+        conn: psycopg.Connection[Any],
+        model: ModelConfig,
+        source: SourceConfig | None = None,
+    ) -> SourceQueries:
+        """The pair's statements where its tables exist, else the source's own (no pair tables:
+        nothing embedded, nothing failed), for the read paths that count."""
+        return self.made_pair(conn, model, source) or self.source_queries(source)
+
+    def known_dimensions(self, conn: psycopg.Connection[Any], model: ModelConfig) -> int | None:
+        """The model's dimensions without loading it: the config's, else the registry's."""
+        return model.dimensions or registered_dimensions(conn, model)
+
+    def lazy_backend(self, model: ModelConfig) -> Backend:
+        """The model's backend, loaded (and checked) by the first call that needs the model:
+        a pass that finds nothing to embed never starts torch (backends/lazy.py)."""
+        if model.name in self.backends:
+            return self.backends[model.name]
+        with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
+            dimensions = self.known_dimensions(conn, model)
+        return LazyBackend(partial(self.backend, model), dimensions)
 
     def index_target(
         self,
@@ -98,8 +131,11 @@ class App:
         model: ModelConfig,
         source: SourceConfig | None = None,
     ) -> Coverage:
-        """One pair's coverage, by its chunking's fingerprint (tables made first if missing)."""
-        queries = self.ready_pair(conn, model, source)
+        """One pair's coverage, by its chunking's fingerprint; a pair not made yet has all its
+        documents pending (no table is made by a read)."""
+        queries = self.made_pair(conn, model, source)
+        if queries is None:
+            return measure_unmade(conn, self.source_queries(source), model.name)
         return measure(conn, queries, model.name, self.chunking(model).fingerprint)
 
     def chunking(self, model: ModelConfig) -> ModelChunking:

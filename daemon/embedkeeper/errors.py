@@ -37,10 +37,19 @@ class EmbedkeeperError(Exception):
 class Transient(EmbedkeeperError):
     """An outage that waiting may fix; no document is charged for it."""
 
-    def __init__(self, message: str | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        retry_after_s: float | None = None,
+        *,
+        retried: bool = False,
+    ) -> None:
         super().__init__(message)
         # When the outage says it will be over (a circuit breaker's next probe, Retry-After).
         self.retry_after_s = retry_after_s
+        # The layer that raised it already spent [retry] transient_attempts on this outage: no
+        # layer above tries again, so the tries of one outage never multiply.
+        self.retried = retried
 
 
 class ConfigError(EmbedkeeperError):

@@ -247,8 +247,8 @@ def test_a_wrong_path_shows_the_servers_words_not_a_dict(cli, conn, server):
     line = assert_one_error_line(result, 1, "embedkeeper: error: ")
     assert line == (
         f'embedkeeper: error: [[models]] "mini": openai at {server.url}/api/v1/embeddings answered'
-        " HTTP 404: Not Found; check url (the server's embeddings path, see the README's table of"
-        ' servers) and model "minilm"'
+        " HTTP 404: Not Found; check url (the server's embeddings path: docs/servers.md) and"
+        ' model "minilm"'
     )
 
 

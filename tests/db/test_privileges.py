@@ -1,4 +1,5 @@
-"""The core path runs under the README's least-privilege role, and its password is never shown."""
+"""The core path runs under the least-privilege role of docs/operations.md, and its password is
+never shown."""
 
 from __future__ import annotations
 
@@ -18,19 +19,19 @@ from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.db.test_change_driven import BACKFILL, SCHEDULED, flush_stats
 from tests.fakes import ScriptedBackend
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 SENTINEL = "S3ntinel-W0rker-Pw"
 
 
-def readme_grants() -> str:
-    text = README.read_text()
+def documented_grants() -> str:
+    text = OPERATIONS.read_text()
     block = re.search(
         r"<!-- least-privilege grants: begin -->\n```sql\n(.*?)```\n"
         r"<!-- least-privilege grants: end -->",
         text,
         re.S,
     )
-    assert block, "README lost its grants block"
+    assert block, "docs/operations.md lost its grants block"
     return block.group(1)
 
 
@@ -39,9 +40,9 @@ def worker_url(pg, db_url, conn):
     database = db_url.split("@/", 1)[1].split("?", 1)[0]
     conn.execute("CREATE TABLE public.documents (id bigint PRIMARY KEY, body text)")
     conn.execute("DROP ROLE IF EXISTS embedkeeper_worker")
-    grants = readme_grants().replace("'change-me'", f"'{SENTINEL}'")
+    grants = documented_grants().replace("'change-me'", f"'{SENTINEL}'")
     grants = grants.replace("DATABASE app", f'DATABASE "{database}"')
-    # As the README says: after `migrate` (this database is at head; it makes the pair's
+    # As docs/operations.md says: after `migrate` (this database is at head; it makes the pair's
     # tables), and safe to run again.
     make_pairs(source_config(db_url, table="public.documents"))
     conn.execute(grants)
@@ -52,7 +53,7 @@ def worker_url(pg, db_url, conn):
         admin.execute("DROP ROLE IF EXISTS embedkeeper_worker")
 
 
-def test_the_readme_grants_are_enough_for_a_backfill(worker_url, conn, make_app, caplog):
+def test_the_documented_grants_are_enough_for_a_backfill(worker_url, conn, make_app, caplog):
     insert_docs(conn, ["kept", "POISON"], start=1)
     conn.execute("INSERT INTO public.documents SELECT id, body FROM public.docs")
     config = source_config(worker_url, table="public.documents")
@@ -105,7 +106,7 @@ def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn,
     assert records(conn) == [("documents__minilm_hnsw", "minilm")]
 
 
-def test_the_readme_grants_are_enough_to_prune_from_the_delete_log(worker_url, conn, make_app):
+def test_the_documented_grants_are_enough_to_prune_from_the_delete_log(worker_url, conn, make_app):
     """The owner tracks deletes; the worker role's passes read and prune the log."""
     conn.execute(
         "ALTER TABLE public.documents"

@@ -1,6 +1,7 @@
-"""The README's search snippets, run as a reader would paste them: the SQL ones as they stand
-(psql takes them as is: no `$1`), the Python one as a script with only the database URL in its
-environment. Each runs against a backfilled `public.documents`, the README's example table."""
+"""The search snippets of the README and of docs/sql.md, run as a reader would paste them: the
+SQL ones as they stand (psql takes them as is: no `$1`), the Python one as a script with only the
+database URL in its environment. Each runs against a backfilled `public.documents`, the docs'
+example table. Each is read from the page that shows it, so a snippet moved or lost fails here."""
 
 from __future__ import annotations
 
@@ -16,18 +17,20 @@ from embedkeeper.commands.backfill import backfill
 from tests.cli.helpers import paragraphs
 from tests.conftest import source_config
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+SQL_PAGE = ROOT / "docs" / "sql.md"
 OPEN_A_FILE = "To open a file, call open() with its path and a mode such as 'r' or 'w'."
 
 
-def readme_block(name: str) -> str:
+def snippet(page: Path, name: str) -> str:
     match = re.search(
         rf"<!-- search snippet {name}: begin -->\n```\w+\n(.*?)```\n"
         rf"<!-- search snippet {name}: end -->",
-        README.read_text(),
+        page.read_text(),
         re.S,
     )
-    assert match, f"README lost its {name} search snippet"
+    assert match, f"{page.relative_to(ROOT)} lost its {name} search snippet"
     return match.group(1)
 
 
@@ -48,7 +51,7 @@ def documents(conn, db_url, make_app):
 
 
 def test_the_sql_search_snippet_runs_as_pasted(conn, documents):
-    rows = conn.execute(readme_block("sql")).fetchall()
+    rows = conn.execute(snippet(README, "sql")).fetchall()
 
     assert len(rows) == 10
     assert rows[0][0] == 42  # a document is nearest to itself
@@ -62,11 +65,11 @@ def test_the_hnsw_search_snippet_uses_the_index_and_finds_the_same(conn, documen
         "CREATE INDEX documents__minilm_hnsw ON embedkeeper.documents__minilm_chunks"
         " USING hnsw (embedding vector_cosine_ops)"
     )
-    plain = conn.execute(readme_block("sql")).fetchall()
+    plain = conn.execute(snippet(README, "sql")).fetchall()
 
-    indexed = conn.execute(readme_block("sql hnsw")).fetchall()
+    indexed = conn.execute(snippet(SQL_PAGE, "sql hnsw")).fetchall()
     conn.execute("SET enable_seqscan = off")  # 60 rows: a scan would win on cost alone
-    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + readme_block("sql hnsw")))
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + snippet(SQL_PAGE, "sql hnsw")))
 
     assert [row[0] for row in indexed] == [row[0] for row in plain]
     assert "Index Scan using documents__minilm_hnsw" in plan
@@ -77,7 +80,7 @@ def test_the_python_search_snippet_runs_with_only_the_url_set(db_url, documents)
     env.update(EMBEDKEEPER_DATABASE_URL=db_url, HF_HUB_OFFLINE="1")
 
     result = subprocess.run(
-        [sys.executable, "-c", readme_block("python")],
+        [sys.executable, "-c", snippet(README, "python")],
         env=env,
         capture_output=True,
         text=True,
@@ -98,7 +101,7 @@ def test_the_full_text_snippet_runs_as_pasted_once_migrate_has_made_the_column(
 
     make_pairs(source_config(db_url, table="public.documents", full_text="english"))
 
-    rows = conn.execute(readme_block("sql full text")).fetchall()
+    rows = conn.execute(snippet(SQL_PAGE, "sql full text")).fetchall()
 
     assert [row[0] for row in rows] == [7]  # the one passage with both "open" and "file"
     assert rows[0][2] == OPEN_A_FILE[:60]

@@ -1,5 +1,5 @@
-"""The exit codes a stop and a held document give, as the code, the systemd units and the
-README's table state them: one set of numbers in three places."""
+"""The exit codes a stop and a held document give, as the code, the systemd units and the table
+of docs/operations.md state them: one set of numbers in three places."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def success_codes(unit: str) -> set[int]:
     return {int(code) for code in parser["Service"].get("SuccessExitStatus", "").split()}
 
 
-def readme_exit_codes() -> dict[int, str]:
-    text = (ROOT / "README.md").read_text()
-    table = text.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+def documented_exit_codes() -> dict[int, str]:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    table = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     return {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.*) \|$", table, re.M)}
 
 
@@ -38,8 +38,8 @@ def test_the_backfill_unit_counts_a_stop_and_review_as_success_but_not_held_docu
     assert success_codes("embedkeeper-once.service") == {130, 143}
 
 
-def test_the_readme_table_has_every_code():
-    codes = readme_exit_codes()
+def test_the_documented_table_has_every_code():
+    codes = documented_exit_codes()
     assert set(codes) == {0, 1, 2, EXIT_IN_REVIEW, EXIT_STILL_HELD, 130, 143}
     assert "SIGTERM" in codes[143]
     assert "SuccessExitStatus=3 130 143" in codes[143]

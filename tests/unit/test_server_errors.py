@@ -87,8 +87,8 @@ def client(status: int, body: object, headers: dict[str, str] | None = None) -> 
             {"detail": "Not Found"},
             BackendRefused,
             '[[models]] "mini": openai at http://server/v1/embeddings answered HTTP 404: Not'
-            " Found; check url (the server's embeddings path, see the README's table of"
-            ' servers) and model "minilm"',
+            " Found; check url (the server's embeddings path: docs/servers.md) and model"
+            ' "minilm"',
         ),
         (
             400,

@@ -106,6 +106,7 @@ class HttpClient:
                         f"{self.where}: {self.label} is failing; circuit open, next probe in"
                         f" {wait:.1f} s ({last})",
                         retry_after_s=max(wait, 0.1),
+                        retried=backoff.attempt >= self.retry.attempts,
                     )
                 self.pause(max(wait, 0.05))
                 continue
@@ -120,7 +121,8 @@ class HttpClient:
                 if delay is None:
                     raise BackendUnavailable(
                         f"{self.where}: {self.label} unavailable after {backoff.attempt} tries:"
-                        f" {last}"
+                        f" {last}",
+                        retried=True,
                     ) from exc
                 delay = min(delay, self.retry.max_delay_s)  # a request never waits past its budget
                 event(
@@ -192,7 +194,7 @@ class HttpClient:
         if status == 404:
             return BackendRefused(
                 f"{self.where}: {self.label} answered {said}; check url (the server's embeddings"
-                f' path, see the README\'s table of servers) and model "{self.model}"'
+                f' path: docs/servers.md) and model "{self.model}"'
             )
         if names_model(message, self.model):
             return BackendRefused(

@@ -134,11 +134,13 @@ class RemoteBackend:
                     f' model "{self.config.model}" and url'
                 ) from exc
             except BackendUnavailable as exc:
-                delay = backoff.next_delay_s(exc.retry_after_s)
+                # The HTTP client retried the probe already (retried): one budget, not two.
+                delay = None if exc.retried else backoff.next_delay_s(exc.retry_after_s)
                 if delay is None:
                     raise BackendUnavailable(
                         f"{self.where}: cannot reach {self.label} ({self.http.last_error}); check"
-                        " url and that the server is running"
+                        " url and that the server is running",
+                        retried=True,
                     ) from exc
                 self.http.pause(delay)
 

@@ -53,7 +53,7 @@ def load_demo_corpus(conn: psycopg.Connection[Any]) -> int:
                 " updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(table)
         )
-        # The index a scheduled pass walks (see [source] updated_at_column in the README).
+        # The index a scheduled pass walks ([source] updated_at_column, docs/configuration.md).
         conn.execute(
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS documents_updated_at_id_idx ON {} (updated_at, id)"

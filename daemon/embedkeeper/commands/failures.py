@@ -35,9 +35,9 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     chosen = config.chosen_pairs(args.source, args.model)  # an unknown name is an error
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        pairs = [
-            _failures_of(app.ready_pair(conn, m, s), config.pair_label(s, m)) for s, m in chosen
-        ]
+        made = [(app.made_pair(conn, m, s), config.pair_label(s, m)) for s, m in chosen]
+        # a pair whose tables are not made yet has no failures: nothing to make for a read
+        pairs = [_failures_of(queries, label) for queries, label in made if queries is not None]
         if args.action == "list":
             found = [f for p in pairs for f in list_failures(conn, p, args.ids, args.all)]
             print(format_failures(found))

@@ -74,7 +74,7 @@ def collect(
         return [
             ModelStats(
                 run_figures(conn, s.source_name, m.name, since_s),
-                measure_backlog(conn, app.ready_pair(conn, m, s), m.name),
+                measure_backlog(conn, app.read_pair(conn, m, s), m.name),
                 s.source_name,
             )
             for s, m in config.chosen_pairs(source, model)

@@ -1,7 +1,7 @@
 """Every key of the TOML file, section by section, with the parser of its value.
 
 The one list of what the file may say: parse_section() refuses any other key (suggesting the
-closest), and the README documents each one (a test holds the two together).
+closest), and docs/configuration.md documents each one (a test holds the two together).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class RetryConfig:
     max_attempts: int = 3
     backoff_s: float = 60.0
     backoff_max_s: float = 6 * 3600.0
-    transient_attempts: int = 5
+    transient_attempts: int = 8  # one budget per outage (never multiplied): about 1-2 min
     transient_backoff_max_s: float = 60.0
 
 

@@ -141,9 +141,7 @@ def run_once(config: Config) -> int:
     app = open_app(config)
     try:
         warn_full_text_missing(app)
-        for model in config.models:
-            app.backend(model)
-        worker = Worker(app, stop)
+        worker = Worker(app, stop)  # each model loads when a pass first has work for it
         worker.tick()
     finally:
         app.close()

@@ -50,7 +50,7 @@ def refresh_backlog(app: App, metrics: Metrics) -> None:
             for source, model in app.config.pairs():
                 metrics.record_backlog(
                     source.source_name,
-                    measure_backlog(conn, app.ready_pair(conn, model, source), model.name),
+                    measure_backlog(conn, app.read_pair(conn, model, source), model.name),
                 )
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

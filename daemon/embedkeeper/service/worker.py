@@ -74,7 +74,7 @@ class Worker:
                     PassContext(
                         self.app,
                         model,
-                        self.app.backends[model.name],
+                        self.app.lazy_backend(model),
                         options,
                         self.stop,
                         partial(self._beat, progress=progress),
@@ -149,6 +149,8 @@ class Worker:
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
                 for source, model in self.app.config.pairs():
+                    if self.app.made_pair(conn, model, source) is None:
+                        continue  # no tables, no index to restore: the pass makes them
                     restore_quietly(conn, self.app.index_target(conn, model, source))
         except EmbedkeeperError as exc:
             event(

@@ -88,8 +88,10 @@ def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: st
     counted = documents < COUNT_BELOW and never_analyzed(conn, queries)
     if counted:
         documents = count_documents(conn, queries)
-    with mapped_errors("counting the model's vectors"):
-        row = conn.execute(model_figures(queries)).fetchone()
-    assert row is not None
-    embedded, parked, in_review = (int(v) for v in row)
+    embedded = parked = in_review = 0  # a pair not made yet (the source's own statements)
+    if queries.names is not None:
+        with mapped_errors("counting the model's vectors"):
+            row = conn.execute(model_figures(queries)).fetchone()
+        assert row is not None
+        embedded, parked, in_review = (int(v) for v in row)
     return Backlog(model, documents, embedded, parked, in_review, counted)

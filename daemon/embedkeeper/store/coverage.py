@@ -65,3 +65,23 @@ def measure(
         ignored=ignored,
         skipped=skipped,
     )
+
+
+def measure_unmade(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Coverage:
+    """The coverage of a pair whose tables do not exist yet: nothing embedded, every document
+    with a text pending. Read without making the tables (a read path runs no DDL)."""
+    with mapped_errors("measuring coverage"):
+        row = conn.execute(queries.count_with_blank()).fetchone()
+    assert row is not None
+    total, skipped = int(row[0]), int(row[1])
+    return Coverage(
+        source=queries.source.source_name,
+        model=model,
+        total=total,
+        embedded=0,
+        stale=0,
+        pending=total - skipped,
+        failed=0,
+        ignored=0,
+        skipped=skipped,
+    )

@@ -264,6 +264,11 @@ class SourceSql:
         """The documents in scope whose text is not NULL, counted (a scan of the source)."""
         return self._fmt("SELECT count(*) FROM {table} AS s WHERE {text} IS NOT NULL")
 
+    def count_with_blank(self) -> sql.Composed:
+        """The documents in scope and how many of them are blank: the coverage of a pair whose
+        tables are not made yet (everything embeddable is pending)."""
+        return self._fmt("SELECT count(*), count(*) FILTER (WHERE {blank}) FROM {table} AS s")
+
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""
         return self._fmt(

@@ -8,7 +8,7 @@ passed over (`waiting_for_held`, then `held_released`), and runs the pass again 
 peer left; that pass finds nothing if the peer finished them.
 
 The wait is bounded by `[database] claim_lease`: a live peer finishes a batch well within it
-(the README asks for that), and a stalled one loses its session, and so its claims, when its
+(docs/operations.md asks for that), and a stalled one loses its session, and so its claims, when its
 lease runs out. A claim held past that is not one we can wait out: the backfill reports how many
 documents are still held (`held_timeout`) and exits 4, never 0.
 """

@@ -3,8 +3,9 @@
 This is where outages are absorbed: a Transient error (a lost database connection, an
 unavailable backend) ends the attempt (claims die with the session or are released, no document
 is charged), we back off with jitter and try again, up to [retry] transient_attempts; then the
-error goes up. What the pass did before the outage (its run row, its counts, its plan) carries
-over to the next attempt.
+error goes up. An outage the HTTP client already retried to that budget (`Transient.retried`) is
+not tried again here: the tries of one outage never multiply. What the pass did before the
+outage (its run row, its counts, its plan) carries over to the next attempt.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class _Pass:
                 raise
             except Transient as exc:
                 self._after_outage()
-                delay = backoff.next_delay_s(exc.retry_after_s)
+                # An outage a lower layer already retried to the budget is not tried again.
+                delay = None if exc.retried else backoff.next_delay_s(exc.retry_after_s)
                 if delay is None or self.ctx.stop.is_set():
                     self._record_failed_run(exc)
                     raise
@@ -198,12 +200,15 @@ class _Pass:
         written on a second session, opened on the first write, beside the claiming one."""
         ctx = self.ctx
         chunking = ctx.app.chunking(ctx.model)
+        # A chunked model's reads follow its chunker; only chunking "none" asks the model's own
+        # window, which loads a lazy backend (a pass that finds nothing otherwise loads none).
+        window_chars = ctx.backend.max_chars if chunking.capacity == 0 else 0
         rules = ClaimRules(
             model=ctx.model.name,
             stale_by=ctx.options.stale_by,
             retry_failed_now=ctx.options.retry_failed_now,
-            prefix_chars=chunking.max_chars(ctx.backend.max_chars),
-            claim_chars=chunking.claim_chars(ctx.model.claim_size, ctx.backend.max_chars),
+            prefix_chars=chunking.max_chars(window_chars),
+            claim_chars=chunking.claim_chars(ctx.model.claim_size, window_chars),
             chunking=chunking.fingerprint,
         )
         store = PgStore(
