@@ -19,6 +19,7 @@ context.configure(
 )
 with context.begin_transaction():
     # Two instances migrating at once: the second waits, then finds the schema at head.
-    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": locks.MIGRATE})
+    key = locks.SINGLE_KEY_SQL.format(space=":key")
+    connection.execute(text(f"SELECT pg_advisory_xact_lock({key})"), {"key": locks.MIGRATE})
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
     context.run_migrations()

@@ -43,7 +43,7 @@ def load_demo_corpus(conn: psycopg.Connection[Any]) -> int:
     schema = sql.Identifier(DEMO_SOURCE.schema)
     table = sql.Identifier(DEMO_SOURCE.schema, DEMO_SOURCE.table)
     with mapped_errors("loading the demo corpus"), conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (locks.DEMO,))
+        locks.take(conn, "pg_advisory_xact_lock", locks.DEMO)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(
             sql.SQL(

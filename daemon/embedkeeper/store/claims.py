@@ -19,8 +19,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from embedkeeper.records import Claimed, Document, DocumentId
+from embedkeeper.store import locks
 from embedkeeper.store.locks import claim_space
 from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
 
@@ -47,6 +49,21 @@ class ClaimRules:
     prefix_chars: int  # how much of each text to read: what its chunks can hold, with room
     claim_chars: int  # the text one claim may hold (at least one document is claimed)
     chunking: str  # the chunker's fingerprint: a record of other settings is stale
+
+
+# Claims (locks.key_sql) held by other sessions, read from pg_locks: a two-int4 advisory key
+# shows as classid (its space's half) and objid (its item's), objsubid 2.
+HELD_BY_OTHERS = sql.SQL("""
+    SELECT count(*) FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.pid <> pg_backend_pid()
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = {space}::oid
+      AND l.objid IN (SELECT {item}::oid FROM unnest(%(ids)s::text[]) AS x)
+""").format(
+    space=sql.SQL(locks.SINGLE_KEY_SQL.format(space="%(claim_space)s")),
+    item=sql.SQL(locks.SINGLE_KEY_SQL.format(space="x")),
+)
 
 
 def claim_batch(
@@ -154,14 +171,7 @@ def count_held_by_peers(
     if not ids:
         return 0
     row = conn.execute(
-        """
-        SELECT count(*) FROM pg_locks AS l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-          AND l.pid <> pg_backend_pid()
-          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND l.classid = hashtext(%(claim_space)s)::oid
-          AND l.objid IN (SELECT hashtext(x)::oid FROM unnest(%(ids)s::text[]) AS x)
-        """,
+        HELD_BY_OTHERS,
         {"claim_space": claim_space(source, model), "ids": [str(i) for i in ids]},
     ).fetchone()
     return int(row[0]) if row else 0

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from embedkeeper.errors import DatabaseUnavailable, EmbedkeeperError
 from embedkeeper.logs import event
+from embedkeeper.store import locks
 from embedkeeper.store.db import connect, mapped_errors
 from embedkeeper.store.index_build import BuildSettings
 from embedkeeper.store.vector_index import (
@@ -70,10 +71,7 @@ def indexes_deferred(
     conn = connect(url, timeout_s=timeout_s)
     try:
         with mapped_errors("locking the model's index"):
-            conn.execute(
-                "SELECT pg_advisory_lock_shared(hashtext(%s), hashtext(%s))",
-                (INDEX_LOCK, target.key),
-            )
+            locks.take(conn, "pg_advisory_lock_shared", INDEX_LOCK, target.key)
         dropped = _record_and_drop(conn, target)
         try:
             yield dropped
@@ -116,10 +114,7 @@ def _release_and_rebuild(
 ) -> None:
     try:
         with mapped_errors("unlocking the model's index"):
-            conn.execute(
-                "SELECT pg_advisory_unlock_shared(hashtext(%s), hashtext(%s))",
-                (INDEX_LOCK, target.key),
-            )
+            locks.take(conn, "pg_advisory_unlock_shared", INDEX_LOCK, target.key)
     except DatabaseUnavailable:  # the session, and its lock, are gone: rebuild on a new one
         with connect(url, timeout_s=timeout_s) as fresh:
             restore_indexes(fresh, target, settings)

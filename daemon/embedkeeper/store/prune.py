@@ -49,11 +49,8 @@ def _locked(
     doing: str,
 ) -> int | None:
     with mapped_errors(doing), conn.transaction():
-        got = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-            (locks.PRUNE, locks.pair_key(queries.source.source_name, model)),
-        ).fetchone()
-        if not (got and got[0]):
+        pair = locks.pair_key(queries.source.source_name, model)
+        if not locks.take(conn, "pg_try_advisory_xact_lock", locks.PRUNE, pair):
             return None
         row = conn.execute(statement, {"model": model}).fetchone()
     return int(row[0]) if row else 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from embedkeeper.store import locks
 from embedkeeper.store.source_sql import (
     TRUE,
     Scope,
@@ -51,7 +52,7 @@ class SourceQueries(SourceSql):
             """
             SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
                    {body_hash}, c.updated_at,
-                   pg_try_advisory_lock(hashtext(%(claim_space)s), hashtext(c.id::text)),
+                   pg_try_advisory_lock({claim_key}),
                    c.failure_class IS NOT DISTINCT FROM 'Crashed'
             FROM (
               SELECT w.*, sum(w.size) OVER (ORDER BY {walk_order}) - w.size AS before
@@ -80,6 +81,7 @@ class SourceQueries(SourceSql):
             order=order,
             outer_order=sql.SQL("c.updated_at, c.id" if scope == "changed" else "c.id"),
             body_hash=content_hash(sql.SQL("c.body")),
+            claim_key=sql.SQL(locks.key_sql("%(claim_space)s", "c.id::text")),
         )
 
     def _joined(
@@ -177,10 +179,10 @@ class SourceQueries(SourceSql):
     def unlock(self) -> sql.Composed:
         return self._fmt(
             """
-            SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(%(claim_space)s),
-                                                             hashtext(x.id::text)))
+            SELECT count(*) FILTER (WHERE pg_advisory_unlock({claim_key}))
             FROM unnest(%(ids)s::{id_type}[]) AS x(id)
-            """
+            """,
+            claim_key=sql.SQL(locks.key_sql("%(claim_space)s", "x.id::text")),
         )
 
     def record_failures(self) -> sql.Composed:

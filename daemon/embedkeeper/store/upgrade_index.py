@@ -178,7 +178,4 @@ def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
 def _try_index_lock(conn: psycopg.Connection[Any], model: str) -> bool:
     """The model's index key, as an index rebuild takes it (store/vector_index.py): a deferring
     v0.1 backfill that still runs holds it shared and would rebuild the old index after us."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))", (locks.INDEX, model)
-    ).fetchone()
-    return bool(row and row[0])
+    return locks.take(conn, "pg_try_advisory_xact_lock", locks.INDEX, model)

@@ -304,10 +304,7 @@ def rebuildable(target: IndexTarget, definition: str) -> bool:
 
 
 def _try_lock(conn: psycopg.Connection[Any], target: IndexTarget) -> bool:
-    row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))", (INDEX_LOCK, target.key)
-    ).fetchone()
-    return bool(row and row[0])
+    return locks.take(conn, "pg_try_advisory_xact_lock", INDEX_LOCK, target.key)
 
 
 def _recorded(target: IndexTarget, name: str, definition: str) -> sql.SQL:
