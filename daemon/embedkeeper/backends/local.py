@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from embedkeeper.chunking.for_model import CHARS_PER_TOKEN_BOUND
 from embedkeeper.config import DEFAULT_MODEL_REF, ModelConfig
 from embedkeeper.errors import BackendUnavailable, InputRejected, ModelError
 from embedkeeper.logs import event
 from embedkeeper.records import Document, Embedded
 
 log = logging.getLogger(__name__)
-
-CHARS_PER_TOKEN_BOUND = 32  # fetch this many characters per token of the window: ample margin
 
 
 def resolve_model_path(ref: str) -> str:

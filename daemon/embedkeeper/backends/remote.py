@@ -26,9 +26,9 @@ import numpy as np
 
 from embedkeeper.backends._http import HttpClient, RetryPolicy
 from embedkeeper.backends.breaker import CircuitBreaker
-from embedkeeper.backends.local import CHARS_PER_TOKEN_BOUND
 from embedkeeper.backends.token_count import TokenCounter
 from embedkeeper.backends.wire import Reply, WireError
+from embedkeeper.chunking.for_model import CHARS_PER_TOKEN_BOUND
 from embedkeeper.config import ModelConfig, RetryConfig
 from embedkeeper.errors import BackendRefused, BackendUnavailable, InputRejected
 from embedkeeper.logs import event, log_field

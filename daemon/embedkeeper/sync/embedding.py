@@ -15,7 +15,6 @@ from embedkeeper.backends import Backend
 from embedkeeper.errors import BackendUnavailable, InputRejected
 from embedkeeper.records import Document, Embedded, Rejected, clean_message
 from embedkeeper.sync.batching import halves, vector_problem
-from embedkeeper.sync.store import Store
 
 
 def embed_isolating_poison(
@@ -140,20 +139,3 @@ def isolate_suspects(documents: Sequence[Document]) -> list[list[Document]]:
     the next death is charged to the culprit only."""
     regular = [d for d in documents if not d.suspect]
     return ([regular] if regular else []) + [[d] for d in documents if d.suspect]
-
-
-def embed_batch(
-    store: Store,
-    backend: Backend,
-    documents: Sequence[Document],
-    dimensions: int,
-    stop: Event | None = None,
-    on_slice: OnSlice | None = None,
-) -> Outcome:
-    """Embed one batch, recorded as in flight while the backend has it (a death meanwhile is
-    charged to its documents); the parts it could not embed are released at once."""
-    token = store.begin(documents)
-    outcome = embed_claimed(backend, documents, dimensions, stop, on_slice)
-    store.release(outcome.unfinished)
-    store.end(token)
-    return outcome
