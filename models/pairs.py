@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pgvector.sqlalchemy import HALFVEC, VECTOR
@@ -35,42 +36,141 @@ from sqlalchemy import (
 from .tables import DOCUMENT_ID_TYPES, FAILURE_STATUSES, SCHEMA
 
 MAX_NAME = 63  # PostgreSQL's identifier length (NAMEDATALEN - 1)
-SUFFIXES = ("_documents", "_chunks", "_failures", "_hnsw", "_full_text")
 Storage = Literal["vector", "halfvec"]
 
 
+# What a pair's names append to its base (the view's name is the base itself). None is the tail
+# of another and none ends in a hex digit: pair_base_name() relies on both.
+ENDINGS = {
+    "documents": "_documents",
+    "chunks": "_chunks",
+    "failures": "_failures",
+    "documents_pkey": "_documents_pkey",
+    "chunking_index": "_chunking",
+    "chunks_pkey": "_chunks_pkey",
+    "chunks_fkey": "_chunks_fkey",
+    "failures_pkey": "_failures_pkey",
+    "failures_check": "_failures_check",
+    "hnsw_index": "_hnsw",
+    "full_text_index": "_full_text",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RelationNames:
+    """Every name a pair's objects take in schema embedkeeper: its base and an ending. Tables,
+    the view and indexes share one namespace (a primary key is an index too), so each of them,
+    and each constraint, is named here and nowhere else, and pair_base_name() chooses bases
+    whose names never meet another pair's."""
+
+    base: str
+
+    def _named(self, kind: str) -> str:
+        return f"{self.base}{ENDINGS[kind]}"
+
+    @property
+    def view(self) -> str:
+        """What a user searches: the chunks joined to the source."""
+        return self.base
+
+    @property
+    def documents(self) -> str:
+        return self._named("documents")
+
+    @property
+    def chunks(self) -> str:
+        return self._named("chunks")
+
+    @property
+    def failures(self) -> str:
+        return self._named("failures")
+
+    @property
+    def documents_pkey(self) -> str:
+        return self._named("documents_pkey")
+
+    @property
+    def chunking_index(self) -> str:
+        return self._named("chunking_index")
+
+    @property
+    def chunks_pkey(self) -> str:
+        return self._named("chunks_pkey")
+
+    @property
+    def chunks_fkey(self) -> str:
+        return self._named("chunks_fkey")
+
+    @property
+    def failures_pkey(self) -> str:
+        return self._named("failures_pkey")
+
+    @property
+    def failures_check(self) -> str:
+        return self._named("failures_check")
+
+    @property
+    def hnsw_index(self) -> str:
+        return self._named("hnsw_index")
+
+    @property
+    def full_text_index(self) -> str:
+        return self._named("full_text_index")
+
+    def every_name(self) -> tuple[str, ...]:
+        """All of them, the view first."""
+        return (self.view, *(self._named(kind) for kind in ENDINGS))
+
+
+LONGEST_ENDING = max(len(e) for e in ENDINGS.values())
+DIGEST_CHARS = 10
 PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")
 
 
 def pair_base_name(source: str, model: str) -> str:
-    """`<source>__<model>` when both are plain lower-case names (single underscores inside
-    only, so the double underscore splits them one way) and it fits with the longest suffix;
-    otherwise the plain part, shortened, and a hash of both names, so that two pairs never share
-    a table."""
+    """`<source>__<model>` where that is plain, else the plain part, shortened, `___` and a hash
+    of both names, so that no name of one pair is a name of another.
+
+    Plain: both are lower-case names with single underscores inside (so the one `__` splits
+    them one way), the model does not end in one of ENDINGS (a model `minilm_chunks` would make
+    a view `docs__minilm_chunks`, the chunks table of `minilm`), and every name fits
+    PostgreSQL's 63 characters (else it would cut two names to one). Then two plain pairs'
+    names never meet: the first `__` fixes the source, and a model's names differ by their
+    ending unless one model is another plus an ending, which is not plain. A plain name never
+    holds `___`, a hashed one always does; two hashed pairs have different hashes (the names'
+    SHA-256), and a view's name (ending in the hash's hex digit) is never another relation's
+    (each ending ends in a letter past f).
+
+    Hashed rather than refused: such a name is the user's to choose, as a name with capitals or
+    a dash is; `migrate` prints each pair's names."""
     joined = f"{source}__{model}"
-    longest = max(len(s) for s in SUFFIXES)
     plain_parts = PLAIN_NAME.fullmatch(source) and PLAIN_NAME.fullmatch(model)
-    if plain_parts and len(joined) + longest <= MAX_NAME:
+    fits = len(joined) + LONGEST_ENDING <= MAX_NAME
+    if plain_parts and fits and not model.endswith(tuple(ENDINGS.values())):
         return joined
     plain = re.sub(r"[^a-z0-9_]", "", joined.lower())
-    digest = hashlib.sha256(f"{source}\0{model}".encode()).hexdigest()[:10]
-    return f"{plain[: MAX_NAME - longest - len(digest) - 1]}_{digest}"
+    digest = hashlib.sha256(f"{source}\0{model}".encode()).hexdigest()[:DIGEST_CHARS]
+    return f"{plain[: MAX_NAME - LONGEST_ENDING - DIGEST_CHARS - 3]}___{digest}"
 
 
 def pair_tables(
     base: str, key_type: str, dimensions: int, storage: Storage = "vector"
 ) -> tuple[Table, Table, Table]:
-    """(documents, chunks, failures) of the pair whose tables start with `base`."""
+    """(documents, chunks, failures) of the pair whose names start with `base`; every table,
+    index and constraint named by RelationNames."""
+    names = RelationNames(base)
     meta = MetaData(schema=SCHEMA)
     key: Any = DOCUMENT_ID_TYPES[key_type]
     vector = HALFVEC(dimensions) if storage == "halfvec" else VECTOR(dimensions)
     now = func.now()
     documents = Table(
-        f"{base}_documents",
+        names.documents,
         meta,
         # A document is embedded when this row carries its current content hash and chunking:
         # the row and every chunk are written in one transaction.
-        Column("document_id", key, primary_key=True),
+        # The source's key, never generated here: no serial (its sequence would be one more
+        # relation named by PostgreSQL rather than by RelationNames).
+        Column("document_id", key, nullable=False, autoincrement=False),
         Column(
             "content_hash", LargeBinary, nullable=False
         ),  # md5 of the text, as PostgreSQL has it
@@ -80,12 +180,13 @@ def pair_tables(
         Column("truncated", Boolean, nullable=False),
         Column("source_updated_at", DateTime(timezone=True), nullable=True),
         Column("embedded_at", DateTime(timezone=True), nullable=False, server_default=now),
+        PrimaryKeyConstraint("document_id", name=names.documents_pkey),
         # A pass's start asks whether any record is of other chunking settings (two index
         # probes, see SourceSql.other_chunking_exists), so a change of settings re-walks all.
-        Index(f"{base}_chunking", "chunking"),
+        Index(names.chunking_index, "chunking"),
     )
     chunks = Table(
-        f"{base}_chunks",
+        names.chunks,
         meta,
         Column("document_id", key, nullable=False),
         Column("chunk", Integer, nullable=False),
@@ -93,19 +194,19 @@ def pair_tables(
         Column("char_end", Integer, nullable=False),
         Column("passage", Text, nullable=False),
         Column("embedding", vector, nullable=False),
-        PrimaryKeyConstraint("document_id", "chunk", name=f"{base}_chunks_pkey"),
+        PrimaryKeyConstraint("document_id", "chunk", name=names.chunks_pkey),
         # A document's chunks go with its record: every prune deletes records only.
         ForeignKeyConstraint(
             ["document_id"],
             [documents.c.document_id],
-            name=f"{base}_chunks_document_fkey",
+            name=names.chunks_fkey,
             ondelete="CASCADE",
         ),
     )
     failures = Table(
-        f"{base}_failures",
+        names.failures,
         meta,
-        Column("document_id", key, nullable=False),
+        Column("document_id", key, nullable=False, autoincrement=False),
         Column("attempts", Integer, nullable=False),
         Column("error_class", Text, nullable=False),
         Column("message", Text, nullable=False),
@@ -114,9 +215,7 @@ def pair_tables(
         Column("last_seen", DateTime(timezone=True), nullable=False, server_default=now),
         Column("next_retry_at", DateTime(timezone=True), nullable=True),
         Column("status", Text, nullable=False),
-        PrimaryKeyConstraint("document_id", name=f"{base}_failures_pkey"),
-        CheckConstraint(
-            text(f"status IN {FAILURE_STATUSES!r}"), name=f"{base}_failures_status_check"
-        ),
+        PrimaryKeyConstraint("document_id", name=names.failures_pkey),
+        CheckConstraint(text(f"status IN {FAILURE_STATUSES!r}"), name=names.failures_check),
     )
     return documents, chunks, failures

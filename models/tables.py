@@ -199,7 +199,8 @@ runs = Table(
 )
 
 # The (source, model) pairs whose tables (models/pairs.py) `migrate` has created from the config:
-# which table each source name stood for, its key type, and the vectors' size and storage. A config
+# which table each source name stood for, its key type, the vectors' size and storage, and the
+# chunking settings. A config
 # that later points a source name at another table, or a model at another size, is refused
 # against this record instead of mixing two tables' documents in one pair's tables.
 pairs = Table(
@@ -212,6 +213,10 @@ pairs = Table(
     Column("key_type", Text, nullable=False),
     Column("dimensions", Integer, nullable=False),
     Column("storage", Text, nullable=False),
+    # The chunker's fingerprint its records are made with: a writer of other settings stops
+    # before it writes (store/pair_tables.py, fence_chunking); `migrate` adopts the config's.
+    # NULL: a pair from before alembic 0009 (or made without settings), until the first write.
+    Column("chunking", Text, nullable=True),
     now_column("created_at"),
     PrimaryKeyConstraint("source", "model", name="pairs_pkey"),
     CheckConstraint("storage IN ('vector', 'halfvec')", name="pairs_storage_check"),

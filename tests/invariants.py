@@ -21,9 +21,12 @@ def check_invariants(
     dimensions: int = 384,
     settled: bool = True,
     secrets: Iterable[str] = (),
+    chunking: str | None = None,
 ) -> None:
     """`settled`: no worker runs any more, so every document must be done, skipped or in review
-    (nothing stuck in a claim) and no advisory lock may be held."""
+    (nothing stuck in a claim) and no advisory lock may be held. `chunking`: the fingerprint
+    every record must carry (default: the one the pair records, which every writer is held
+    to)."""
     source = sql.Identifier(table)
     records, chunks, failures = (
         sql.SQL(pair_table(kind, model, table)) for kind in ("documents", "chunks", "failures")
@@ -45,6 +48,8 @@ def check_invariants(
         ).format(s=source, records=records, chunks=chunks)
     ).fetchone()
     assert orphans == (0,), "vectors of deleted documents"
+    check_whole(conn, records, chunks)
+    check_chunking(conn, records, (table, model), chunking)
     stale = [r[0] for r in rows if r[2] and not r[3] and r[4] is None]
     if settled:
         assert stale == [], f"vectors that do not match their text: {stale[:10]}"
@@ -66,6 +71,46 @@ def check_invariants(
         assert "\x00" not in message
         for secret in secrets:
             assert secret not in message
+
+
+def check_whole(conn: psycopg.Connection[Any], records: sql.SQL, chunks: sql.SQL) -> None:
+    """Never half-written: every record's chunk_count is its chunks' count, numbered 0..n-1
+    (the record and all its chunks commit together, whatever kills the writer)."""
+    half = conn.execute(
+        sql.SQL(
+            "SELECT e.document_id FROM {records} e LEFT JOIN ("
+            " SELECT document_id, count(*) AS n, min(chunk) AS lo, max(chunk) AS hi"
+            " FROM {chunks} GROUP BY document_id) c ON c.document_id = e.document_id"
+            " WHERE coalesce(c.n, 0) <> e.chunk_count OR c.lo <> 0 OR c.hi <> c.n - 1"
+            " ORDER BY 1 LIMIT 10"
+        ).format(records=records, chunks=chunks)
+    ).fetchall()
+    assert half == [], f"records whose chunks are not all there: {[r[0] for r in half]}"
+
+
+def check_chunking(
+    conn: psycopg.Connection[Any],
+    records: sql.SQL,
+    pair: tuple[str, str],
+    expected: str | None,
+) -> None:
+    """Every record is of the expected chunking settings, and the pair records them."""
+    found = [
+        row[0]
+        for row in conn.execute(
+            sql.SQL("SELECT DISTINCT chunking FROM {} ORDER BY 1").format(records)
+        )
+    ]
+    if not found:
+        return
+    row = conn.execute(
+        "SELECT chunking FROM embedkeeper.pairs WHERE source = %s AND model = %s", pair
+    ).fetchone()
+    recorded = None if row is None else row[0]
+    assert recorded is not None, f"records but no chunking recorded for the pair {pair}"
+    expected = expected or recorded
+    assert recorded == expected, f"the pair records {recorded}, not {expected}"
+    assert found == [expected], f"records of other chunking settings: {found}"
 
 
 def calls_bounded(calls: int, documents: int, faults: int) -> bool:

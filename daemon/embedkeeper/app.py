@@ -20,6 +20,7 @@ from embedkeeper.backends import Backend, make_backend
 from embedkeeper.backends.lazy import LazyBackend
 from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
+from embedkeeper.errors import ModelError
 from embedkeeper.store.coverage import Coverage, measure, measure_unmade
 from embedkeeper.store.db import connect, database_url
 from embedkeeper.store.full_text import full_text_config, set_full_text
@@ -143,6 +144,15 @@ class App:
             self._chunking[model.name] = model_chunking(model)
         return self._chunking[model.name]
 
+    def fingerprint_here(self, model: ModelConfig) -> str | None:
+        """The model's chunking fingerprint, or None where its tokenizer is not installed here
+        (`migrate` from an install without the model, `embedkeeper[embedded]` alone): the
+        pair's first write records its settings then."""
+        try:
+            return self.chunking(model).fingerprint
+        except ModelError:
+            return None
+
     def backend(self, model: ModelConfig) -> Backend:
         """The model's backend, loaded and checked against config and stored vectors once; the
         pair's tables are made if they are missing (by a role that may)."""
@@ -171,7 +181,13 @@ class App:
     ) -> bool:
         """Make the pair's tables if missing (True then) and hold them to their record."""
         own = self.source_queries(source)
-        record = PairRecord(own.source.display_name, own.id_type, dimensions, model.storage)
+        record = PairRecord(
+            own.source.display_name,
+            own.id_type,
+            dimensions,
+            model.storage,
+            self.fingerprint_here(model),
+        )
         names = self.names(model, source)
         created = ensure_pair(conn, names, record)
         if created:

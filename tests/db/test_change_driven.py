@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from embedkeeper.commands.migrate import make_pairs
 from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect
 from embedkeeper.store.locks import claim_space
@@ -243,6 +244,7 @@ def test_a_change_of_chunking_settings_makes_a_scheduled_pass_walk_everything(
     assert one_pass(before, SCHEDULED).stats.ok == 0  # nothing changed: nothing walked
 
     after = app_on_updated_at(make_app, db_url, ScriptedBackend())  # chunking "text"
+    make_pairs(after.config)  # the operator's act: migrate adopts the new settings
     assert one_pass(after, SCHEDULED).stats.ok == 6
     chunkings = conn.execute(f"SELECT DISTINCT chunking FROM {RECORDS}").fetchall()  # noqa: S608
     assert chunkings == [(after.chunking(after.config.models[0]).fingerprint,)]

@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pytest
 from pgvector import HalfVector
 
+from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
 from embedkeeper.store.chunk_writer import ChunkWriter
 from embedkeeper.store.db import connect
-from embedkeeper.store.pair_tables import PairNames, create_pair_tables
+from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
 from embedkeeper.store.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 
@@ -26,7 +28,9 @@ def md5(text: str) -> bytes:
     return hashlib.md5(text.encode()).digest()
 
 
-def embedded(doc_id: Any, text: str, pieces: list[str], seed: int = 0) -> ChunkedEmbedding:
+def embedded(
+    doc_id: Any, text: str, pieces: list[str], seed: int = 0, chunking: str = FINGERPRINT
+) -> ChunkedEmbedding:
     """The document cut into `pieces` (each a substring of text), with distinct vectors."""
     rng = np.random.default_rng(seed)
     chunks, at = [], 0
@@ -39,13 +43,15 @@ def embedded(doc_id: Any, text: str, pieces: list[str], seed: int = 0) -> Chunke
         )
         at = start
     document = Document(doc_id, text, False, md5(text))
-    return ChunkedEmbedding(document, FINGERPRINT, tuple(chunks), 40, False)
+    return ChunkedEmbedding(document, chunking, tuple(chunks), 40, False)
 
 
-def pair(conn: psycopg.Connection[Any], source: str, key_type: str, **kw: Any) -> PairNames:
+def pair(
+    conn: psycopg.Connection[Any], source: str, key_type: str, storage: str = "vector"
+) -> PairNames:
+    """The pair's tables, made and recorded as `migrate` makes them."""
     names = PairNames.of(source, "minilm")
-    with conn.transaction():
-        create_pair_tables(conn, names, key_type=key_type, dimensions=DIMS, **kw)
+    ensure_pair(conn, names, PairRecord(f"public.{source}", key_type, DIMS, storage))
     return names
 
 
@@ -169,3 +175,31 @@ def test_a_concurrent_reader_sees_the_old_chunks_or_the_new_never_a_mix(conn, db
         thread.join()
     assert seen <= {(("A",), 3), (("B",), 5)}
     assert len(seen) == 2  # A before the rewrites, B after them, and never anything else
+
+
+def test_a_writer_of_other_chunking_settings_stops_naming_both_and_writes_nothing(conn):
+    """Two daemons of different settings on one pair (a rolling deploy): the pair's recorded
+    settings win, the other writer stops before it writes, instead of each re-embedding what
+    the other wrote."""
+    names = pair(conn, "docs", "bigint")
+    source = SourceQueries(source_config().source, "bigint")
+    a, b = insert_docs(conn, ["first. text.", "second. text."])
+    # The pair was made without settings: the first writer's are recorded.
+    assert ChunkWriter(conn, source, names).replace([embedded(a, "first. text.", ["first."])])
+    other = "text:126:32:1024:tokens"
+    late = embedded(b, "second. text.", ["second."], chunking=other)
+    again = embedded(a, "first. text.", ["first.", "text."], chunking=other)
+    with pytest.raises(EmbedkeeperError) as error:
+        ChunkWriter(conn, source, names).replace([late, again])
+    assert type(error.value).__name__ == "ChunkingMismatch"
+    assert error.value.exit_code == 1
+    assert str(error.value) == (
+        'source "docs", model "minilm": this process chunks with text:126:32:1024:tokens,'
+        " but the pair's chunks are made with text:254:32:1024:tokens; run `embedkeeper"
+        " migrate` with the new settings to adopt them (every document is embedded again),"
+        " or run this process with the pair's settings"
+    )
+    records = psycopg.sql.SQL("SELECT document_id, chunking, chunk_count FROM {}")
+    assert conn.execute(records.format(names.documents)).fetchall() == [(a, FINGERPRINT, 1)]
+    assert [r[3] for r in chunk_rows(conn, names, a)] == ["first."]
+    assert chunk_rows(conn, names, b) == []

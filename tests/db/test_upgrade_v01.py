@@ -4,6 +4,7 @@ embeds nothing again, and a second run carries nothing."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,30 @@ def test_a_second_migrate_carries_nothing_and_says_so(tmp_path, v01_url):
         assert {base: pair_vectors(conn, base) for base in after_first} == after_first
         assert failures_of(conn, "docs__minilm_failures") == failures
         assert scalar(conn, "SELECT count(*) FROM embedkeeper.deferred_indexes") == 1
+
+
+def test_a_model_kept_whole_is_carried_under_its_window_and_nothing_is_embedded_again(
+    tmp_path, v01_url
+):
+    """chunking = "none" with max_tokens: the fingerprint names the window the model cuts at,
+    and the carried vectors were cut at the config's window, so they are recorded with it and
+    stay current (the whole v0.1 database is not embedded again for nothing)."""
+    whole = {**MINILM, "chunking": "none", "max_tokens": 128}
+    migrate(tmp_path, v01_url, whole, NULLM)
+
+    with psycopg.connect(v01_url) as conn:
+        chunkings = conn.execute(
+            "SELECT DISTINCT chunking FROM embedkeeper.docs__minilm_documents"
+        ).fetchall()
+        assert chunkings == [("none:128",)]
+        assert conn.execute(
+            "SELECT model, chunking FROM embedkeeper.pairs ORDER BY model"
+        ).fetchall() == [("minilm", "none:128"), ("nullm", "none")]
+    config = write_config(tmp_path, models=[whole, NULLM])
+    result = run_cli(["coverage", "--json", "--config", str(config)], cli_env(tmp_path, v01_url))
+    assert result.returncode == 0, result.stderr
+    minilm = next(c for c in json.loads(result.stdout) if c["model"] == "minilm")
+    assert (minilm["embedded"], minilm["stale"]) == (30, 0)
 
 
 def test_a_model_missing_from_the_config_stays_in_the_shared_table_until_named(tmp_path, v01_url):

@@ -119,6 +119,19 @@ def test_the_fingerprint_changes_with_every_setting(tokenizer):
     assert len(prints) == 8
 
 
+def test_the_none_fingerprint_changes_with_the_window_the_model_cuts_at():
+    """With chunking "none" the model cuts the text at its window: max_tokens decides what of a
+    text is embedded, so changing it makes every record stale, as any chunk setting does."""
+    from embedkeeper.chunking.for_model import model_chunking
+    from embedkeeper.config import ModelConfig
+
+    def fingerprint(max_tokens: int | None) -> str:
+        model = ModelConfig(name="m", model=MODEL, chunking="none", max_tokens=max_tokens)
+        return model_chunking(model).fingerprint
+
+    assert [fingerprint(n) for n in (None, 128, 256)] == ["none", "none:128", "none:256"]
+
+
 def test_max_chunks_caps_a_document_and_says_so(tokenizer):
     chunker = make_chunker(
         "text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer, max_chunks=3

@@ -160,9 +160,14 @@ def make_chunker(
 ) -> Chunker:
     """A chunker for `method`: by the tokenizer's tokens when there is one, else by characters
     (CHARS_PER_TOKEN per token). `window` None (a model whose window is unknown) only with
-    "none"."""
+    "none".
+
+    With "none" the model cuts the whole text at its window, so the window decides what is
+    embedded and its size is in the fingerprint ("none:512"); a bare "none" is the model's own
+    window, which the config does not state (the fingerprint v0.1 records carried)."""
     if method == "none" or window is None:
-        return Chunker("none", None, "none", max_chunks=1)
+        fingerprint = "none" if window is None else f"none:{window.size}"
+        return Chunker("none", None, fingerprint, max_chunks=1)
     import semantic_text_splitter as sts
 
     capacity = window.capacity

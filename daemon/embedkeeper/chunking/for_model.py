@@ -58,7 +58,12 @@ class ModelChunking:
 
 def model_chunking(model: ModelConfig) -> ModelChunking:
     if model.chunking == "none":
-        return ModelChunking(make_chunker("none", window=None, tokenizer=None), 0)
+        # The text whole, cut by the model at max_tokens where the config sets it (else at the
+        # model's own window): the fingerprint names it, so changing it embeds again. No
+        # tokenizer is read, so a model named by a hub id needs no local files for this.
+        size = model.max_tokens
+        window = None if size is None else Window(size, 0, 0)
+        return ModelChunking(make_chunker("none", window=window, tokenizer=None), 0)
     where = f'[[models]] "{model.name}"'
     tokenizer, size = _tokenizer_and_window(model, where)
     if tokenizer is not None:

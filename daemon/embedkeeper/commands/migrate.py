@@ -17,6 +17,7 @@ from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
 from embedkeeper.store.full_text import set_full_text
+from embedkeeper.store.pair_tables import adopt_chunking
 from embedkeeper.store.pair_view import replace_view
 from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
 from embedkeeper.store.upgrade import carry_v01
@@ -107,8 +108,10 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 def make_pairs(config: Config) -> None:
     """Each (source, model) pair's tables (a model whose dimensions the config does not state
-    is loaded to learn them), its full-text column as the source's `full_text` says, and its
-    search view, replaced so it follows the config's `where`."""
+    is loaded to learn them), its full-text column as the source's `full_text` says, its
+    search view, replaced so it follows the config's `where`, and its chunking settings: the
+    config's are adopted here, the operator's act of changing them (every writer of other
+    settings is then refused, store/pair_tables.py fence_chunking)."""
     from embedkeeper.app import open_app
 
     app = open_app(config)
@@ -122,10 +125,24 @@ def make_pairs(config: Config) -> None:
                     source.full_text and f"full text ({source.full_text})"
                 )
                 replace_view(conn, queries)
-                print(
+                chunking = app.fingerprint_here(model)
+                replaced = None
+                if chunking is not None:
+                    with conn.transaction():
+                        replaced = adopt_chunking(conn, names, chunking)
+                said = [
                     f"source {source.source_name}, model {model.name}: tables"
-                    f" embedkeeper.{names.base}_documents, _chunks, _failures;"
-                    f" view embedkeeper.{names.base}" + (f"; {full_text}" if full_text else "")
-                )
+                    f" embedkeeper.{names.relations.documents}, _chunks, _failures;"
+                    f" view embedkeeper.{names.relations.view}"
+                ]
+                if full_text:
+                    said.append(full_text)
+                if chunking is None:
+                    said.append("chunking recorded by the first write (no tokenizer here)")
+                elif replaced:
+                    said.append(
+                        f"chunking {chunking} (was {replaced}): every document is embedded again"
+                    )
+                print("; ".join(said))
     finally:
         app.close()

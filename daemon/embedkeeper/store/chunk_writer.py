@@ -1,6 +1,8 @@
 """Writes for a (source, model) pair: a document's record and all its chunks, replaced at once.
 
-One transaction: the batch's records are staged by binary COPY into a session temp table; the
+One transaction: first the fence on the settings (store/pair_tables.py, fence_chunking: a batch
+chunked otherwise than the pair's recorded settings raises ChunkingMismatch, nothing written);
+then the batch's records are staged by binary COPY into a session temp table; the
 records of the staged documents whose current text still hashes to what was embedded are
 upserted (the fence, a primary-key probe of the source per document), returning their ids;
 those documents' old chunks are deleted; their new chunks are copied straight into the chunks
@@ -22,7 +24,7 @@ from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
 from embedkeeper.store.chunk_copy import chunks_block
-from embedkeeper.store.pair_tables import PairNames, vector_column_type
+from embedkeeper.store.pair_tables import PairNames, fence_chunking, vector_column_type
 from embedkeeper.store.source_sql import SourceSql, content_hash
 
 
@@ -42,6 +44,7 @@ class ChunkWriter:
         # The pair's vector type, read with the staging table made on first use (a pass that
         # finds nothing does not pay for them).
         self._storage: str | None = None
+        self._settings_recorded = False  # a write committed: the pair records its settings
 
     def replace(self, embedded: Sequence[ChunkedEmbedding]) -> list[DocumentId]:
         """Write these documents whole; returns the ids written (the others changed meanwhile
@@ -51,12 +54,20 @@ class ChunkWriter:
         if self._storage is None:
             self._storage = self._prepare()
         with self.conn.transaction():
+            # First, before anything is written: the batch's settings are the pair's.
+            fence_chunking(
+                self.conn,
+                self.names,
+                {e.chunking for e in embedded},
+                record_if_none=not self._settings_recorded,
+            )
             self._stage(embedded)
             written = [row[0] for row in self.conn.execute(self._upsert_records()).fetchall()]
             if written:
                 self.conn.execute(self._delete_chunks(), {"ids": written})
                 kept = set(written)
                 self._copy_chunks([e for e in embedded if e.document.id in kept], self._storage)
+        self._settings_recorded = True
         return written
 
     def _prepare(self) -> str:

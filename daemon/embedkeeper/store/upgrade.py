@@ -3,10 +3,14 @@
 v0.1 kept every model's vectors in one shared table, embedkeeper.embeddings, and its failures in
 embedkeeper.failures, each row naming its model. Now each pair of the config's source and a
 model has tables of its own (models/pairs.py). Nothing is embedded again to get there: each
-stored vector becomes its document's one chunk, recorded with chunking "none", which is what the
-vector is (the model's cut of the whole text). A model whose config asks for chunking then
-re-embeds those documents progressively, each old vector serving until its document's chunks
-replace it; the report says how many documents that is.
+stored vector becomes its document's one chunk, recorded as what the vector is, the model's cut
+of the whole text: under a config that keeps texts whole (chunking = "none"), that config's
+fingerprint, which names the window the model cuts at ("none:512" with max_tokens = 512), since
+v0.1 cut at the window its config gave and an upgrade keeps the config; otherwise the bare
+"none", stale to the config's chunking. A model whose config asks for chunking then re-embeds
+those documents progressively, each old vector serving until its document's chunks replace
+it; the report says how many documents that is. The pair records the config's chunking
+settings (embedkeeper.pairs.chunking), which every writer is then held to.
 
 Why not an alembic revision: the pairs' tables depend on the config (the source's name and key
 type, the model's storage), which alembic does not see. Why it is safe on every migrate: it
@@ -28,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from embedkeeper.chunking.for_model import model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.errors import DimensionMismatch
 from embedkeeper.logs import event
@@ -121,9 +126,13 @@ def _carry_model(
         create_pair_tables(
             conn, names, key_type=key_type, dimensions=dimensions, storage=model.storage
         )
-        record = PairRecord(source.display_name, key_type, dimensions, model.storage)
+        chunking = model_chunking(model).fingerprint
+        record = PairRecord(source.display_name, key_type, dimensions, model.storage, chunking)
         record_pair(conn, names, record)
-        vectors = _copy_vectors(conn, SourceSql(source, key_type), names, model, dimensions)
+        carried_as = chunking if model.chunking == "none" else "none"
+        vectors = _copy_vectors(
+            conn, SourceSql(source, key_type), names, model, dimensions, carried_as
+        )
         failures = _copy_failures(conn, names)
         index = carry_index(
             conn, names, dimensions=dimensions, storage=model.storage, settings=settings
@@ -176,15 +185,17 @@ def _copy_vectors(
     names: PairNames,
     model: ModelConfig,
     dimensions: int,
+    chunking: str,
 ) -> int:
-    """Each stored vector as its document's record (chunking "none", one chunk) and chunk 0;
-    returns how many. A document the pair already has (a newer record) keeps its own."""
+    """Each stored vector as its document's record (one chunk, recorded with `chunking`) and
+    chunk 0; returns how many. A document the pair already has (a newer record) keeps its
+    own."""
     statement = sql.SQL(
         """
         WITH kept AS (
             INSERT INTO {documents} AS d (document_id, content_hash, chunking, chunk_count,
                 token_count, truncated, source_updated_at, embedded_at)
-            SELECT e.document_id, e.content_hash, 'none', 1, e.token_count, e.truncated,
+            SELECT e.document_id, e.content_hash, %(chunking)s, 1, e.token_count, e.truncated,
                    e.source_updated_at, e.embedded_at
             FROM embedkeeper.embeddings AS e WHERE e.model = %(model)s
             ON CONFLICT (document_id) DO NOTHING
@@ -210,7 +221,9 @@ def _copy_vectors(
         id=source.id,
         text=source.text,
     )
-    cursor = conn.execute(statement, {"model": model.name, "max_chars": PASSAGE_MAX_CHARS})
+    cursor = conn.execute(
+        statement, {"model": model.name, "max_chars": PASSAGE_MAX_CHARS, "chunking": chunking}
+    )
     return cursor.rowcount
 
 

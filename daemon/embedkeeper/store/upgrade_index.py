@@ -114,7 +114,7 @@ def carry_index(
     params = _Params.of(usable[0] if usable else str(deferred[0][1]))
     opclass = f"{storage}_{params.family}_ops"
     if usable:
-        target = IndexTarget(names.source, model, f"{names.base}_chunks", name, storage, dimensions)
+        target = IndexTarget(names.source, model, names.relations.chunks, name, storage, dimensions)
         statement = hnsw_statement(target, opclass, params.m, params.ef_construction)
         build_indexes(conn, target, [statement], settings)
         return CarriedIndex("built", name, old)
@@ -158,7 +158,7 @@ def _definition(
     """The pair's index as pg_get_indexdef would write it (names quoted as PostgreSQL quotes
     them), since a deferred index is recorded in that form."""
     row = conn.execute(
-        "SELECT quote_ident(%s), quote_ident(%s)", (names.hnsw_index, f"{names.base}_chunks")
+        "SELECT quote_ident(%s), quote_ident(%s)", (names.hnsw_index, names.relations.chunks)
     ).fetchone()
     assert row is not None
     index, table = row

@@ -102,7 +102,7 @@ def index_target(conn: psycopg.Connection[Any], names: PairNames) -> IndexTarget
     return IndexTarget(
         names.source,
         names.model,
-        f"{names.base}_chunks",
+        names.relations.chunks,
         names.hnsw_index,
         str(row[0]),
         int(row[1]),

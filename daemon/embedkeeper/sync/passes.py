@@ -22,13 +22,14 @@ import psycopg
 from embedkeeper.app import App
 from embedkeeper.backends import Backend, wait_after_outage
 from embedkeeper.config import ModelConfig, SourceConfig
-from embedkeeper.errors import BackendRefused, BackendUnavailable, Transient
+from embedkeeper.errors import BackendRefused, BackendUnavailable, ConfigError, Transient
 from embedkeeper.logs import event, set_log_fields
 from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
 from embedkeeper.store import sync_state
 from embedkeeper.store.claims import ClaimRules
 from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.pair_tables import check_pair_chunking
 from embedkeeper.store.pg_store import PgStore
 from embedkeeper.store.runs import adopt_run, finish_run, start_run
 from embedkeeper.sync.background_prune import BackgroundPrune
@@ -107,7 +108,7 @@ class _Pass:
         while True:
             try:
                 return self._attempt()
-            except BackendRefused as exc:  # a configuration error: no retry, nobody charged
+            except (BackendRefused, ConfigError) as exc:  # no retry, nobody charged
                 self._after_outage()
                 self._record_failed_run(exc)
                 raise
@@ -180,12 +181,15 @@ class _Pass:
                 adopt_run(conn, self.run_id)
             return self.plan
         self.queries = ctx.app.ready_pair(conn, ctx.model, ctx.source)  # tables made if missing
+        chunking = ctx.app.chunking(ctx.model).fingerprint
+        # Other settings than the pair's: stop before a run is recorded or a model loaded (the
+        # writer's fence would refuse the first write, after the model's work).
+        check_pair_chunking(conn, self.queries.pair, chunking)
         with mapped_errors("starting a run"):
             run_id = start_run(
                 conn, ctx.pair_source.source_name, ctx.model.name, ctx.options.trigger
             )
         set_log_fields(run=run_id)
-        chunking = ctx.app.chunking(ctx.model).fingerprint
         plan = prepare(conn, self.queries, ctx.model.name, ctx.options, chunking)
         if plan.prune_later:
             self.background = BackgroundPrune(
