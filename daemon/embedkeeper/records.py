@@ -27,6 +27,9 @@ class Document:
     content_hash: bytes
     updated_at: datetime | None = None
     suspect: bool = False  # its last batch died with its process: embed it alone
+    # The tokens the model will see, where the chunker counted them (a chunk that fits the
+    # window by construction); None: the backend counts.
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

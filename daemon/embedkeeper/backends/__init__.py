@@ -75,3 +75,12 @@ def make_backend(model: ModelConfig, retry: RetryConfig | None = None) -> Backen
 
         return RemoteBackend(model, retry)
     raise ConfigError(f'config: [[models]] "{model.name}" backend "{model.backend}" is unknown')
+
+
+def carried_counts(documents: Sequence[Document]) -> list[int] | None:
+    """The tokens the chunker counted for each document (a chunk), or None if it did not count
+    them all: then the backend's tokenizer counts (chunking "none", no tokenizer)."""
+    counts = [d.token_count for d in documents]
+    if any(n is None for n in counts):
+        return None
+    return [n for n in counts if n is not None]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkeeper.backends import carried_counts
 from embedkeeper.chunking.for_model import CHARS_PER_TOKEN_BOUND
 from embedkeeper.config import DEFAULT_MODEL_REF, ModelConfig
 from embedkeeper.errors import BackendUnavailable, InputRejected, ModelError
@@ -157,7 +158,9 @@ class SentenceTransformerBackend:
         texts = [d.text for d in documents]
         prefix = self.config.prefix
         try:
-            counts = self.count_tokens([prefix + t for t in texts])
+            counts = carried_counts(documents)
+            if counts is None:  # the chunker did not count them (chunking "none")
+                counts = self.count_tokens([prefix + t for t in texts])
             vectors = self._encode(texts)
         except (BackendUnavailable, InputRejected):
             raise

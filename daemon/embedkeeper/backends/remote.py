@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from embedkeeper.backends import carried_counts
 from embedkeeper.backends._http import HttpClient, RetryPolicy
 from embedkeeper.backends.breaker import CircuitBreaker
 from embedkeeper.backends.token_count import TokenCounter
@@ -220,7 +221,7 @@ class RemoteBackend:
             vectors = [_unit(v) for v in vectors]
         if self.counter is not None:
             window = self.counter.window
-            counts = self.counter.count(texts)
+            counts = carried_counts(documents) or self.counter.count(texts)
             return [
                 Embedded(d, v, token_count=min(n, window), truncated=n > window or d.cut)
                 for d, v, n in zip(documents, vectors, counts, strict=True)

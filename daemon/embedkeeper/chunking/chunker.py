@@ -17,7 +17,7 @@ compare the two).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from embedkeeper.chunking.tokenizer import Window
@@ -53,6 +53,9 @@ class Chunk:
     start: int  # character offsets into the document's text: text[start:end] == self.text
     end: int
     text: str
+    # Tokens of `text` alone (no special tokens), as the chunker's tokenizer counted them; None
+    # without a tokenizer. Carried to the backend, so no chunk is tokenized a second time.
+    tokens: int | None = None
 
 
 class _Splitter(Protocol):
@@ -74,18 +77,22 @@ class WholeFit:
         most_chars = self.capacity * WHOLE_CHARS_PER_TOKEN
         short = [i for i, text in enumerate(texts) if len(text) <= most_chars]
         trimmed = {i: _trim(texts[i], self.keep_indent) for i in short}
+        counts: dict[int, int | None]
         if self.tokenizer is None:
+            counts = {i: None for i in trimmed}
             fits = {i: len(body) <= self.capacity for i, (_, body) in trimmed.items()}
         else:
             bodies = [body for _, body in trimmed.values()]
             encodings = self.tokenizer.encode_batch_fast(bodies, add_special_tokens=False)
-            fits = {i: len(e) <= self.capacity for i, e in zip(trimmed, encodings, strict=True)}
+            tokens = {i: len(e) for i, e in zip(trimmed, encodings, strict=True)}
+            fits = {i: n <= self.capacity for i, n in tokens.items()}
+            counts = dict(tokens)
         result: list[list[Chunk] | None] = [None] * len(texts)
         for i, (start, body) in trimmed.items():
             if not body:
                 result[i] = []
             elif fits[i]:
-                result[i] = [Chunk(0, start, start + len(body), body)]
+                result[i] = [Chunk(0, start, start + len(body), body, counts[i])]
         return result
 
 
@@ -109,6 +116,7 @@ class Chunker:
         max_chunks: int,
         whole: WholeFit | None = None,
         chunk_chars: int = 0,
+        extra_tokens: int = 0,
     ) -> None:
         self.method = method
         self._splitter = splitter
@@ -116,6 +124,7 @@ class Chunker:
         self.max_chunks = max_chunks
         self._whole = whole
         self.chunk_chars = chunk_chars  # about how many characters a full chunk holds; 0: none
+        self.extra_tokens = extra_tokens  # the special tokens and the prefix's, around a chunk
 
     def split(self, text: str) -> tuple[list[Chunk], bool]:
         """The text's chunks in order, and whether max_chunks cut some text off."""
@@ -125,9 +134,31 @@ class Chunker:
         """split() of each text; the texts that fit one chunk get it without the splitter."""
         if self._whole is None:
             return [self._split(text) for text in texts]
-        return [
+        splits = [
             (whole, False) if whole is not None else self._split(text)
             for text, whole in zip(texts, self._whole.chunks(texts), strict=True)
+        ]
+        return self._counted(splits)
+
+    def model_tokens(self, chunk: Chunk) -> int | None:
+        """The tokens the model sees for the chunk (its text's, the special tokens' and the
+        prefix's); None where the chunker has no tokenizer (the backend counts then)."""
+        return None if chunk.tokens is None else chunk.tokens + self.extra_tokens
+
+    def _counted(self, splits: list[tuple[list[Chunk], bool]]) -> list[tuple[list[Chunk], bool]]:
+        """The splitter's chunks with their tokens, counted in one batch here, on the chunker's
+        thread, beside the model (the whole-text ones were counted when they were fitted)."""
+        tokenizer = self._whole.tokenizer if self._whole is not None else None
+        uncounted = [c for chunks, _ in splits for c in chunks if c.tokens is None]
+        if tokenizer is None or not uncounted:
+            return splits
+        encodings = tokenizer.encode_batch_fast(
+            [c.text for c in uncounted], add_special_tokens=False
+        )
+        counts = {id(c): len(e) for c, e in zip(uncounted, encodings, strict=True)}
+        return [
+            ([c if c.tokens is not None else replace(c, tokens=counts[id(c)]) for c in chunks], cut)
+            for chunks, cut in splits
         ]
 
     def _split(self, text: str) -> tuple[list[Chunk], bool]:
@@ -184,7 +215,8 @@ def make_chunker(
         whole = WholeFit(capacity * CHARS_PER_TOKEN, None, keep_indent)
         unit, chunk_chars = "chars", capacity * CHARS_PER_TOKEN
     fingerprint = f"{method}:{capacity}:{overlap}:{max_chunks}:{unit}"
-    return Chunker(method, splitter, fingerprint, max_chunks, whole, chunk_chars)
+    extra = window.special + window.prefix if tokenizer is not None else 0
+    return Chunker(method, splitter, fingerprint, max_chunks, whole, chunk_chars, extra)
 
 
 def _segments(text: str, size: int) -> Iterator[tuple[int, str]]:

@@ -162,6 +162,7 @@ def _embed_group(
                 document.content_hash,
                 document.updated_at,
                 document.suspect,
+                chunker.model_tokens(chunk),
             )
             pieces[id(stand_in)] = _Piece(index, chunk)
             stand_ins.append(stand_in)
