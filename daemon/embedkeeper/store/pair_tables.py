@@ -276,9 +276,7 @@ def ensure_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
     with conn.transaction():
         # Instances starting together would race CREATE TABLE IF NOT EXISTS (a duplicate-key
         # error in the catalog): the first makes the tables, the others wait and find them.
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (locks.PAIRS, names.base)
-        )
+        locks.take(conn, "pg_advisory_xact_lock", locks.PAIRS, names.base)
         exists = vector_column_type(conn, names) is not None
         if not exists:
             try:
@@ -296,7 +294,7 @@ def ensure_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
                 raise SchemaMissing(
                     f'the tables of source "{names.source}", model "{names.model}" do not exist'
                     " and this role may not create them; run `embedkeeper migrate` as the"
-                    " owner of schema embedkeeper (then the README's GRANT block)"
+                    " owner of schema embedkeeper (then the grants of docs/operations.md)"
                 ) from exc
         record_pair(conn, names, wanted)
     return not exists
