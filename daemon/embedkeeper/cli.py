@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_duration, help="the window, e.g. 1h or 7d (default 24h)")
     p = add("search", "the documents nearest to a question, with the model that embedded them")
     p.add_argument("query", metavar="QUESTION", help="the text to search for")
-    p.add_argument("--model", help="the [[models]] name (default: the first)")
+    p.add_argument(
+        "--model",
+        help="the [[models]] name (default: with --source, the first model that embeds that"
+        " source; else the first)",
+    )
     p.add_argument("--source", help="the source to search (default: the first the model embeds)")
     p.add_argument("-k", type=_positive, default=10, help="how many documents (default 10)")
     p.add_argument(

@@ -1,11 +1,13 @@
 """`embedkeeper search` through the installed command: the question embedded with the model's
-query_prefix, one row per document nearest first, `--json` fields, and usage errors."""
+query_prefix, one row per document nearest first, `--json` fields (the score and the ranking it
+comes from), usage errors, a pair with nothing embedded, and the model `--source` picks."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import insert_docs, vectors
 
@@ -27,6 +29,8 @@ def test_search_prints_the_nearest_documents_as_json_and_as_a_table(cli, conn, m
     hits = json.loads(result.stdout)
     assert [h["document_id"] for h in hits] == [ids[1], hits[1]["document_id"]]
     assert set(hits[0]) >= {"source", "model", "document_id", "chunk", "distance", "text"}
+    assert hits[0]["ranking"] == "vector"
+    assert hits[0]["score"] == pytest.approx(1.0 - hits[0]["distance"], abs=1e-6)
     assert hits[0]["model"] == "minilm"
     assert hits[0]["source"] == "docs"
     assert hits[0]["text"] == TEXTS[1]
@@ -79,13 +83,81 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
     assert hits[0]["document_id"] == ids[3]
     assert sorted(hits[0]["found_by"]) == ["full_text", "vector"]
     assert hits[1]["found_by"] == ["vector"]
+    # The rows are in the order of their fused score, which the JSON gives, and says so.
+    assert [h["ranking"] for h in hits] == ["rrf", "rrf"]
+    assert hits[0]["score"] == pytest.approx(2 / 61, abs=1e-6)  # rank 1 of both lists
+    assert hits[0]["score"] > hits[1]["score"]
 
     table = cli("search", "frobnicate_widget helper", "-k", "2").stdout.splitlines()
-    assert table[0].split() == ["distance", "document", "chunk", "found", "passage"]
-    assert table[1].split()[1:4] == [str(ids[3]), "0", "both"]
+    columns = ["score", "distance", "document", "chunk", "found", "passage"]
+    assert table[0].split() == columns
+    assert table[1].split()[:5] == [
+        "0.0328",
+        f"{hits[0]['distance']:.3f}",
+        str(ids[3]),
+        "0",
+        "both",
+    ]
     # Words that no passage holds: the same columns, every row found by the vector.
-    unmatched = cli("search", "comet tails zzzqqq", "-k", "2").stdout.splitlines()
-    assert unmatched[0].split() == ["distance", "document", "chunk", "found", "passage"]
-    assert [line.split()[3] for line in unmatched[1:]] == ["vector", "vector"]
+    unmatched = cli("search", "zzzqqq xxxwww", "-k", "2").stdout.splitlines()
+    assert unmatched[0].split() == columns
+    assert [line.split()[4] for line in unmatched[1:]] == ["vector", "vector"]
     plain = cli("search", "frobnicate_widget helper", "-k", "2", "--vector-only", "--json")
     assert [h["found_by"] for h in json.loads(plain.stdout)] == [["vector"], ["vector"]]
+
+
+def test_a_pair_with_nothing_embedded_is_an_error_and_search_makes_no_table_nor_loads_a_model(
+    cli, conn
+):
+    insert_docs(conn, TEXTS)
+    # A model that cannot load: a search that loaded it would say so instead.
+    cli.configure(model={"model": "/nonexistent/model"})
+
+    result = cli("search", "why does dough rise?")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "embedkeeper: error: nothing embedded yet for docs/minilm; run `embedkeeper backfill"
+        " --source docs"
+        " --model minilm` (or the daemon)"
+    )
+    made = conn.execute("SELECT to_regclass('embedkeeper.docs__minilm_chunks')").fetchone()
+    assert made == (None,)
+
+
+# The first model does not embed docs: `--source docs` alone must not pick it.
+NULL_FIRST = """
+[[sources]]
+table = "public.docs"
+
+[[sources]]
+name = "notes"
+table = "public.notes"
+id_column = "slug"
+text_column = "content"
+
+[[models]]
+name = "null"
+backend = "null"
+dimensions = 384
+sources = ["notes"]
+
+[[models]]
+name = "minilm"
+dimensions = 384
+batch_size = 16
+"""
+
+
+def test_source_alone_searches_with_the_first_model_that_embeds_it(cli, conn):
+    ids = insert_docs(conn, TEXTS)
+    conn.execute("CREATE TABLE public.notes (slug text PRIMARY KEY, content text)")
+    cli.configure(NULL_FIRST)
+    backfilled = cli("backfill", "--source", "docs")
+    assert backfilled.returncode == 0, backfilled.stderr
+
+    result = cli("search", "why does dough rise?", "--source", "docs", "-k", "1", "--json")
+
+    assert result.returncode == 0, result.stderr
+    [hit] = json.loads(result.stdout)
+    assert (hit["source"], hit["model"], hit["document_id"]) == ("docs", "minilm", ids[1])

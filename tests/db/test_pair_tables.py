@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pgvector import HalfVector
 
-from embedkeeper.models.pairs import MAX_NAME, SUFFIXES, pair_base_name
+from embedkeeper.models.pairs import MAX_NAME, pair_base_name
 from embedkeeper.store.pair_tables import PairNames, create_pair_tables, vector_column_type
 
 
@@ -64,54 +64,139 @@ def test_creating_twice_changes_nothing(conn):
 
 
 def test_halfvec_storage_takes_a_plain_hnsw_index_that_a_search_uses_without_a_cast(conn):
+    """The statements `nearest` and `by_words` run, explained: the pair's HNSW index serves the
+    vector's order with no cast, its GIN index the words."""
+    from psycopg import sql
+
+    from embedkeeper.store.full_text import set_full_text
+    from embedkeeper.store.queries import SourceQueries
+    from embedkeeper.store.search import explain_nearest, words_statement
+    from tests.conftest import source_config
+
     names = PairNames.of("docs", "big")
     create_pair_tables(conn, names, key_type="bigint", dimensions=3072, storage="halfvec")
+    set_full_text(conn, names, "english")
     assert vector_column_type(conn, names) == "halfvec(3072)"
     rng = np.random.default_rng(1)
     conn.execute(
+        "INSERT INTO public.docs (id, body) SELECT g, 'passage ' || g FROM generate_series(0, 49) g"
+    )
+    conn.execute(
         "INSERT INTO embedkeeper.docs__big_documents (document_id, content_hash, chunking,"
-        " chunk_count, token_count, truncated) SELECT g, 'x', 'none', 1, 1, false"
-        " FROM generate_series(0, 49) AS g"
+        " chunk_count, token_count, truncated) SELECT id, decode(md5(body), 'hex'), 'none', 1, 1,"
+        " false FROM public.docs"
     )
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO embedkeeper.docs__big_chunks VALUES (%s, 0, 0, 1, 'p', %s)",
-            [(i, HalfVector(rng.standard_normal(3072))) for i in range(50)],
+            "INSERT INTO embedkeeper.docs__big_chunks VALUES (%s, 0, 0, 1, %s, %s)",
+            [(i, f"passage {i}", HalfVector(rng.standard_normal(3072))) for i in range(50)],
         )
     conn.execute(
         "CREATE INDEX docs__big_hnsw ON embedkeeper.docs__big_chunks"
         " USING hnsw (embedding halfvec_cosine_ops)"
     )
-    conn.execute("SET enable_seqscan = off")
-    plan = "\n".join(
-        row[0]
-        for row in conn.execute(
-            "EXPLAIN SELECT document_id FROM embedkeeper.docs__big_chunks"
-            " ORDER BY embedding <=> %s LIMIT 5",
-            (HalfVector(rng.standard_normal(3072)),),
+    conn.execute("ANALYZE")
+    conn.execute("SET enable_seqscan = off")  # 50 rows: reading them whole would win on cost
+    conn.execute("SET enable_sort = off")
+    pair = SourceQueries.for_pair(source_config().source, "bigint", names)
+    query = rng.standard_normal(3072).astype(np.float32)
+
+    vector_plan = explain_nearest(conn, pair, query, 5)
+    conn.execute("RESET enable_sort")  # the words' rows are sorted by rank: that is their plan
+    conn.execute("SET enable_indexscan = off")  # 50 rows: the key's index and a filter would do
+    statement, params = words_statement(pair, query, "where are the zebras?", "english", 5)
+    words_plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params))
+
+    assert "Index Scan using docs__big_hnsw on docs__big_chunks" in vector_plan
+    assert "Order By: (embedding <=> " in vector_plan
+    assert "::halfvec" not in vector_plan.split("Order By:")[0]  # the column as it is, no cast
+    assert "Bitmap Index Scan on docs__big_full_text" in words_plan
+
+
+ODD_PAIRS = [
+    ("Docs", "minilm"),
+    ("docs", "MiniLM"),
+    ("docs", "mini-lm"),
+    ("docs", "minilm" + "x" * 80),
+    ("docs", "minilm" + "x" * 81),
+    ("dö cs", "minilm"),
+    ("docs_", "_minilm"),
+    ("docs", "__minilm"),
+    ("do__cs", "minilm"),
+    ("a" * 20, "b" * 31),
+]
+# A model named after another's relation: (docs, minilm_chunks) would make a view
+# docs__minilm_chunks, the chunks table of (docs, minilm).
+SUFFIXED_PAIRS = [
+    ("docs", "minilm_chunks"),
+    ("docs", "minilm_documents"),
+    ("docs", "minilm_failures"),
+    ("docs", "minilm_chunking"),
+    ("docs", "minilm_hnsw"),
+    ("docs", "minilm_full_text"),
+    ("docs", "minilm_chunks_pkey"),
+    ("docs", "minilm_documents_pkey"),
+    ("docs_chunks", "minilm"),
+]
+
+
+def catalog_names(conn) -> set[str]:
+    """Every relation (table, view, index) and constraint in schema embedkeeper, by name; not
+    the NOT NULL constraints PostgreSQL 18 names after their table and column itself."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'embedkeeper'"
+        " UNION ALL SELECT con.conname FROM pg_constraint con"
+        " JOIN pg_namespace n ON n.oid = con.connamespace"
+        " WHERE n.nspname = 'embedkeeper' AND con.contype <> 'n'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def make_everything(conn, names: PairNames) -> None:
+    """All that a pair may get: its tables, full-text column and index, view, HNSW index."""
+    from psycopg import sql
+
+    from embedkeeper.store.full_text import set_full_text
+    from embedkeeper.store.pair_view import replace_view
+    from embedkeeper.store.queries import SourceQueries
+    from tests.conftest import source_config
+
+    with conn.transaction():
+        create_pair_tables(conn, names, key_type="bigint", dimensions=3)
+    set_full_text(conn, names, "english")
+    replace_view(conn, SourceQueries.for_pair(source_config().source, "bigint", names))
+    conn.execute(
+        sql.SQL("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
+            sql.Identifier(names.hnsw_index), names.chunks
         )
     )
-    assert "Index Scan using docs__big_hnsw" in plan
 
 
 def test_pair_names_are_plain_when_they_can_be_and_never_collide_or_overflow():
     assert pair_base_name("docs", "minilm") == "docs__minilm"
-    odd = [
-        ("Docs", "minilm"),
-        ("docs", "MiniLM"),
-        ("docs", "mini-lm"),
-        ("docs", "minilm" + "x" * 80),
-        ("docs", "minilm" + "x" * 81),
-        ("dö cs", "minilm"),
-        ("docs_", "_minilm"),
-        ("docs", "__minilm"),
-        ("do__cs", "minilm"),
-    ]
-    bases = {pair_base_name(s, m) for s, m in odd} | {"docs__minilm"}
-    assert len(bases) == len(odd) + 1
-    longest = max(len(s) for s in SUFFIXES)
-    assert all(len(b) + longest <= MAX_NAME for b in bases)
+    pairs = [("docs", "minilm"), *ODD_PAIRS, *SUFFIXED_PAIRS]
+    every = [name for s, m in pairs for name in PairNames.of(s, m).relations.every_name()]
+    assert len(set(every)) == len(every)  # no name of one pair is a name of another
+    assert all(len(name) <= MAX_NAME for name in every)
+    bases = [PairNames.of(s, m).base for s, m in pairs]
     assert all(b == b.lower() and b.replace("_", "").isalnum() for b in bases)
+
+
+def test_every_relation_and_constraint_of_two_pairs_is_their_own_in_the_database(conn):
+    """Made in the database, in an order where a name taken first would hide the later pair's
+    object (CREATE ... IF NOT EXISTS) or refuse it: each pair gets exactly the names
+    PairNames lists, none of which another pair has."""
+    made: dict[tuple[str, str], set[str]] = {}
+    for source, model in [("docs", "minilm"), *SUFFIXED_PAIRS, *ODD_PAIRS]:
+        before = catalog_names(conn)
+        make_everything(conn, PairNames.of(source, model))
+        made[source, model] = catalog_names(conn) - before
+    first = made["docs", "minilm"]
+    for pair, names in made.items():
+        assert len(names) == len(first), f"{pair}: {sorted(names)}"
+    for (source, model), names in made.items():
+        assert names == set(PairNames.of(source, model).relations.every_name())
 
 
 def test_a_pair_is_recorded_once_and_a_config_that_moves_it_is_refused_naming_both(conn):

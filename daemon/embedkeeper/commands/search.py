@@ -3,8 +3,9 @@
 The question is embedded by the model's own backend with `query_prefix` in place of `prefix`
 (models such as E5 or nomic-embed-text want "query: " on questions and "passage: " on
 documents), so the command answers as an application using the same model would. One row per
-document (its nearest chunk), or with --chunks one row per chunk, nearest first, from
-store/search.py.
+document (its nearest chunk), or with --chunks one row per chunk, best first, from
+store/search.py. A search only reads: a pair with no tables yet is an error that says to run a
+backfill, and no model is loaded before the pair is known to hold vectors.
 """
 
 from __future__ import annotations
@@ -22,39 +23,41 @@ import psycopg
 
 from embedkeeper.app import open_app
 from embedkeeper.backends import Backend
-from embedkeeper.config import Config
+from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.errors import ModelError, SchemaMissing, UsageError
 from embedkeeper.records import Document
 from embedkeeper.store.db import connect
 from embedkeeper.store.full_text import full_text_config
 from embedkeeper.store.hybrid_search import hybrid_nearest
-from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.pair_tables import PairNames, vector_column_type
 from embedkeeper.store.search import EF_SEARCH, VECTOR, Hit, nearest
-from embedkeeper.store.vector_index import model_dimensions
 
 SNIPPET_CHARS = 100
+BY_VECTOR = "vector"  # the JSON's `ranking`: by cosine similarity, `score` = 1 - distance
+BY_RRF = "rrf"  # by vector and words, `score` = their reciprocal rank fusion
 
 
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     question = args.query.strip()
     if not question:
         raise UsageError("search: the question is empty")
-    model = config.model(args.model) if args.model else config.models[0]
-    source, _ = config.chosen_pairs(args.source, model.name)[0]
+    source, model = searched_pair(config, args.source, args.model)
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        queries = app.ready_pair(conn, model, source)
-        dimensions = model_dimensions(conn, model)
+        names = app.names(model, source)
+        queries = app.made_pair(conn, model, source)
+        if queries is None:
+            raise SchemaMissing(
+                f"nothing embedded yet for {names.source}/{names.model}; run `embedkeeper"
+                f" backfill --source {names.source} --model {names.model}` (or the daemon)"
+            )
+        dimensions = pair_dimensions(conn, names)
+        words_config = None if args.vector_only else full_text_of(conn, names, source.full_text)
         backend = app.backend_factory(replace(model, prefix=model.query_prefix))
         try:
             vector = embed_question(backend, question, dimensions, model.name)
         finally:
             backend.close()
-        words_config = (
-            None
-            if args.vector_only
-            else full_text_of(conn, app.names(model, source), source.full_text)
-        )
         ef_search = args.ef_search or EF_SEARCH
         if words_config is None:
             hits = nearest(conn, queries, vector, args.k, chunks=args.chunks, ef_search=ef_search)
@@ -69,12 +72,34 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
                 chunks=args.chunks,
                 ef_search=ef_search,
             )
-    name = source.source_name
+    name, by_words = source.source_name, words_config is not None
     if args.json:
-        print(json.dumps([as_json(hit, name, model.name) for hit in hits], indent=2))
+        ranking = BY_RRF if by_words else BY_VECTOR
+        print(json.dumps([as_json(hit, name, model.name, ranking) for hit in hits], indent=2))
     else:
-        print(format_hits(hits, name, model.name, by_words=words_config is not None))
+        print(format_hits(hits, name, model.name, by_words=by_words))
     return 0
+
+
+def searched_pair(
+    config: Config, source: str | None, model: str | None
+) -> tuple[SourceConfig, ModelConfig]:
+    """The pair a search reads: `--model` (else, with `--source`, the first model that embeds
+    that source, else the first model) and `--source` (else the first source the model
+    embeds). A model that does not embed the source is a ConfigError naming both."""
+    if model is None and source is not None:
+        return config.chosen_pairs(source, None)[0]
+    chosen = config.model(model) if model else config.models[0]
+    return config.chosen_pairs(source, chosen.name)[0]
+
+
+def pair_dimensions(conn: psycopg.Connection[Any], names: PairNames) -> int:
+    """The size of the pair's stored vectors, from its column's type (`vector(384)`)."""
+    column = vector_column_type(conn, names)
+    found = re.search(r"\((\d+)\)", column or "")
+    if found is None:
+        raise SchemaMissing(f"the chunks of {names.source}/{names.model} have no typed vectors")
+    return int(found.group(1))
 
 
 def full_text_of(conn: psycopg.Connection[Any], names: PairNames, wanted: str | None) -> str | None:
@@ -104,7 +129,9 @@ def embed_question(
     return vector
 
 
-def as_json(hit: Hit, source: str, model: str) -> dict[str, Any]:
+def as_json(hit: Hit, source: str, model: str, ranking: str = BY_VECTOR) -> dict[str, Any]:
+    """One hit; `score` is what the results are ordered by (higher first), `ranking` says
+    which: the cosine similarity, or the fused rank of vector and words."""
     document_id = (
         str(hit.document_id) if isinstance(hit.document_id, uuid.UUID) else hit.document_id
     )
@@ -113,6 +140,8 @@ def as_json(hit: Hit, source: str, model: str) -> dict[str, Any]:
         "model": model,
         "document_id": document_id,
         "chunk": hit.chunk,
+        "score": round(hit.score, 6),
+        "ranking": ranking,
         "distance": round(hit.distance, 6),
         "text": hit.text,
         "found_by": list(hit.found_by),
@@ -120,17 +149,22 @@ def as_json(hit: Hit, source: str, model: str) -> dict[str, Any]:
 
 
 def format_hits(hits: list[Hit], source: str, model: str, *, by_words: bool = False) -> str:
-    """The table; searched `by_words` too, a `found` column says which side found each row."""
+    """The table, best first. Searched `by_words` too, the rows are in the order of their fused
+    score, so it comes first, then the cosine distance, and a `found` column says which side
+    found each row."""
     if not hits:
         return f"no embedded documents in {source} for model {model}"
     ids = [str(h.document_id) for h in hits]
     width = max(len("document"), *(len(i) for i in ids))
+    score = f"{'score':>7}  " if by_words else ""
     found = f"  {'found':<6}" if by_words else ""
-    lines = [f"{'distance':>8}  {'document':<{width}}  {'chunk':>5}{found}  passage"]
+    lines = [f"{score}{'distance':>8}  {'document':<{width}}  {'chunk':>5}{found}  passage"]
     for hit, doc_id in zip(hits, ids, strict=True):
+        score = f"{hit.score:7.4f}  " if by_words else ""
         found = f"  {found_by(hit):<6}" if by_words else ""
         lines.append(
-            f"{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}{found}  {snippet(hit.text)}"
+            f"{score}{hit.distance:8.3f}  {doc_id:<{width}}  {hit.chunk:>5}{found}"
+            f"  {snippet(hit.text)}"
         )
     return "\n".join(lines)
 

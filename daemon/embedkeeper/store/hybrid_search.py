@@ -53,7 +53,8 @@ def hybrid_nearest(
 
 def fuse(lists: Sequence[Sequence[Hit]], k: int, *, by_chunk: bool) -> list[Hit]:
     """The k best by reciprocal rank fusion of `lists`, each best first; a result is a document
-    (or with `by_chunk` a chunk) and carries every list that found it in `found_by`."""
+    (or with `by_chunk` a chunk), carries every list that found it in `found_by` and its fused
+    score in `score` (what the results are ordered by)."""
     scores: dict[Hashable, float] = {}
     shown: dict[Hashable, tuple[int, Hit]] = {}  # the best rank a result had, and its row there
     found_by: dict[Hashable, tuple[str, ...]] = {}
@@ -66,4 +67,4 @@ def fuse(lists: Sequence[Sequence[Hit]], k: int, *, by_chunk: bool) -> list[Hit]
                 shown[key] = (rank, hit)
     # Equal scores (one list each, same rank): the nearer by cosine first, so the order is fixed.
     order = sorted(scores, key=lambda key: (-scores[key], shown[key][1].distance))
-    return [replace(shown[key][1], found_by=found_by[key]) for key in order[:k]]
+    return [replace(shown[key][1], found_by=found_by[key], score=scores[key]) for key in order[:k]]

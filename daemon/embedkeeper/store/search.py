@@ -1,15 +1,23 @@
-"""The nearest documents (or chunks) to a query vector, with the source's `where` applied.
+"""The nearest documents (or chunks) to a query vector, and the chunks that hold a question's
+words, with the source's `where` applied and only chunks of the text the source holds now.
 
-The statement reads the pair's chunks, whose typed column the pair's HNSW index serves with no
-cast (without an index it is an exact scan). The source
-is joined with its filter, so a soft-deleted document is never returned, even before the next
-pass prunes its vector. pgvector 0.8's iterative scan keeps walking the graph while the join
-filters rows out, so a filter does not starve the result; its relaxed order is why the caller
-gets the rows sorted here, by distance.
+The vector statement reads the pair's chunks ordered by the operator of the pair's own vector
+index (`<=>` for cosine, `<->` for L2, `<#>` for inner product, read from the catalog once per
+search), so the index serves it whichever opclass `index create` or the v0.1 upgrade gave it;
+the distance reported is the cosine distance all the same. It is read through one server-side
+cursor, page by page, until k documents are found: one walk of the index, never a second scan
+with a larger limit. pgvector 0.8's iterative scan keeps walking the graph while the join
+filters rows out, so a filter does not starve the result; its relaxed order is why the rows
+read are sorted here before each document's best is taken.
+
+A chunk is served only while its document's record holds the hash of the current text, as
+the pair's view serves them (store/pair_view.current_chunks says why and how): a document
+edited since it was embedded is left out until the next pass embeds it again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +29,8 @@ from psycopg import sql
 
 from embedkeeper.records import DocumentId
 from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.pair_view import current_chunks
 from embedkeeper.store.source_sql import SourceSql
 
 PASSAGE_CHARS = 1000  # of a chunk's passage, returned with each hit
@@ -29,10 +39,18 @@ MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
 # ten nearest among 200,000 MiniLM chunks; 200 found 97 % at 8 ms (BENCHMARKS.md, bench search).
 EF_SEARCH = 200
 MAX_CHUNKS_READ = 20_000  # chunks read to find k documents' best ones, at most
-
+# The share of the cursor's rows the planner should expect us to read: we stop after a few
+# pages, so a plan that starts fast (the index scan) beats one that sorts every chunk first.
+CURSOR_TUPLE_FRACTION = 0.01
+CURSOR = "embedkeeper_nearest"
 
 VECTOR = "vector"  # found by the HNSW (or exact) scan of the query's vector
 FULL_TEXT = "full_text"  # found by the pair's full-text column holding the question's words
+COSINE = "<=>"
+# pgvector's operator classes, by the suffix their name ends with, and the operator each serves.
+OPERATORS = {"_cosine_ops": COSINE, "_l2_ops": "<->", "_ip_ops": "<#>", "_l1_ops": "<+>"}
+# websearch_to_tsquery's own syntax: a quoted phrase, or a word excluded with a leading minus.
+EXPLICIT_SYNTAX = re.compile(r'"|(?:^|\s)-\w')
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,30 @@ class Hit:
     distance: float  # cosine distance of the chunk to the question, however it was found
     text: str
     found_by: tuple[str, ...] = (VECTOR,)
+    # What the results are ordered by, higher first: the cosine similarity (1 - distance) of a
+    # vector search; the reciprocal rank fusion score of a search by vector and words.
+    score: float = 0.0
+
+
+def index_operator(conn: psycopg.Connection[Any], names: PairNames) -> str:
+    """The distance operator the pair's vector index serves: `<=>` without one (an exact scan,
+    by cosine), and the cosine one where there are several. Only a plain, valid index on the
+    column counts: a partial or expression index does not serve the search's statement."""
+    row = conn.execute(
+        "SELECT o.opcname FROM pg_index i"
+        " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam"
+        " JOIN pg_opclass o ON o.oid = i.indclass[0]"
+        " JOIN pg_attribute t ON t.attrelid = i.indrelid AND t.attnum = i.indkey[0]"
+        " WHERE i.indrelid = to_regclass(%s) AND a.amname IN ('hnsw', 'ivfflat')"
+        " AND i.indisvalid AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL"
+        " AND t.attname = 'embedding'"
+        " ORDER BY o.opcname NOT LIKE '%%\\_cosine\\_ops', x.relname LIMIT 1",
+        (names.chunks.as_string(conn),),
+    ).fetchone()
+    if row is None:
+        return COSINE
+    opclass = str(row[0])
+    return next((op for end, op in OPERATORS.items() if opclass.endswith(end)), COSINE)
 
 
 def nearest(
@@ -53,26 +95,50 @@ def nearest(
     chunks: bool = False,
     ef_search: int = EF_SEARCH,
 ) -> list[Hit]:
-    """The k documents nearest to `query` by cosine distance, nearest first, each by its best
-    chunk; with `chunks`, the k nearest chunks. The statement has the shape the pair's HNSW
-    index serves (ORDER BY the typed column's distance, LIMIT): best chunks per document are
-    picked from the nearest chunks, read again with a larger limit while too few documents
-    came back. `ef_search`: the HNSW scan's candidate list (at least the rows asked for); more
-    finds more of the true nearest, and costs time."""
-    statement = _chunks_statement(queries, "ORDER BY c.embedding <=> %(q)s LIMIT %(limit)s")
-    limit = k if chunks else k * 4
-    while True:
-        params = {"q": query, "limit": limit, "chars": PASSAGE_CHARS}
-        with mapped_errors("searching"), conn.transaction():
-            _iterative_scan(conn, max(ef_search, limit))
-            rows = conn.execute(statement, params).fetchall()
-        hits = sorted(_hits(rows, (VECTOR,)), key=lambda h: h.distance)
-        if chunks:
-            return hits[:k]
-        best = best_per_document(hits)
-        if len(best) >= k or len(rows) < limit or limit >= MAX_CHUNKS_READ:
-            return best[:k]
-        limit = min(limit * 4, MAX_CHUNKS_READ)
+    """The k documents nearest to `query`, nearest first, each by its best chunk; with
+    `chunks`, the k nearest chunks. One walk of the pair's index through a cursor: pages are
+    read until k documents are found (or MAX_CHUNKS_READ chunks). `ef_search`: the HNSW scan's
+    candidate list (at least k); more finds more of the true nearest, and costs time."""
+    page = max(4 * k, 40)
+    rows: list[tuple[Any, ...]] = []
+    with mapped_errors("searching"), conn.transaction():
+        statement = _prepare_nearest(conn, queries, ef_search, k)
+        if chunks:  # k rows: one statement, no cursor to open and close
+            rows = conn.execute(statement, _nearest_params(query, k)).fetchall()
+        else:
+            with conn.cursor(name=CURSOR) as cursor:
+                cursor.execute(statement, _nearest_params(query, MAX_CHUNKS_READ))
+                while True:
+                    fetched = cursor.fetchmany(page)
+                    rows += fetched
+                    if len(fetched) < page or len(rows) >= MAX_CHUNKS_READ:
+                        break
+                    if len({row[0] for row in rows}) >= k:
+                        break
+    rows.sort(key=lambda row: float(row[4]))  # the iterative scan's order is relaxed
+    hits = _hits(rows, (VECTOR,))
+    return hits[:k] if chunks else best_per_document(hits)[:k]
+
+
+def explain_nearest(
+    conn: psycopg.Connection[Any],
+    queries: SourceSql,
+    query: npt.NDArray[np.float32],
+    k: int,
+    *,
+    chunks: bool = False,
+    ef_search: int = EF_SEARCH,
+) -> str:
+    """The plan PostgreSQL makes for nearest's statement (its cursor's, for documents), with
+    the settings nearest runs it under: what to check that the pair's index serves it."""
+    with mapped_errors("explaining a search"), conn.transaction():
+        statement = _prepare_nearest(conn, queries, ef_search, k)
+        explain: sql.Composable = sql.SQL("EXPLAIN ")
+        if not chunks:
+            explain = sql.SQL("EXPLAIN DECLARE {} CURSOR FOR ").format(sql.Identifier(CURSOR))
+        params = _nearest_params(query, k if chunks else MAX_CHUNKS_READ)
+        rows = conn.execute(explain + statement, params).fetchall()
+    return "\n".join(str(row[0]) for row in rows)
 
 
 def by_words(
@@ -83,20 +149,53 @@ def by_words(
     config: str,
     limit: int,
 ) -> list[Hit]:
-    """The `limit` chunks whose passage holds the question's words (web-search syntax:
-    every word, "a phrase", `or`, `-word`), best `ts_rank_cd` first, through the pair's GIN
-    index on its full-text column (store/full_text.py), the source's `where` applied. Each
-    carries its cosine distance to `query`, so a row reads the same whichever way it came."""
-    statement = _chunks_statement(
-        queries,
-        "WHERE c.full_text @@ websearch_to_tsquery(%(config)s::regconfig, %(words)s)"
-        " ORDER BY ts_rank_cd(c.full_text, websearch_to_tsquery(%(config)s::regconfig, %(words)s))"
-        " DESC, c.document_id, c.chunk LIMIT %(limit)s",
-    )
-    params = {"q": query, "words": words, "config": config, "limit": limit, "chars": PASSAGE_CHARS}
+    """The `limit` chunks that hold the question's words, through the pair's GIN index on its
+    full-text column (store/full_text.py), the source's `where` applied. Each carries its
+    cosine distance to `query`, so a row reads the same whichever way it came.
+
+    A question as people type it ("How can I find out the size of the terminal window?") is
+    rarely matched by a passage holding every one of its words, so the chunks holding every
+    word come first (by ts_rank_cd), then those holding any of them (by ts_rank, which counts
+    how many of the words a passage holds). On 25 such questions over 130 Debian READMEs and
+    Python module pages, the words alone found the answering document in their first 5 for 6
+    questions with every word, 21 with every-then-any. A question in websearch_to_tsquery's
+    own syntax ("a phrase", -word) is taken as written: only the chunks that match it."""
+    statement, params = words_statement(queries, query, words, config, limit)
     with mapped_errors("searching by words"):
         rows = conn.execute(statement, params).fetchall()
     return _hits(rows, (FULL_TEXT,))
+
+
+def words_statement(
+    queries: SourceSql,
+    query: npt.NDArray[np.float32],
+    words: str,
+    config: str,
+    limit: int,
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """by_words' statement and parameters. The "any word" query is an OR of the lexemes the
+    configuration makes of the question, built in SQL (each quoted as tsquery input wants), so
+    no user text is ever formatted into the statement; a subquery, so the planner takes it as
+    one value and the GIN index serves it."""
+    every = sql.SQL("websearch_to_tsquery(%(config)s::regconfig, %(words)s)")
+    if EXPLICIT_SYNTAX.search(words):
+        any_word = every
+    else:
+        any_word = sql.SQL(
+            "(SELECT string_agg('''' || replace(replace(x, '\\', '\\\\'), '''', '''''')"
+            " || '''', ' | ')"
+            " FROM unnest(tsvector_to_array(to_tsvector(%(config)s::regconfig, %(words)s))) AS x"
+            ")::tsquery"
+        )
+    rest = sql.SQL(
+        " AND c.full_text @@ {any}"
+        " ORDER BY c.full_text @@ {every} DESC,"
+        " CASE WHEN c.full_text @@ {every} THEN ts_rank_cd(c.full_text, {every})"
+        " ELSE ts_rank(c.full_text, {any}) END DESC,"
+        " c.document_id, c.chunk LIMIT %(limit)s"
+    ).format(every=every, any=any_word)
+    params = {"q": query, "words": words, "config": config, "limit": limit, "chars": PASSAGE_CHARS}
+    return _chunks_statement(queries, COSINE, rest), params
 
 
 def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
@@ -107,29 +206,56 @@ def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
     return list(best.values())
 
 
-def _chunks_statement(queries: SourceSql, rest: str) -> sql.Composed:
-    """A pair's chunks joined to the source (its `where` applied), each with its distance to
-    %(q)s and its passage's start: the head both searches share, then `rest` (our own SQL)."""
+def _prepare_nearest(
+    conn: psycopg.Connection[Any], queries: SourceSql, ef_search: int, k: int
+) -> sql.Composed:
+    """Settings for the search's transaction, and the statement in the index's order."""
     assert queries.names is not None, "search reads a pair's chunks"
-    return sql.SQL(
-        "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"
-        " left(c.passage, %(chars)s)"
-        " FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id "
-    ).format(chunks=queries.names.chunks, documents=queries.documents, id=queries.id) + sql.SQL(
-        rest
+    operator = index_operator(conn, queries.names)
+    _iterative_scan(conn, max(ef_search, k))
+    return _chunks_statement(queries, operator, sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s"))
+
+
+def _nearest_params(query: npt.NDArray[np.float32], limit: int) -> dict[str, Any]:
+    return {"q": query, "limit": limit, "chars": PASSAGE_CHARS}
+
+
+def _chunks_statement(queries: SourceSql, operator: str, rest: sql.Composable) -> sql.Composed:
+    """The current chunks of the pair joined to the source (its `where` applied), each with
+    its cosine distance to %(q)s, its passage's start and its distance by `operator` (the
+    index's: ORDER BY it, the index serves it); then `rest` (our own SQL)."""
+    assert queries.names is not None, "search reads a pair's chunks"
+    assert operator in OPERATORS.values()
+    return (
+        sql.SQL(
+            "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"
+            " left(c.passage, %(chars)s), c.embedding {operator} %(q)s AS rank_distance"
+            " FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id"
+        ).format(
+            operator=sql.SQL(operator),
+            chunks=queries.names.chunks,
+            documents=queries.documents,
+            id=queries.id,
+        )
+        + current_chunks(queries)
+        + rest
     )
 
 
 def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hit]:
-    return [Hit(r[0], int(r[1]), float(r[2]), r[3] or "", found_by) for r in rows]
+    return [
+        Hit(r[0], int(r[1]), float(r[2]), r[3] or "", found_by, 1.0 - float(r[2])) for r in rows
+    ]
 
 
 def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
-    """The scan's candidate list, and let the HNSW scan go on past it when the join filters
-    some out (pgvector 0.8 and later; an older pgvector searches without it)."""
+    """The scan's candidate list, and let the HNSW (or IVFFlat) scan go on past it when the
+    join filters some out (pgvector 0.8 and later; an older pgvector searches without it); and
+    the planner told that a cursor's first rows are what count (CURSOR_TUPLE_FRACTION)."""
     conn.execute(
-        "SELECT set_config('hnsw.ef_search', %s, true)",
-        (str(min(max(1, ef_search), MAX_EF_SEARCH)),),
+        "SELECT set_config('hnsw.ef_search', %s, true),"
+        " set_config('cursor_tuple_fraction', %s, true)",
+        (str(min(max(1, ef_search), MAX_EF_SEARCH)), str(CURSOR_TUPLE_FRACTION)),
     )
     unknown_setting = (
         psycopg.errors.UndefinedObject,
@@ -138,6 +264,9 @@ def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
     )
     try:
         with conn.transaction():  # a savepoint: an unknown setting must not end the search
-            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            conn.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('ivfflat.iterative_scan', 'relaxed_order', true)"
+            )
     except unknown_setting:
         pass
