@@ -24,9 +24,9 @@ TOPICS = [
 ]
 
 
-def embed_all(make_app, conn, db_url, where: str | None = None):
+def embed_all(make_app, conn, db_url, where: str | None = None, **source):
     conn.execute("ALTER TABLE public.docs ADD COLUMN deleted boolean NOT NULL DEFAULT false")
-    config = source_config(db_url, where=where)
+    config = source_config(db_url, where=where, **source)
     app = make_app(config)
     one_pass(app)
     return app
@@ -161,13 +161,17 @@ def test_documents_with_many_chunks_are_found_in_one_walk_of_the_index(make_app,
     assert scans == 1
 
 
+@pytest.mark.parametrize("updated_at_column", [None, "updated_at"])
 def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
-    make_app, conn, db_url, minilm
+    make_app, conn, db_url, minilm, updated_at_column
 ):
+    """Without an updated_at column the text's hash decides; with one, a row whose updated_at
+    moved is hashed (the others are taken as current unhashed)."""
     ids = insert_docs(conn, TOPICS)
-    app = embed_all(make_app, conn, db_url)
+    app = embed_all(make_app, conn, db_url, updated_at_column=updated_at_column)
     conn.execute(
-        "UPDATE public.docs SET body = 'Rye bread rises more slowly than wheat.' WHERE id = %s",
+        "UPDATE public.docs SET body = 'Rye bread rises more slowly than wheat.',"
+        " updated_at = now() + interval '1 second' WHERE id = %s",
         (ids[2],),
     )
     pair = app.made_pair(conn, app.config.models[0])

@@ -28,20 +28,34 @@ from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.full_text import full_text_config
 from embedkeeper.store.source_sql import SourceSql, content_hash
 
+CHUNK_DOCUMENT = sql.Identifier("c", "document_id")
 
-def current_chunks(queries: SourceSql) -> sql.Composed:
+
+def current_chunks(
+    queries: SourceSql, document_id: sql.Composable = CHUNK_DOCUMENT
+) -> sql.Composed:
     """The join and test that keep a pair's chunks (as `c`, joined to the source as `s`) of
     the source's current text only: their record (as `r`) holds the hash of the text the
     source holds now, the hash the write's fence compares. Starts a WHERE clause; `AND ...`
     may follow. Written `coalesce(a = b, FALSE)`: as a plain equality PostgreSQL takes it for
     a join clause it estimates to keep almost no row, and plans a sort of every chunk instead
-    of the HNSW index scan (the coalesce is estimated to keep half)."""
+    of the HNSW index scan (the coalesce is estimated to keep half).
+
+    The hash reads the document's whole text. With an `updated_at_column`, a row whose
+    updated_at is still the one its record was written at counts as current without it (the
+    trust the change-driven pass gives that column), so the hash is computed only for rows
+    edited since: a scan of the view without an index does not hash every document's text."""
     names = queries.names
     assert names is not None, "a pair's chunks"
-    return sql.SQL(
-        " JOIN {records} AS r ON r.document_id = c.document_id"
-        " WHERE coalesce(r.content_hash = {hash}, FALSE)"
-    ).format(records=names.documents, hash=content_hash(queries.text))
+    same_hash = sql.SQL("coalesce(r.content_hash = {}, FALSE)").format(content_hash(queries.text))
+    if queries.source.updated_at_column:
+        # OR is evaluated left to right: the hash only where updated_at moved
+        same_hash = sql.SQL("(coalesce(r.source_updated_at = {}, FALSE) OR {})").format(
+            queries.updated_at, same_hash
+        )
+    return sql.SQL(" JOIN {records} AS r ON r.document_id = {document_id} WHERE {current}").format(
+        records=names.documents, document_id=document_id, current=same_hash
+    )
 
 
 def replace_view(conn: psycopg.Connection[Any], queries: SourceSql) -> None:
