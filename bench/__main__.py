@@ -13,6 +13,7 @@ from bench import (
     instances,
     model_bound,
     peers,
+    questions,
     recovery,
     retrieval,
     search,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "chunker_short": chunker.short_main,
     "chunked": chunked_backfill.main,
     "retrieval": retrieval.main,
+    "questions": questions.main,
     "search": search.main,
     "full_text": full_text_cost.main,
 }

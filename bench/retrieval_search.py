@@ -58,6 +58,19 @@ def recall_by_search(
     mean milliseconds a search."""
     from pgvector.psycopg import register_vector
 
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        pair = make_pair(conn, stored, full_text)
+        return {
+            kind: _recall(conn, pair, questions, queries, full_text, stored.label, misses)
+            for kind, (questions, queries) in sets.items()
+        }
+
+
+def make_pair(conn: psycopg.Connection[Any], stored: Stored, full_text: str | None) -> Any:
+    """A pair's tables (`embedkeeper.docs__<label>...`) over public.docs holding `stored`, with
+    a full-text column made with `full_text` (None: none); returns the pair's statements, as
+    the product's search takes them. `conn` is autocommit, with pgvector registered."""
     from embedkeeper.config import SourceConfig
     from embedkeeper.store.full_text import set_full_text
     from embedkeeper.store.pair_tables import PairNames, create_pair_tables
@@ -65,17 +78,12 @@ def recall_by_search(
 
     names = PairNames.of("docs", stored.label)
     dims = int(stored.vectors.shape[1])
-    with psycopg.connect(url, autocommit=True) as conn:
-        register_vector(conn)
-        with conn.transaction():
-            create_pair_tables(conn, names, key_type="bigint", dimensions=dims)
-        set_full_text(conn, names, full_text)
-        _load(conn, names, stored)
-        pair = SourceQueries.for_pair(SourceConfig(schema="public", table="docs"), "bigint", names)
-        return {
-            kind: _recall(conn, pair, questions, queries, full_text, stored.label, misses)
-            for kind, (questions, queries) in sets.items()
-        }
+    with conn.transaction():
+        create_pair_tables(conn, names, key_type="bigint", dimensions=dims)
+    set_full_text(conn, names, full_text)
+    pair = SourceQueries.for_pair(SourceConfig(schema="public", table="docs"), "bigint", names)
+    _load(conn, pair, stored)
+    return pair
 
 
 def _recall(
@@ -112,8 +120,13 @@ def _recall(
     }
 
 
-def _load(conn: psycopg.Connection[Any], names: Any, stored: Stored) -> None:
-    """Records and chunks as a pass writes them (the full-text column is PostgreSQL's to fill)."""
+def _load(conn: psycopg.Connection[Any], pair: Any, stored: Stored) -> None:
+    """Records and chunks as a pass writes them (the full-text column is PostgreSQL's to fill).
+    Each record then takes the hash of its document's current text, computed as the write's
+    fence computes it: search serves only the chunks of a record holding it."""
+    from embedkeeper.store.source_sql import content_hash
+
+    names = pair.names
     counts: dict[int, int] = {}
     for owner in stored.owners:
         counts[owner] = counts.get(owner, 0) + 1
@@ -139,4 +152,15 @@ def _load(conn: psycopg.Connection[Any], names: Any, stored: Stored) -> None:
                 number = seen.get(owner, 0)
                 seen[owner] = number + 1
                 copy.write_row((owner, number, start, end, passage.replace("\x00", ""), vector))
+        conn.execute(
+            psycopg.sql.SQL(
+                "UPDATE {records} AS r SET content_hash = {hash} FROM {documents} AS s"
+                " WHERE {id} = r.document_id"
+            ).format(
+                records=names.documents,
+                hash=content_hash(pair.text),
+                documents=pair.documents,
+                id=pair.id,
+            )
+        )
         conn.execute(psycopg.sql.SQL("ANALYZE {}").format(names.chunks))
