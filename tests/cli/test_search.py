@@ -20,12 +20,14 @@ TEXTS = [
 
 def test_search_prints_the_nearest_documents_as_json_and_as_a_table(cli, conn, minilm):
     ids = insert_docs(conn, TEXTS)
-    cli.configure(model={"query_prefix": "question: "})
+    # by vector alone: the source's full_text (on by default) turned off
+    cli.configure(model={"query_prefix": "question: "}, source={"full_text": ""})
     assert cli("backfill").returncode == 0
 
     result = cli("search", "why does dough rise?", "-k", "2", "--json")
 
     assert result.returncode == 0, result.stderr
+    assert 'by vector only (full_text is off for this source: full_text = "")' in result.stderr
     hits = json.loads(result.stdout)
     assert [h["document_id"] for h in hits] == [ids[1], hits[1]["document_id"]]
     assert set(hits[0]) >= {"source", "model", "document_id", "chunk", "distance", "text"}
@@ -62,6 +64,7 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
 ):
     texts = [*TEXTS, "Release notes: the frobnicate_widget() helper is gone."]
     ids = insert_docs(conn, texts)
+    cli.configure(source={"full_text": ""})  # off at first (it is on by default)
     assert cli("backfill").returncode == 0
     # The source now asks for full text; its pair has no column yet: an error naming migrate.
     cli.configure(source={"full_text": "english"})
@@ -88,7 +91,9 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
     assert hits[0]["score"] == pytest.approx(2 / 61, abs=1e-6)  # rank 1 of both lists
     assert hits[0]["score"] > hits[1]["score"]
 
-    table = cli("search", "frobnicate_widget helper", "-k", "2").stdout.splitlines()
+    searched = cli("search", "frobnicate_widget helper", "-k", "2")
+    table = searched.stdout.splitlines()
+    assert "searched docs/minilm by vector and words (full_text english)" in searched.stderr
     columns = ["score", "distance", "document", "chunk", "found", "passage"]
     assert table[0].split() == columns
     assert table[1].split()[:5] == [
@@ -104,6 +109,7 @@ def test_with_full_text_search_ranks_by_words_too_and_says_which_side_found_each
     assert [line.split()[4] for line in unmatched[1:]] == ["vector", "vector"]
     plain = cli("search", "frobnicate_widget helper", "-k", "2", "--vector-only", "--json")
     assert [h["found_by"] for h in json.loads(plain.stdout)] == [["vector"], ["vector"]]
+    assert "searched docs/minilm by vector only (--vector-only)" in plain.stderr
 
 
 def test_a_pair_with_nothing_embedded_is_an_error_and_search_makes_no_table_nor_loads_a_model(

@@ -144,7 +144,7 @@ def test_the_sources_where_holds_on_the_words_side(make_app, conn, db_url, minil
 def test_migrate_adds_replaces_and_drops_the_column_of_a_pair_that_holds_chunks(
     make_app, conn, db_url
 ):
-    app, ids = embedded(make_app, conn, db_url)  # no full_text: no column
+    app, ids = embedded(make_app, conn, db_url, full_text="")  # off: no column
     names = app.names(app.config.models[0])
     queries = app.ready_pair(conn, app.config.models[0])
     assert full_text_config(conn, names) is None
@@ -178,7 +178,7 @@ def test_migrate_adds_replaces_and_drops_the_column_of_a_pair_that_holds_chunks(
 
 
 def test_an_unknown_text_search_configuration_names_those_the_database_has(make_app, conn, db_url):
-    app, _ = embedded(make_app, conn, db_url)
+    app, _ = embedded(make_app, conn, db_url, full_text="")
     names = app.names(app.config.models[0])
     with pytest.raises(ConfigError) as caught:
         set_full_text(conn, names, "klingon")

@@ -154,6 +154,7 @@ def test_a_url_with_an_unencoded_at_sign_is_refused_without_echoing_it():
 def test_full_text_names_a_text_search_configuration_and_empty_says_off(value, parsed):
     config = parse({"source": {**SOURCE, "full_text": value}, "models": [{"name": "m"}]})
     assert config.source.full_text == parsed
-    assert parse({"source": SOURCE, "models": [{"name": "m"}]}).source.full_text is None
+    # left out: on, in English (the default)
+    assert parse({"source": SOURCE, "models": [{"name": "m"}]}).source.full_text == "english"
     with pytest.raises(ConfigError, match="full_text must be a string"):
         parse({"source": {**SOURCE, "full_text": True}, "models": [{"name": "m"}]})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -78,7 +79,18 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps([as_json(hit, name, model.name, ranking) for hit in hits], indent=2))
     else:
         print(format_hits(hits, name, model.name, by_words=by_words))
+    # Which ways it searched, on stderr (stdout stays the table or the JSON): a vector-only
+    # search of a source without full_text misses names and identifiers words would find.
+    print(searched_by(names, words_config, vector_only=args.vector_only), file=sys.stderr)
     return 0
+
+
+def searched_by(names: PairNames, words_config: str | None, *, vector_only: bool) -> str:
+    pair = f"{names.source}/{names.model}"
+    if words_config is not None:
+        return f"searched {pair} by vector and words (full_text {words_config})"
+    why = "--vector-only" if vector_only else 'full_text is off for this source: full_text = ""'
+    return f"searched {pair} by vector only ({why})"
 
 
 def searched_pair(

@@ -61,7 +61,7 @@ def make_source(values: dict[str, Any], where: str) -> SourceConfig:
     schema, table = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
     if "watermark_lag" in values:
         values["watermark_lag_s"] = values.pop("watermark_lag")
-    if "full_text" in values:  # "" says off, as leaving it out does
+    if "full_text" in values:  # "" says off; left out, the default ("english")
         values["full_text"] = values["full_text"].strip() or None
     return SourceConfig(schema=schema, table=table, **values)
 
