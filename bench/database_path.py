@@ -291,7 +291,7 @@ def _explain(url: str) -> dict[str, Any]:
     O(table) ones). BENCH_PLANS=1 prints each plan."""
     from embedkeeper.app import open_app
     from embedkeeper.store.locks import claim_space
-    from embedkeeper.store.sync_state import load
+    from embedkeeper.store.state.sync_state import load
 
     config = load_config_for_bench(url)
     model = config.models[0]
@@ -305,7 +305,7 @@ def _explain(url: str) -> dict[str, Any]:
     plans: dict[str, Any] = {}
     with psycopg.connect(url) as conn:
         since = load(conn, config.source, model.name).since(config.source)
-        # Every parameter a claim takes, as store/claims.py claim_batch gives them.
+        # Every parameter a claim takes, as store/pass_io/claims.py claim_batch gives them.
         params = {
             "model": model.name,
             "since": since,

@@ -81,7 +81,7 @@ REBUILDS = RebuildTimes()
 
 
 def main() -> None:
-    index_log = logging.getLogger("embedkeeper.store.vector_index")
+    index_log = logging.getLogger("embedkeeper.store.index.vector_index")
     index_log.setLevel(logging.INFO)
     index_log.addHandler(REBUILDS)
     with bench_database(CONFIG, _fill) as database:
@@ -105,8 +105,8 @@ def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
     from embedkeeper.backends import make_backend
     from embedkeeper.commands.backfill import backfill
     from embedkeeper.store.db import connect
-    from embedkeeper.store.index_build import BuildSettings, HnswParams
-    from embedkeeper.store.vector_index import create_index
+    from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.index.vector_index import create_index
 
     config = load_config(database.config, overrides={"EMBEDKEEPER_DATABASE_URL": url})
     factory = DistinctVectors if VECTORS == "distinct" else make_backend

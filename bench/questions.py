@@ -305,8 +305,8 @@ def _score(
     words: str | None,
 ) -> Score:
     """Every question through the product's statements: K chunks, then K documents."""
-    from embedkeeper.store.hybrid_search import hybrid_nearest
-    from embedkeeper.store.search import nearest
+    from embedkeeper.store.search.hybrid import hybrid_nearest
+    from embedkeeper.store.search.nearest import nearest
 
     def search(q: Question, vector: Any, chunks: bool) -> list[Any]:
         if words is None:

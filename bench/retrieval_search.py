@@ -72,9 +72,9 @@ def make_pair(conn: psycopg.Connection[Any], stored: Stored, full_text: str | No
     a full-text column made with `full_text` (None: none); returns the pair's statements, as
     the product's search takes them. `conn` is autocommit, with pgvector registered."""
     from embedkeeper.config import SourceConfig
-    from embedkeeper.store.full_text import set_full_text
-    from embedkeeper.store.pair_tables import PairNames, create_pair_tables
-    from embedkeeper.store.queries import SourceQueries
+    from embedkeeper.store.pair.full_text import set_full_text
+    from embedkeeper.store.pair.tables import PairNames, create_pair_tables
+    from embedkeeper.store.source.queries import SourceQueries
 
     names = PairNames.of("docs", stored.label)
     dims = int(stored.vectors.shape[1])
@@ -95,8 +95,8 @@ def _recall(
     label: str,
     misses: bool,
 ) -> dict[str, float]:
-    from embedkeeper.store.hybrid_search import hybrid_nearest
-    from embedkeeper.store.search import nearest
+    from embedkeeper.store.search.hybrid import hybrid_nearest
+    from embedkeeper.store.search.nearest import nearest
 
     hits = {"vector": 0, "vector+words": 0}
     seconds = {"vector": 0.0, "vector+words": 0.0}
@@ -124,7 +124,7 @@ def _load(conn: psycopg.Connection[Any], pair: Any, stored: Stored) -> None:
     """Records and chunks as a pass writes them (the full-text column is PostgreSQL's to fill).
     Each record then takes the hash of its document's current text, computed as the write's
     fence computes it: search serves only the chunks of a record holding it."""
-    from embedkeeper.store.source_sql import content_hash
+    from embedkeeper.store.source.source_sql import content_hash
 
     names = pair.names
     counts: dict[int, int] = {}

@@ -3,7 +3,8 @@
 BENCH_SEARCH_CHUNKS (default 200,000) chunks, four a document, in a pair's own tables, written
 directly (no model: the vectors are synthetic), then the pair's HNSW index built as `embedkeeper
 index create` builds it (cosine, m 16, ef_construction 64). BENCH_SEARCH_QUERIES (default 200)
-query vectors, each searched with `embedkeeper.store.search.nearest` (what `embedkeeper search`
+query vectors, each searched with `embedkeeper.store.search.nearest.nearest` (what `embedkeeper
+search`
 runs after it has embedded the question): latency p50 and p95 for k = 10 documents and k = 10
 chunks, and recall@10 against exact search (numpy, over the same vectors).
 
@@ -71,8 +72,8 @@ def main() -> None:
     from embedkeeper.app import open_app
     from embedkeeper.config import load_config
     from embedkeeper.store.db import connect
-    from embedkeeper.store.index_build import BuildSettings, HnswParams
-    from embedkeeper.store.vector_index import create_index
+    from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.index.vector_index import create_index
 
     docs = CHUNKS // PER_DOC
     rng = np.random.default_rng(11)
@@ -92,7 +93,7 @@ def main() -> None:
             pair = app.ready_pair(conn, model)
             passages, questions = _lines(len(vectors), QUERIES) if FULL_TEXT else ([], [])
             if FULL_TEXT:
-                from embedkeeper.store.full_text import set_full_text
+                from embedkeeper.store.pair.full_text import set_full_text
 
                 set_full_text(conn, app.names(model), FULL_TEXT)
             start = time.perf_counter()
@@ -204,7 +205,7 @@ def _measure_hybrid(
 ) -> dict[str, float]:
     """Latency of search by vector and words, k = 10 documents (recall has no exact reference
     here: the words change what is best)."""
-    from embedkeeper.store.hybrid_search import hybrid_nearest
+    from embedkeeper.store.search.hybrid import hybrid_nearest
 
     for query, text in list(zip(queries, words, strict=True))[:10]:
         hybrid_nearest(conn, pair, query, text, FULL_TEXT, K, ef_search=ef_search)
@@ -262,7 +263,7 @@ def _measure(
     chunks: bool,
     ef_search: int,
 ) -> dict[str, float]:
-    from embedkeeper.store.search import nearest
+    from embedkeeper.store.search.nearest import nearest
 
     for query in queries[:10]:  # warm the index's pages
         nearest(conn, pair, query, K, chunks=chunks, ef_search=ef_search)

@@ -137,7 +137,8 @@ sync_state = Table(
     Column("table_fingerprint", Text, nullable=True),
     Column("swept_at", DateTime(timezone=True), nullable=True),  # the last content-hash sweep
     now_column("updated_at"),
-    # With the delete log (store/delete_log.py): the last log entry this model has pruned, the
+    # With the delete log (store/pass_io/delete_log.py): the last log entry this model has pruned,
+    # the
     # source's deleted-row counter at its last full prune, and the entries pruned since then.
     Column("delete_log_position", BigInteger, nullable=True),
     Column("deletes_baseline", BigInteger, nullable=True),
@@ -159,7 +160,7 @@ deleted_documents = Table(
 
 # A model's vector index that `backfill --defer-index` dropped and has not rebuilt yet: its
 # pg_get_indexdef, written in the transaction that drops it and deleted in the one that rebuilds
-# it, so at every commit either the index or this row exists (store/deferred_index.py).
+# it, so at every commit either the index or this row exists (store/index/deferred_index.py).
 deferred_indexes = Table(
     "deferred_indexes",
     metadata,
@@ -194,7 +195,7 @@ runs = Table(
     Index("runs_pair_started_idx", "source", "model", "started_at"),
     Index("runs_running_idx", "id", postgresql_where=text("status = 'running'")),
     # The daemon prunes runs older than `[runs] keep` by this index: a range at the old end,
-    # never a scan of the whole history (store/runs.py, prune_runs).
+    # never a scan of the whole history (store/state/runs.py, prune_runs).
     Index("runs_finished_idx", "finished_at"),
 )
 
@@ -214,7 +215,7 @@ pairs = Table(
     Column("dimensions", Integer, nullable=False),
     Column("storage", Text, nullable=False),
     # The chunker's fingerprint its records are made with: a writer of other settings stops
-    # before it writes (store/pair_tables.py, fence_chunking); `migrate` adopts the config's.
+    # before it writes (store/pair/tables.py, fence_chunking); `migrate` adopts the config's.
     # NULL: a pair from before alembic 0009 (or made without settings), until the first write.
     Column("chunking", Text, nullable=True),
     now_column("created_at"),

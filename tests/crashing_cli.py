@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import embedkeeper.app
-import embedkeeper.store.pg_store
+import embedkeeper.store.pass_io.pg_store
 from embedkeeper.config import ModelConfig, RetryConfig
 from embedkeeper.records import Document, Embedded
 from tests.fakes import ScriptedBackend
@@ -35,7 +35,7 @@ def make_crashing_backend(model: ModelConfig, retry: RetryConfig | None = None) 
 
 
 def crash_after(method: str) -> None:
-    original = getattr(embedkeeper.store.pg_store.PgStore, method)
+    original = getattr(embedkeeper.store.pass_io.pg_store.PgStore, method)
 
     def wrapper(self: Any, *args: Any) -> Any:
         result = original(self, *args)
@@ -43,7 +43,7 @@ def crash_after(method: str) -> None:
             os._exit(137)
         return result
 
-    setattr(embedkeeper.store.pg_store.PgStore, method, wrapper)
+    setattr(embedkeeper.store.pass_io.pg_store.PgStore, method, wrapper)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ which (source, model) pair each row belongs to, so two sources that share a mode
 their watermarks, batches in flight and history apart.
 
 Rows from before carry '' until `embedkeeper migrate` files them under the config's source
-(store/upgrade.py). 0001 builds these tables from models/tables.py, which already declares the
+(store/upgrade/carry.py). 0001 builds these tables from models/tables.py, which already declares the
 columns on a new database: hence IF NOT EXISTS throughout.
 
 Revision ID: 0008

@@ -2,7 +2,7 @@
 
 Every check runs before the first write (the model registry row), so a fatal error leaves the
 database as it was. Models load on demand: a backfill with nothing to do never loads one.
-Each (source, model) pair has its own tables (store/pair_tables.py) and statements over them
+Each (source, model) pair has its own tables (store/pair/tables.py) and statements over them
 (`App.pair`), and each model its chunker (`App.chunking`), built from the config and the model's
 files without loading the model.
 """
@@ -21,20 +21,20 @@ from embedkeeper.backends.lazy import LazyBackend
 from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.errors import ModelError
-from embedkeeper.store.coverage import Coverage, measure, measure_unmade
 from embedkeeper.store.db import connect, database_url
-from embedkeeper.store.full_text import full_text_config, set_full_text
-from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair, vector_column_type
-from embedkeeper.store.pair_view import replace_view
-from embedkeeper.store.preflight import (
+from embedkeeper.store.index.vector_index import IndexTarget, index_target
+from embedkeeper.store.pair.full_text import full_text_config, set_full_text
+from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair, vector_column_type
+from embedkeeper.store.pair.view import replace_view
+from embedkeeper.store.report.coverage import Coverage, measure, measure_unmade
+from embedkeeper.store.source.preflight import (
     check_database,
     check_model,
     check_registry,
     register_model,
     registered_dimensions,
 )
-from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.vector_index import IndexTarget, index_target
+from embedkeeper.store.source.queries import SourceQueries
 
 BackendFactory = Callable[[ModelConfig], Backend]
 

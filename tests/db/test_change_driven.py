@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from embedkeeper.commands.migrate import make_pairs
-from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect
 from embedkeeper.store.locks import claim_space
+from embedkeeper.store.state import sync_state
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import MINILM_ENTRY, insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend
@@ -192,7 +192,7 @@ def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url,
 
 
 def test_a_missing_index_on_updated_at_is_a_warning_that_names_the_fix(conn, caplog):
-    from embedkeeper.store.preflight import inspect_source
+    from embedkeeper.store.source.preflight import inspect_source
 
     source = source_config(updated_at_column="updated_at").source
     inspect_source(conn, source)

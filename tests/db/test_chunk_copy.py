@@ -13,7 +13,7 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
-from embedkeeper.store.chunk_copy import chunks_block
+from embedkeeper.store.pass_io.chunk_copy import chunks_block
 
 COLUMNS = "document_id, chunk, char_start, char_end, passage, embedding"
 # Passages of every width the UTF-8 encoding has, an empty one, and a long one.

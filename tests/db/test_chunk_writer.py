@@ -14,10 +14,10 @@ from pgvector import HalfVector
 
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
-from embedkeeper.store.chunk_writer import ChunkWriter
 from embedkeeper.store.db import connect
-from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
+from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
+from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 
 DIMS = 8

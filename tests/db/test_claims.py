@@ -11,9 +11,9 @@ import pytest
 
 from embedkeeper.errors import DatabaseUnavailable
 from embedkeeper.records import ChunkedEmbedding, EmbeddedChunk
-from embedkeeper.store.claims import ClaimRules, claim_batch
 from embedkeeper.store.db import connect
-from embedkeeper.store.pg_store import PgStore
+from embedkeeper.store.pass_io.claims import ClaimRules, claim_batch
+from embedkeeper.store.pass_io.pg_store import PgStore
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector

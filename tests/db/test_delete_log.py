@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from embedkeeper.store import delete_log, sync_state
 from embedkeeper.store.db import connect
+from embedkeeper.store.pass_io import delete_log
+from embedkeeper.store.state import sync_state
 from embedkeeper.sync import passes
 from embedkeeper.sync.background_prune import BackgroundPrune
 from tests.conftest import one_pass, vectors

@@ -11,7 +11,12 @@ from psycopg import sql
 from embedkeeper.commands.backfill import backfill
 from embedkeeper.errors import BackendUnavailable
 from embedkeeper.store.db import connect
-from embedkeeper.store.failures import PairFailures, ignore_failures, list_failures, retry_failures
+from embedkeeper.store.report.failures import (
+    PairFailures,
+    ignore_failures,
+    list_failures,
+    retry_failures,
+)
 from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, source_config, vectors

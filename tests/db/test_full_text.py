@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from embedkeeper.errors import ConfigError
-from embedkeeper.store.full_text import full_text_config, set_full_text
-from embedkeeper.store.hybrid_search import hybrid_nearest
-from embedkeeper.store.pair_view import replace_view
-from embedkeeper.store.search import FULL_TEXT, VECTOR, by_words, nearest
+from embedkeeper.store.pair.full_text import full_text_config, set_full_text
+from embedkeeper.store.pair.view import replace_view
+from embedkeeper.store.search.hybrid import hybrid_nearest
+from embedkeeper.store.search.nearest import FULL_TEXT, VECTOR, by_words, nearest
 from tests.conftest import insert_docs, one_pass, source_config
 
 # Thirty passages about bread, and one about comets that names a word no bread passage holds.

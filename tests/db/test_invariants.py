@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
+from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
 from tests.conftest import insert_docs
 from tests.invariants import check_invariants
 

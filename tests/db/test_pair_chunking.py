@@ -15,9 +15,9 @@ from embedkeeper.chunking.for_model import model_chunking
 from embedkeeper.commands.migrate import make_pairs
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
-from embedkeeper.store.chunk_writer import ChunkWriter
-from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
+from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
+from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 from tests.db.test_chunk_writer import md5
 
@@ -77,7 +77,7 @@ def test_migrate_records_the_settings_and_adopts_new_ones_which_fence_the_old_wr
 
 
 def test_a_pass_start_check_refuses_other_settings_and_lets_an_unrecorded_pair_go(conn):
-    from embedkeeper.store.pair_tables import check_pair_chunking
+    from embedkeeper.store.pair.tables import check_pair_chunking
 
     names = PairNames.of("docs", "nullm")
     ensure_pair(conn, names, PairRecord("public.docs", "bigint", 8, "vector"))

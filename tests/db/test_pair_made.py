@@ -11,7 +11,7 @@ import pytest
 
 from embedkeeper.app import open_app
 from embedkeeper.config import parse_config
-from embedkeeper.store.pair_tables import vector_column_type
+from embedkeeper.store.pair.tables import vector_column_type
 
 
 def two_sources(url: str) -> Any:

@@ -7,9 +7,9 @@ import hashlib
 
 from psycopg import sql
 
-from embedkeeper.store.coverage import measure
-from embedkeeper.store.pair_tables import PairNames, create_pair_tables
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.pair.tables import PairNames, create_pair_tables
+from embedkeeper.store.report.coverage import measure
+from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 
 
@@ -60,7 +60,7 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
 def test_failures_are_charged_in_a_pairs_table(conn, db_url):
     from embedkeeper.config import RetryConfig
     from embedkeeper.records import Document, Rejected
-    from embedkeeper.store.writer import charge
+    from embedkeeper.store.pass_io.writer import charge
 
     names, queries = pair_queries(conn, db_url)
     (doc,) = insert_docs(conn, ["refused text"])

@@ -10,7 +10,7 @@ import pytest
 from pgvector import HalfVector
 
 from embedkeeper.models.pairs import MAX_NAME, pair_base_name
-from embedkeeper.store.pair_tables import PairNames, create_pair_tables, vector_column_type
+from embedkeeper.store.pair.tables import PairNames, create_pair_tables, vector_column_type
 
 
 def column_type(conn, table, column: str) -> str:
@@ -68,9 +68,9 @@ def test_halfvec_storage_takes_a_plain_hnsw_index_that_a_search_uses_without_a_c
     vector's order with no cast, its GIN index the words."""
     from psycopg import sql
 
-    from embedkeeper.store.full_text import set_full_text
-    from embedkeeper.store.queries import SourceQueries
-    from embedkeeper.store.search import explain_nearest, words_statement
+    from embedkeeper.store.pair.full_text import set_full_text
+    from embedkeeper.store.search.nearest import explain_nearest, words_statement
+    from embedkeeper.store.source.queries import SourceQueries
     from tests.conftest import source_config
 
     names = PairNames.of("docs", "big")
@@ -157,9 +157,9 @@ def make_everything(conn, names: PairNames) -> None:
     """All that a pair may get: its tables, full-text column and index, view, HNSW index."""
     from psycopg import sql
 
-    from embedkeeper.store.full_text import set_full_text
-    from embedkeeper.store.pair_view import replace_view
-    from embedkeeper.store.queries import SourceQueries
+    from embedkeeper.store.pair.full_text import set_full_text
+    from embedkeeper.store.pair.view import replace_view
+    from embedkeeper.store.source.queries import SourceQueries
     from tests.conftest import source_config
 
     with conn.transaction():
@@ -201,7 +201,7 @@ def test_every_relation_and_constraint_of_two_pairs_is_their_own_in_the_database
 
 def test_a_pair_is_recorded_once_and_a_config_that_moves_it_is_refused_naming_both(conn):
     from embedkeeper.errors import ConfigError, DimensionMismatch
-    from embedkeeper.store.pair_tables import PairRecord, record_pair
+    from embedkeeper.store.pair.tables import PairRecord, record_pair
 
     names = PairNames.of("articles", "minilm")
     made = PairRecord("public.articles", "bigint", 384, "vector")

@@ -13,8 +13,9 @@ import pytest
 from embedkeeper.commands.backfill import backfill
 from embedkeeper.commands.migrate import make_pairs
 from embedkeeper.errors import SourceNotFound
-from embedkeeper.store import delete_log, sync_state
 from embedkeeper.store.db import connect
+from embedkeeper.store.pass_io import delete_log
+from embedkeeper.store.state import sync_state
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.db.test_change_driven import BACKFILL, SCHEDULED, flush_stats
 from tests.fakes import ScriptedBackend
@@ -80,9 +81,9 @@ def test_a_role_that_cannot_read_the_source_gets_a_clear_error(worker_url, conn,
 
 def test_the_worker_role_cannot_touch_indexes_and_says_who_can(worker_url, conn, make_app, caplog):
     from embedkeeper.errors import NotIndexOwner
-    from embedkeeper.store.deferred_index import _record_and_drop
-    from embedkeeper.store.index_build import BuildSettings, HnswParams
-    from embedkeeper.store.vector_index import create_index
+    from embedkeeper.store.index.deferred_index import _record_and_drop
+    from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+    from embedkeeper.store.index.vector_index import create_index
     from tests.db.test_vector_index import records, target
 
     def documents_target(conn):

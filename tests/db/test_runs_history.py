@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from embedkeeper.store.runs import PRUNE, prune_runs
+from embedkeeper.store.state.runs import PRUNE, prune_runs
 
 
 def add_runs(conn, count: int, days_ago: float) -> None:

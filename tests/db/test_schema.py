@@ -16,7 +16,7 @@ from embedkeeper.commands.migrate import migrate, migrations_dir
 from embedkeeper.config import ModelConfig
 from embedkeeper.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from embedkeeper.models import metadata
-from embedkeeper.store.preflight import HEAD_REVISION
+from embedkeeper.store.source.preflight import HEAD_REVISION
 from tests.conftest import insert_docs, one_pass, source_config
 from tests.fakes import ScriptedBackend
 

@@ -10,9 +10,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from embedkeeper.store.index_build import BuildSettings, HnswParams
-from embedkeeper.store.search import explain_nearest, nearest
-from embedkeeper.store.vector_index import create_index
+from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+from embedkeeper.store.index.vector_index import create_index
+from embedkeeper.store.search.nearest import explain_nearest, nearest
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 
 TOPICS = [
@@ -191,7 +191,7 @@ def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
 
 def test_the_scan_candidate_list_holds_for_one_search_and_is_bounded(conn):
     """ef_search is set for the search's transaction only, within pgvector's bound of 1000."""
-    from embedkeeper.store.search import EF_SEARCH, _iterative_scan
+    from embedkeeper.store.search.nearest import EF_SEARCH, _iterative_scan
 
     def shown() -> str:
         return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])

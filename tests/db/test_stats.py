@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.store.backlog import estimate_documents, measure_backlog
-from embedkeeper.store.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
+from embedkeeper.store.report.backlog import estimate_documents, measure_backlog
+from embedkeeper.store.state.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
 from tests.conftest import insert_docs, source_config
 
 DAY_S = 86400.0

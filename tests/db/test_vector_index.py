@@ -11,10 +11,9 @@ import pytest
 from embedkeeper.commands.backfill import backfill
 from embedkeeper.errors import DatabaseError, EmbedkeeperError, UsageError
 from embedkeeper.store.db import connect
-from embedkeeper.store.deferred_index import _record_and_drop
-from embedkeeper.store.index_build import BuildSettings, HnswParams
-from embedkeeper.store.pair_tables import PairNames, PairRecord, ensure_pair
-from embedkeeper.store.vector_index import (
+from embedkeeper.store.index.deferred_index import _record_and_drop
+from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+from embedkeeper.store.index.vector_index import (
     IndexTarget,
     create_index,
     drop_indexes,
@@ -22,6 +21,7 @@ from embedkeeper.store.vector_index import (
     list_indexes,
     restore_indexes,
 )
+from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
 from tests.conftest import insert_docs, one_pass, source_config
 from tests.fakes import ScriptedBackend, unit_vector
 
@@ -162,7 +162,7 @@ def test_index_create_restores_a_recorded_index_and_waits_for_a_running_deferral
 def test_two_deferring_backfills_leave_the_rebuild_to_the_last_one_out(conn, db_url, make_app):
     embedded_app(conn, db_url, make_app)
     create_index(conn, target(conn), HnswParams(), SMALL)
-    from embedkeeper.store.deferred_index import indexes_deferred
+    from embedkeeper.store.index.deferred_index import indexes_deferred
 
     with indexes_deferred(db_url, target(conn), SMALL) as first:
         with indexes_deferred(db_url, target(conn), SMALL) as second:

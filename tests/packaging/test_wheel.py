@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from embedkeeper.store.preflight import HEAD_REVISION
+from embedkeeper.store.source.preflight import HEAD_REVISION
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from embedkeeper.service.metrics import Metrics
-from embedkeeper.store.backlog import Backlog
-from embedkeeper.store.coverage import Coverage
+from embedkeeper.store.report.backlog import Backlog
+from embedkeeper.store.report.coverage import Coverage
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

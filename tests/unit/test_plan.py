@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from embedkeeper.config import SourceConfig
-from embedkeeper.store.claims import Phase
-from embedkeeper.store.observe import Observed
-from embedkeeper.store.sync_state import SyncState, source_signature
+from embedkeeper.store.pass_io.claims import Phase
+from embedkeeper.store.pass_io.observe import Observed
+from embedkeeper.store.state.sync_state import SyncState, source_signature
 from embedkeeper.sync.plan import PassDecision, PassOptions, decide
 
 WITH_UPDATED_AT = SourceConfig(schema=None, table="docs", updated_at_column="updated_at")

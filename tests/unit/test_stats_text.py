@@ -12,8 +12,8 @@ from embedkeeper.commands.stats import ModelStats
 from embedkeeper.commands.stats_text import format_duration, format_model, sparkline
 from embedkeeper.config import parse_config
 from embedkeeper.errors import ConfigError
-from embedkeeper.store.backlog import Backlog
-from embedkeeper.store.run_stats import PassRate, RunFigures
+from embedkeeper.store.report.backlog import Backlog
+from embedkeeper.store.state.run_stats import PassRate, RunFigures
 
 
 @pytest.mark.parametrize(

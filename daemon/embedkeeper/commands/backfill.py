@@ -7,7 +7,8 @@ Documents another instance held when the pass met them are waited for (sync/held
 exit 0 still means every embeddable document is embedded.
 
 With `defer_index`, a model with work to do has its vector indexes dropped for the pass and
-rebuilt in bulk after it (store/deferred_index.py); without it, indexes that a deferring backfill
+rebuilt in bulk after it (store/index/deferred_index.py); without it, indexes that a deferring
+backfill
 left dropped when it died are rebuilt before the pass.
 """
 
@@ -27,12 +28,12 @@ from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.logs import event
 from embedkeeper.service.progress import Progress
 from embedkeeper.service.signals import stop_on_signals
-from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
-from embedkeeper.store.deferred_index import indexes_deferred, note_live_index
-from embedkeeper.store.index_build import BuildSettings
-from embedkeeper.store.prune import prune_all
-from embedkeeper.store.vector_index import restore_quietly
+from embedkeeper.store.index.deferred_index import indexes_deferred, note_live_index
+from embedkeeper.store.index.index_build import BuildSettings
+from embedkeeper.store.index.vector_index import restore_quietly
+from embedkeeper.store.pass_io.prune import prune_all
+from embedkeeper.store.report.coverage import Coverage
 from embedkeeper.sync.held import run_until_released
 from embedkeeper.sync.passes import PassContext, PassResult
 from embedkeeper.sync.plan import PassOptions, Trigger

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from embedkeeper.app import App, open_app
 from embedkeeper.config import Config, ModelConfig, SourceConfig
-from embedkeeper.store.coverage import Coverage
 from embedkeeper.store.db import connect
+from embedkeeper.store.report.coverage import Coverage
 
 COLUMNS = (
     "model",

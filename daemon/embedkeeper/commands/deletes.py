@@ -10,8 +10,8 @@ import psycopg
 
 from embedkeeper.app import open_app
 from embedkeeper.config import Config, SourceConfig
-from embedkeeper.store import delete_log
 from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.pass_io import delete_log
 
 
 def cmd_deletes(args: argparse.Namespace, config: Config) -> int:

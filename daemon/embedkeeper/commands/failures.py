@@ -7,14 +7,14 @@ import argparse
 from embedkeeper.app import open_app
 from embedkeeper.config import Config
 from embedkeeper.store.db import connect
-from embedkeeper.store.failures import (
+from embedkeeper.store.report.failures import (
     Failure,
     PairFailures,
     ignore_failures,
     list_failures,
     retry_failures,
 )
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.source.queries import SourceQueries
 
 
 def format_failures(rows: list[Failure]) -> str:

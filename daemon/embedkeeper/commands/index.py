@@ -8,8 +8,8 @@ from embedkeeper.app import open_app
 from embedkeeper.config import Config
 from embedkeeper.errors import UsageError
 from embedkeeper.store.db import connect
-from embedkeeper.store.index_build import BuildSettings, HnswParams
-from embedkeeper.store.vector_index import (
+from embedkeeper.store.index.index_build import BuildSettings, HnswParams
+from embedkeeper.store.index.vector_index import (
     VectorIndex,
     create_index,
     drop_indexes,

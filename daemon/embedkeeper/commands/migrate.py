@@ -16,11 +16,11 @@ from embedkeeper.config import Config, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
-from embedkeeper.store.full_text import set_full_text
-from embedkeeper.store.pair_tables import adopt_chunking
-from embedkeeper.store.pair_view import replace_view
-from embedkeeper.store.preflight import HEAD_REVISION, inspect_source, schema_revision
-from embedkeeper.store.upgrade import carry_v01
+from embedkeeper.store.pair.full_text import set_full_text
+from embedkeeper.store.pair.tables import adopt_chunking
+from embedkeeper.store.pair.view import replace_view
+from embedkeeper.store.source.preflight import HEAD_REVISION, inspect_source, schema_revision
+from embedkeeper.store.upgrade.carry import carry_v01
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     url = database_url(config)
     revision = migrate(url, config.source, timeout_s=config.connect_timeout_s)
     print(f"embedkeeper schema at revision {revision} in {mask_url(url)}")
-    # A v0.1 database's shared tables, moved into the config's pairs (store/upgrade.py);
+    # A v0.1 database's shared tables, moved into the config's pairs (store/upgrade/carry.py);
     # then every pair's tables and view, made where nothing was carried.
     with connect(url, timeout_s=config.connect_timeout_s) as conn:
         report = carry_v01(conn, config)
@@ -111,7 +111,7 @@ def make_pairs(config: Config) -> None:
     is loaded to learn them), its full-text column as the source's `full_text` says, its
     search view, replaced so it follows the config's `where`, and its chunking settings: the
     config's are adopted here, the operator's act of changing them (every writer of other
-    settings is then refused, store/pair_tables.py fence_chunking)."""
+    settings is then refused, store/pair/tables.py fence_chunking)."""
     from embedkeeper.app import open_app
 
     app = open_app(config)

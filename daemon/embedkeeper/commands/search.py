@@ -4,7 +4,8 @@ The question is embedded by the model's own backend with `query_prefix` in place
 (models such as E5 or nomic-embed-text want "query: " on questions and "passage: " on
 documents), so the command answers as an application using the same model would. One row per
 document (its nearest chunk), or with --chunks one row per chunk, best first, from
-store/search.py. A search only reads: a pair with no tables yet is an error that says to run a
+store/search/nearest.py. A search only reads: a pair with no tables yet is an error that says to
+run a
 backfill, and no model is loaded before the pair is known to hold vectors.
 """
 
@@ -28,10 +29,10 @@ from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.errors import ModelError, SchemaMissing, UsageError
 from embedkeeper.records import Document
 from embedkeeper.store.db import connect
-from embedkeeper.store.full_text import full_text_config
-from embedkeeper.store.hybrid_search import hybrid_nearest
-from embedkeeper.store.pair_tables import PairNames, vector_column_type
-from embedkeeper.store.search import EF_SEARCH, VECTOR, Hit, nearest
+from embedkeeper.store.pair.full_text import full_text_config
+from embedkeeper.store.pair.tables import PairNames, vector_column_type
+from embedkeeper.store.search.hybrid import hybrid_nearest
+from embedkeeper.store.search.nearest import EF_SEARCH, VECTOR, Hit, nearest
 
 SNIPPET_CHARS = 100
 BY_VECTOR = "vector"  # the JSON's `ranking`: by cosine similarity, `score` = 1 - distance

@@ -1,7 +1,8 @@
 """`embedkeeper stats`: throughput per model, from `embedkeeper.runs` and the model's own tables.
 
 It never reads the source's rows, so it answers at once on a table of any size: the pending
-backlog is the estimate of store/backlog.py (`coverage` has the exact figure, at the price of a
+backlog is the estimate of store/report/backlog.py (`coverage` has the exact figure, at the price
+of a
 scan of the source). The text form is in stats_text.py; `--json` prints the same figures.
 """
 
@@ -15,9 +16,9 @@ from typing import Any
 from embedkeeper.app import open_app
 from embedkeeper.commands.stats_text import format_stats
 from embedkeeper.config import Config
-from embedkeeper.store.backlog import Backlog, measure_backlog
 from embedkeeper.store.db import connect
-from embedkeeper.store.run_stats import RunFigures, run_figures
+from embedkeeper.store.report.backlog import Backlog, measure_backlog
+from embedkeeper.store.state.run_stats import RunFigures, run_figures
 
 DEFAULT_SINCE_S = 86400.0
 

@@ -4,7 +4,7 @@ Counters and the batch-latency histogram are fed from the passes as they happen;
 gauges (pending, stale, failed per pair) come from the coverage query on their own, slower
 cadence, since on a big table that query reads every row; the first refresh runs at start, so an
 alert never sees "no data" after a restart. The backlog gauge is the cheap estimate of what is
-pending (store/backlog.py: no row of the source read), refreshed often. /healthz answers 200
+pending (store/report/backlog.py: no row of the source read), refreshed often. /healthz answers 200
 while the daemon can work (its last pass did not fail for lack of the database or the backend),
 503 otherwise. The server starts with the daemon, before the database and the backend are
 reached, and says "starting" (503) until they are: a probe then tells a daemon that waits from
@@ -22,8 +22,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from embedkeeper.store.backlog import Backlog
-from embedkeeper.store.coverage import Coverage
+from embedkeeper.store.report.backlog import Backlog
+from embedkeeper.store.report.coverage import Coverage
 
 
 class Metrics:

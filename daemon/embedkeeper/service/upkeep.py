@@ -16,9 +16,9 @@ from embedkeeper.app import App
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.service.metrics import Metrics
-from embedkeeper.store.backlog import measure_backlog
 from embedkeeper.store.db import connect
-from embedkeeper.store.runs import prune_runs
+from embedkeeper.store.report.backlog import measure_backlog
+from embedkeeper.store.state.runs import prune_runs
 
 log = logging.getLogger(__name__)
 

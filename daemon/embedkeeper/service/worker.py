@@ -21,9 +21,9 @@ from embedkeeper.records import RunStats
 from embedkeeper.service.metrics import Metrics
 from embedkeeper.service.progress import Progress
 from embedkeeper.service.upkeep import prune_history_when_due
-from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect
-from embedkeeper.store.vector_index import restore_quietly
+from embedkeeper.store.index.vector_index import restore_quietly
+from embedkeeper.store.state import sync_state
 from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
 

@@ -1,5 +1,6 @@
 """The prune after deletes, on a connection of its own while the pass embeds: of the keys the
-delete log recorded when it accounts for every delete (store/delete_log.py), else of every key.
+delete log recorded when it accounts for every delete (store/pass_io/delete_log.py), else of every
+key.
 
 Finding which documents were deleted reads every key of the model's vectors (an anti-join against
 the source's key: about 0.3 s per million vectors here); the change walk does not need its result,
@@ -18,11 +19,11 @@ import threading
 
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
-from embedkeeper.store import sync_state
 from embedkeeper.store.db import connect, mapped_errors
-from embedkeeper.store.delete_log import prune_from_log
-from embedkeeper.store.prune import prune_deleted
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.pass_io.delete_log import prune_from_log
+from embedkeeper.store.pass_io.prune import prune_deleted
+from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.state import sync_state
 from embedkeeper.sync.prepare import PassPlan
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 
 from embedkeeper.logs import event
 from embedkeeper.records import DocumentId
-from embedkeeper.store.claims import count_held_by_peers
 from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.pass_io.claims import count_held_by_peers
 from embedkeeper.sync.passes import PassContext, PassResult, run_pass
 
 log = logging.getLogger(__name__)

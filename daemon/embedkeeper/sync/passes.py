@@ -26,12 +26,12 @@ from embedkeeper.errors import BackendRefused, BackendUnavailable, ConfigError, 
 from embedkeeper.logs import event, set_log_fields
 from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
-from embedkeeper.store import sync_state
-from embedkeeper.store.claims import ClaimRules
 from embedkeeper.store.db import connect, mapped_errors
-from embedkeeper.store.pair_tables import check_pair_chunking
-from embedkeeper.store.pg_store import PgStore
-from embedkeeper.store.runs import adopt_run, finish_run, start_run
+from embedkeeper.store.pair.tables import check_pair_chunking
+from embedkeeper.store.pass_io.claims import ClaimRules
+from embedkeeper.store.pass_io.pg_store import PgStore
+from embedkeeper.store.state import sync_state
+from embedkeeper.store.state.runs import adopt_run, finish_run, start_run
 from embedkeeper.sync.background_prune import BackgroundPrune
 from embedkeeper.sync.pipeline import drain
 from embedkeeper.sync.plan import PassOptions

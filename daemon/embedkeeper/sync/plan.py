@@ -3,7 +3,7 @@
 A scheduled pass (`changes_only`) with a watermark walks the rows changed since it and the due
 retries, and prunes by key only when the table's deleted-row counters moved (in the background,
 beside the walk), or from the delete log when the log accounts for every delete. Any other pass
-walks the whole key index and prunes everything before it walks. store/sync_state.py says what
+walks the whole key index and prunes everything before it walks. store/state/sync_state.py says what
 the state means; sync/passes.py carries the decision out.
 """
 
@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Literal
 
 from embedkeeper.config import SourceConfig
-from embedkeeper.store.claims import Phase
-from embedkeeper.store.observe import Observed
-from embedkeeper.store.queries import StaleBy
-from embedkeeper.store.sync_state import source_signature
+from embedkeeper.store.pass_io.claims import Phase
+from embedkeeper.store.pass_io.observe import Observed
+from embedkeeper.store.source.queries import StaleBy
+from embedkeeper.store.state.sync_state import source_signature
 
 Trigger = Literal["backfill", "demo", "schedule", "sweep"]
 

@@ -13,13 +13,14 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.store import delete_log, sync_state
-from embedkeeper.store.claims import Phase
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.observe import Observed, observe
-from embedkeeper.store.prune import prune_all, prune_changed
-from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.sync_state import SyncState
+from embedkeeper.store.pass_io import delete_log
+from embedkeeper.store.pass_io.claims import Phase
+from embedkeeper.store.pass_io.observe import Observed, observe
+from embedkeeper.store.pass_io.prune import prune_all, prune_changed
+from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.state import sync_state
+from embedkeeper.store.state.sync_state import SyncState
 from embedkeeper.sync.plan import PassOptions, decide
 
 
@@ -36,7 +37,7 @@ class PassPlan:
     prune_later: bool = False
     fingerprint: str | None = None
     # The delete log's position read before the fingerprint, when the source is tracked: the
-    # full prune records it as its baseline (store/delete_log.py).
+    # full prune records it as its baseline (store/pass_io/delete_log.py).
     log_position: int | None = None
     # Set when the log accounts for every delete: the background prune prunes these entries
     # instead of reading every key.

@@ -1,5 +1,5 @@
 """What the loop asks of the database: a small Protocol, so that sync/pipeline.py runs no SQL
-(store/pg_store.py is the implementation; the unit tests use an in-memory one)."""
+(store/pass_io/pg_store.py is the implementation; the unit tests use an in-memory one)."""
 
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.store import delete_log, sync_state
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.sync_state import SyncState
+from embedkeeper.store.pass_io import delete_log
+from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.state import sync_state
+from embedkeeper.store.state.sync_state import SyncState
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Failures charged: one attempt more for each rejected document, in the failures table of the
-statements' (source, model) pair. A changed text starts its count again (store/queries.py,
-record_failures). Vectors are written by store/chunk_writer.py.
+statements' (source, model) pair. A changed text starts its count again (store/source/queries.py,
+record_failures). Vectors are written by store/pass_io/chunk_writer.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import psycopg
 from embedkeeper.config import RetryConfig
 from embedkeeper.logs import mask_secrets
 from embedkeeper.records import Rejected
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.source.queries import SourceQueries
 
 
 def charge(

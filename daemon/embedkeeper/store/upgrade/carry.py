@@ -37,12 +37,12 @@ from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.errors import DimensionMismatch
 from embedkeeper.logs import event
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.index_build import BuildSettings
-from embedkeeper.store.pair_tables import PairNames, PairRecord, create_pair_tables, record_pair
-from embedkeeper.store.preflight import inspect_source
-from embedkeeper.store.source_sql import SourceSql
-from embedkeeper.store.upgrade_index import carry_index
-from embedkeeper.store.upgrade_report import CarriedModel, LeftModel, UpgradeReport
+from embedkeeper.store.index.index_build import BuildSettings
+from embedkeeper.store.pair.tables import PairNames, PairRecord, create_pair_tables, record_pair
+from embedkeeper.store.source.preflight import inspect_source
+from embedkeeper.store.source.source_sql import SourceSql
+from embedkeeper.store.upgrade.index import carry_index
+from embedkeeper.store.upgrade.report import CarriedModel, LeftModel, UpgradeReport
 
 log = logging.getLogger(__name__)
 

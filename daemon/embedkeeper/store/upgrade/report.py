@@ -1,4 +1,4 @@
-"""What carrying a v0.1 database did (store/upgrade.py), as `embedkeeper migrate` prints it.
+"""What carrying a v0.1 database did (store/upgrade/carry.py), as `embedkeeper migrate` prints it.
 
 The operator's questions after an upgrade: did every vector and failure arrive, is search still
 indexed, and will anything be embedded again (a model whose config asks for chunking re-embeds
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embedkeeper.store.upgrade_index import CarriedIndex
+from embedkeeper.store.upgrade.index import CarriedIndex
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The backlog: about how many documents a model still has to embed, cheap enough to ask every
 few seconds on a table of any size.
 
-The exact figure (store/coverage.py) reads every row of the source and hashes every text that has
+The exact figure (store/report/coverage.py) reads every row of the source and hashes every text
+that has
 a vector. This one reads no row of the source: the documents in scope with a text are the
 planner's estimate (EXPLAIN, from the catalog's statistics: the table's size, the `where` filter's
 selectivity, the text column's fraction of NULLs), and the rest comes from the model's own tables
@@ -23,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source_sql import SourceSql
+from embedkeeper.store.source.source_sql import SourceSql
 
 # A source with no statistics that the planner puts under this many documents is counted
 # instead: a small table may never be analyzed (autovacuum waits for 50 changed rows and a tenth

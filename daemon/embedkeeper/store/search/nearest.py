@@ -29,9 +29,9 @@ from psycopg import sql
 
 from embedkeeper.records import DocumentId
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.pair_tables import PairNames
-from embedkeeper.store.pair_view import current_chunks
-from embedkeeper.store.source_sql import SourceSql
+from embedkeeper.store.pair.tables import PairNames
+from embedkeeper.store.pair.view import current_chunks
+from embedkeeper.store.source.source_sql import SourceSql
 
 PASSAGE_CHARS = 1000  # of a chunk's passage, returned with each hit
 MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
@@ -151,7 +151,7 @@ def by_words(
     limit: int,
 ) -> list[Hit]:
     """The `limit` chunks that hold the question's words, through the pair's GIN index on its
-    full-text column (store/full_text.py), the source's `where` applied. Each carries its
+    full-text column (store/pair/full_text.py), the source's `where` applied. Each carries its
     cosine distance to `query`, so a row reads the same whichever way it came.
 
     A question as people type it ("How can I find out the size of the terminal window?") is

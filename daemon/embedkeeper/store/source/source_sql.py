@@ -1,5 +1,6 @@
 """The source's names as SQL, and the statements that read the source or a model's vectors as
-a whole: the prunes and the coverage figures. store/queries.py adds the claim and write statements.
+a whole: the prunes and the coverage figures. store/source/queries.py adds the claim and write
+statements.
 
 Identifiers from config go through sql.Identifier; the `[source] where` filter, the one fragment
 an operator writes, is inserted as trusted SQL in parentheses. Values are always parameters.
@@ -13,7 +14,7 @@ from typing import Literal, Self
 from psycopg import sql
 
 from embedkeeper.config import SourceConfig
-from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.pair.tables import PairNames
 
 StaleBy = Literal["none", "updated_at", "hash"]
 Scope = Literal["all", "changed", "retries"]
@@ -45,7 +46,7 @@ TRUE = sql.SQL("TRUE")
 class SourceSql:
     """One source's names; `id_type` is the source key's type family: bigint, text or uuid.
 
-    `names` are the tables of a (source, model) pair (store/pair_tables.py): its records
+    `names` are the tables of a (source, model) pair (store/pair/tables.py): its records
     (`vectors`), chunks and failures, which hold one model only. The statements that read or
     write them need it; those on the source alone (the checks, the estimate, the delete log)
     do not."""

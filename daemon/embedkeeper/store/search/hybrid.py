@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from embedkeeper.store.search import EF_SEARCH, Hit, best_per_document, by_words, nearest
-from embedkeeper.store.source_sql import SourceSql
+from embedkeeper.store.search.nearest import EF_SEARCH, Hit, best_per_document, by_words, nearest
+from embedkeeper.store.source.source_sql import SourceSql
 
 RRF_K = 60  # the paper's constant: the top few ranks of each list count, none dominates
 MIN_CANDIDATES = 20  # results taken from each side, at least (twice k where that is more)

@@ -27,8 +27,8 @@ from embedkeeper.errors import DatabaseUnavailable, EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.store import locks
 from embedkeeper.store.db import connect, mapped_errors
-from embedkeeper.store.index_build import BuildSettings
-from embedkeeper.store.vector_index import (
+from embedkeeper.store.index.index_build import BuildSettings
+from embedkeeper.store.index.vector_index import (
     INDEX_LOCK,
     IndexTarget,
     list_indexes,
@@ -38,7 +38,7 @@ from embedkeeper.store.vector_index import (
 )
 
 # Every index event is logged under one name, as it was before deferral had a module of its own.
-log = logging.getLogger("embedkeeper.store.vector_index")
+log = logging.getLogger("embedkeeper.store.index.vector_index")
 
 LARGE_BACKFILL = 10_000  # pending documents above which a live index earns a hint
 

@@ -1,5 +1,6 @@
 """A (source, model) pair's vector indexes: name, list, create and drop them, and rebuild the
-ones a deferring backfill recorded (store/deferred_index.py takes them down; store/index_build.py
+ones a deferring backfill recorded (store/index/deferred_index.py takes them down;
+store/index/index_build.py
 runs a build).
 
 A pair's chunks have a typed column (`vector(N)` or `halfvec(N)`), so its HNSW index is plain:
@@ -48,8 +49,8 @@ from embedkeeper.errors import (
 from embedkeeper.logs import event
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.index_build import OPCLASSES, BuildSettings, HnswParams, build_indexes
-from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.index.index_build import OPCLASSES, BuildSettings, HnswParams, build_indexes
+from embedkeeper.store.pair.tables import PairNames
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from psycopg import sql
 from embedkeeper.records import Claimed, Document, DocumentId
 from embedkeeper.store import locks
 from embedkeeper.store.locks import claim_space
-from embedkeeper.store.queries import Scope, SourceQueries, StaleBy
+from embedkeeper.store.source.queries import Scope, SourceQueries, StaleBy
 
 Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
 

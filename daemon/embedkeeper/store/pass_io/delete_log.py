@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.config import SourceConfig
-from embedkeeper.store.queries import SourceQueries, table_identifier
-from embedkeeper.store.sync_state import SyncState, deleted_count, same_file, source_signature
+from embedkeeper.store.source.queries import SourceQueries, table_identifier
+from embedkeeper.store.state.sync_state import SyncState, deleted_count, same_file, source_signature
 
 TRIGGER = "embedkeeper_log_deletes"
 LOG = sql.SQL("embedkeeper.deleted_documents")

@@ -1,7 +1,7 @@
-"""A v0.1 model's vector index, carried to its (source, model) pair (store/upgrade.py).
+"""A v0.1 model's vector index, carried to its (source, model) pair (store/upgrade/carry.py).
 
 v0.1 indexed the shared table with a partial expression index per model (`USING hnsw
-((embedding::vector(384)) vector_cosine_ops) WHERE model = 'minilm'`, store/vector_index.py).
+((embedding::vector(384)) vector_cosine_ops) WHERE model = 'minilm'`, store/index/vector_index.py).
 A pair's chunks have a typed column of their own, so its index is plain: `<base>_hnsw` on
 `<base>_chunks USING hnsw (embedding vector_cosine_ops)`, no cast and no predicate. The old
 index's operator family (cosine, l2, ip, l1) and HNSW parameters come along; an ivfflat index
@@ -26,9 +26,9 @@ from psycopg import sql
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.models.pairs import Storage
 from embedkeeper.store import locks
-from embedkeeper.store.index_build import BuildSettings, build_indexes
-from embedkeeper.store.pair_tables import PairNames
-from embedkeeper.store.vector_index import HNSW_MAX_DIMENSIONS, IndexTarget, hnsw_statement
+from embedkeeper.store.index.index_build import BuildSettings, build_indexes
+from embedkeeper.store.index.vector_index import HNSW_MAX_DIMENSIONS, IndexTarget, hnsw_statement
+from embedkeeper.store.pair.tables import PairNames
 
 DEFAULT_M = 16  # pgvector's defaults, for an old index that named none (or an ivfflat one)
 DEFAULT_EF_CONSTRUCTION = 64
@@ -176,6 +176,7 @@ def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def _try_index_lock(conn: psycopg.Connection[Any], model: str) -> bool:
-    """The model's index key, as an index rebuild takes it (store/vector_index.py): a deferring
+    """The model's index key, as an index rebuild takes it (store/index/vector_index.py): a
+    deferring
     v0.1 backfill that still runs holds it shared and would rebuild the old index after us."""
     return locks.take(conn, "pg_try_advisory_xact_lock", locks.INDEX, model)

@@ -1,6 +1,6 @@
 """Every statement that touches the user's table, built once per config with psycopg.sql.
 
-The names, the prunes and the coverage figures are in store/source_sql.py (SourceSql).
+The names, the prunes and the coverage figures are in store/source/source_sql.py (SourceSql).
 
 The discovery query is an anti-join against the pair's records (embedkeeper.<pair>_documents) on
 their primary key, walked in key order from a keyset cursor (`after`), so one batch reads only
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from embedkeeper.store import locks
-from embedkeeper.store.source_sql import (
+from embedkeeper.store.source.source_sql import (
     TRUE,
     Scope,
     SourceSql,

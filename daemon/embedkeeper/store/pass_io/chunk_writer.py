@@ -1,12 +1,13 @@
 """Writes for a (source, model) pair: a document's record and all its chunks, replaced at once.
 
-One transaction: first the fence on the settings (store/pair_tables.py, fence_chunking: a batch
+One transaction: first the fence on the settings (store/pair/tables.py, fence_chunking: a batch
 chunked otherwise than the pair's recorded settings raises ChunkingMismatch, nothing written);
 then the batch's records are staged by binary COPY into a session temp table; the
 records of the staged documents whose current text still hashes to what was embedded are
 upserted (the fence, a primary-key probe of the source per document), returning their ids;
 those documents' old chunks are deleted; their new chunks are copied straight into the chunks
-table (one block of binary COPY, store/chunk_copy.py: no staging of the chunks, which are most
+table (one block of binary COPY, store/pass_io/chunk_copy.py: no staging of the chunks, which are
+most
 of the bytes). A reader in another session sees a document's old chunks or its new ones,
 never a mix (PostgreSQL makes the transaction's writes visible together), and a document edited
 while its batch was embedded gets nothing from this batch: its old record, now stale, and its old
@@ -23,9 +24,9 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
-from embedkeeper.store.chunk_copy import chunks_block
-from embedkeeper.store.pair_tables import PairNames, fence_chunking, vector_column_type
-from embedkeeper.store.source_sql import SourceSql, content_hash
+from embedkeeper.store.pair.tables import PairNames, fence_chunking, vector_column_type
+from embedkeeper.store.pass_io.chunk_copy import chunks_block
+from embedkeeper.store.source.source_sql import SourceSql, content_hash
 
 
 class ChunkWriter:
@@ -105,7 +106,7 @@ class ChunkWriter:
 
     def _copy_chunks(self, embedded: Sequence[ChunkedEmbedding], storage: str) -> None:
         """The written documents' chunks, straight into the pair's chunks table: one block of
-        binary COPY (store/chunk_copy.py), or row by row where the block cannot be built."""
+        binary COPY (store/pass_io/chunk_copy.py), or row by row where the block cannot be built."""
         id_type = self.source.id_type
         statement = sql.SQL(
             "COPY {} (document_id, chunk, char_start, char_end, passage, embedding)"

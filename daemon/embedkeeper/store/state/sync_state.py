@@ -36,7 +36,8 @@ class SyncState:
     watermark: datetime | None
     fingerprint: str | None
     swept_at: datetime | None = None
-    # The delete log (store/delete_log.py): the last entry pruned, the deleted-row counter at
+    # The delete log (store/pass_io/delete_log.py): the last entry pruned, the deleted-row counter
+    # at
     # the last full prune, and the entries pruned since then.
     log_position: int | None = None
     deletes_baseline: int | None = None

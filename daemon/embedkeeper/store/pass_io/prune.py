@@ -15,7 +15,7 @@ from psycopg import sql
 
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.source.queries import SourceQueries
 
 
 def prune_all(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.source.queries import SourceQueries
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,12 @@ import psycopg
 
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import ChunkedEmbedding, Claimed, Document, DocumentId, Rejected
-from embedkeeper.store.chunk_writer import ChunkWriter
-from embedkeeper.store.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.inflight import InFlight
-from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.writer import charge
+from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
+from embedkeeper.store.pass_io.claims import ClaimRules, Phase, claim_batch, release
+from embedkeeper.store.pass_io.inflight import InFlight
+from embedkeeper.store.pass_io.writer import charge
+from embedkeeper.store.source.queries import SourceQueries
 
 
 class PgStore:

@@ -4,7 +4,7 @@ by words beside search by meaning.
 A small sentence model places meaning, not names: a line whose only distinct content is an
 identifier or a person's name ("The prefixcmp() and suffixcmp() functions are gone.") ranked
 12th to 134th by cosine among 200 Debian documents (BENCHMARKS.md). PostgreSQL's full-text
-search finds such a line at once, so `search` ranks by both (store/hybrid_search.py).
+search finds such a line at once, so `search` ranks by both (store/search/hybrid.py).
 
 It is opt-in per source (`full_text = "english"`) because it is not free: PostgreSQL parses each
 passage as it is written, about 0.17 ms a 1,000-character chunk, and the GIN index as much again
@@ -25,7 +25,7 @@ from psycopg import sql
 
 from embedkeeper.errors import ConfigError
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.pair_tables import PairNames
+from embedkeeper.store.pair.tables import PairNames
 
 COLUMN = "full_text"
 # The column's generation expression as PostgreSQL prints it: to_tsvector('english'::regconfig, …

@@ -14,8 +14,8 @@ import psycopg
 
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import Document, Rejected
-from embedkeeper.store.queries import SourceQueries
-from embedkeeper.store.writer import charge
+from embedkeeper.store.pass_io.writer import charge
+from embedkeeper.store.source.queries import SourceQueries
 
 CRASHED = "the process embedding this document's batch died (crash, kill or lost lease)"
 

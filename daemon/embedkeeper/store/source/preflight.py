@@ -15,7 +15,7 @@ from embedkeeper.config.values import quote_for_display
 from embedkeeper.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from embedkeeper.logs import event
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.queries import SourceQueries
+from embedkeeper.store.source.queries import SourceQueries
 
 log = logging.getLogger(__name__)
 

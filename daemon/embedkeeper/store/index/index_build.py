@@ -20,10 +20,10 @@ from embedkeeper.errors import UsageError
 from embedkeeper.logs import event
 
 if TYPE_CHECKING:
-    from embedkeeper.store.vector_index import IndexTarget
+    from embedkeeper.store.index.vector_index import IndexTarget
 
 # Every index event is logged under one name, as it was before the build had a module of its own.
-log = logging.getLogger("embedkeeper.store.vector_index")
+log = logging.getLogger("embedkeeper.store.index.vector_index")
 
 OPCLASSES = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 MIN_MEMORY_MB = 64

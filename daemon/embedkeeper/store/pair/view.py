@@ -25,8 +25,8 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.full_text import full_text_config
-from embedkeeper.store.source_sql import SourceSql, content_hash
+from embedkeeper.store.pair.full_text import full_text_config
+from embedkeeper.store.source.source_sql import SourceSql, content_hash
 
 CHUNK_DOCUMENT = sql.Identifier("c", "document_id")
 

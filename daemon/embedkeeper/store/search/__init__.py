@@ -1,0 +1,1 @@
+"""Read paths that answer questions: the nearest chunks by vector, and by vector and words fused."""
