@@ -66,24 +66,30 @@ class Hit:
     score: float = 0.0
 
 
+# The opclass of the pair's vector index (%s: its chunks table), or NULL without one.
+INDEX_OPCLASS = (
+    "SELECT o.opcname FROM pg_index i"
+    " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam"
+    " JOIN pg_opclass o ON o.oid = i.indclass[0]"
+    " JOIN pg_attribute t ON t.attrelid = i.indrelid AND t.attnum = i.indkey[0]"
+    " WHERE i.indrelid = to_regclass(%s) AND a.amname IN ('hnsw', 'ivfflat')"
+    " AND i.indisvalid AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL"
+    " AND t.attname = 'embedding'"
+    " ORDER BY o.opcname NOT LIKE '%%\\_cosine\\_ops', x.relname LIMIT 1"
+)
+
+
 def index_operator(conn: psycopg.Connection[Any], names: PairNames) -> str:
     """The distance operator the pair's vector index serves: `<=>` without one (an exact scan,
     by cosine), and the cosine one where there are several. Only a plain, valid index on the
     column counts: a partial or expression index does not serve the search's statement."""
-    row = conn.execute(
-        "SELECT o.opcname FROM pg_index i"
-        " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam"
-        " JOIN pg_opclass o ON o.oid = i.indclass[0]"
-        " JOIN pg_attribute t ON t.attrelid = i.indrelid AND t.attnum = i.indkey[0]"
-        " WHERE i.indrelid = to_regclass(%s) AND a.amname IN ('hnsw', 'ivfflat')"
-        " AND i.indisvalid AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL"
-        " AND t.attname = 'embedding'"
-        " ORDER BY o.opcname NOT LIKE '%%\\_cosine\\_ops', x.relname LIMIT 1",
-        (names.chunks.as_string(conn),),
-    ).fetchone()
-    if row is None:
+    row = conn.execute(f"SELECT ({INDEX_OPCLASS})", (names.chunks.as_string(conn),)).fetchone()
+    return operator_of(row[0] if row else None)
+
+
+def operator_of(opclass: str | None) -> str:
+    if opclass is None:
         return COSINE
-    opclass = str(row[0])
     return next((op for end, op in OPERATORS.items() if opclass.endswith(end)), COSINE)
 
 
@@ -215,8 +221,8 @@ def _prepare_nearest(
 ) -> sql.Composed:
     """Settings for the search's transaction, and the statement in the index's order."""
     assert queries.names is not None, "search reads a pair's chunks"
-    operator = index_operator(conn, queries.names)
-    _iterative_scan(conn, max(ef_search, k))
+    opclass = _iterative_scan(conn, max(ef_search, k), queries.names)
+    operator = operator_of(opclass)
     return _chunks_statement(queries, operator, sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s"))
 
 
@@ -270,15 +276,22 @@ def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hi
     ]
 
 
-def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
+def _iterative_scan(
+    conn: psycopg.Connection[Any], ef_search: int, names: PairNames | None = None
+) -> str | None:
     """The scan's candidate list, and let the HNSW (or IVFFlat) scan go on past it when the
     join filters some out (pgvector 0.8 and later; an older pgvector searches without it); and
-    the planner told that a cursor's first rows are what count (CURSOR_TUPLE_FRACTION)."""
-    conn.execute(
+    the planner told that a cursor's first rows are what count (CURSOR_TUPLE_FRACTION). With
+    `names`, the same round trip reads the opclass of the pair's vector index (None: none)."""
+    row = conn.execute(
         "SELECT set_config('hnsw.ef_search', %s, true),"
-        " set_config('cursor_tuple_fraction', %s, true)",
-        (str(min(max(1, ef_search), MAX_EF_SEARCH)), str(CURSOR_TUPLE_FRACTION)),
-    )
+        f" set_config('cursor_tuple_fraction', %s, true), ({INDEX_OPCLASS})",
+        (
+            str(min(max(1, ef_search), MAX_EF_SEARCH)),
+            str(CURSOR_TUPLE_FRACTION),
+            names.chunks.as_string(conn) if names is not None else None,
+        ),
+    ).fetchone()
     unknown_setting = (
         psycopg.errors.UndefinedObject,
         psycopg.errors.InvalidParameterValue,
@@ -292,3 +305,4 @@ def _iterative_scan(conn: psycopg.Connection[Any], ef_search: int) -> None:
             )
     except unknown_setting:
         pass
+    return None if row is None or row[2] is None else str(row[2])
