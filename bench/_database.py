@@ -20,6 +20,7 @@ TEMPLATE = "bench_template"
 NULL_CONFIG = """
 [source]
 table = "public.docs"
+full_text = ""  # off: as the recorded figures (its cost: bench full_text)
 [[models]]
 name = "null"
 backend = "null"

@@ -51,6 +51,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = f"""
 [source]
 table = "public.docs"
+full_text = ""  # off: as the recorded figures (its cost: bench full_text)
 [[models]]
 name = "minilm"
 dimensions = 384

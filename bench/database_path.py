@@ -61,6 +61,7 @@ CONFIG = f"""
 [source]
 table = "public.docs"
 updated_at_column = "updated_at"
+full_text = ""  # off: as the recorded figures (its cost: bench full_text)
 {MODEL}
 [logging]
 format = "json"
@@ -68,6 +69,7 @@ format = "json"
 CONFIG_NO_UPDATED_AT = f"""
 [source]
 table = "public.docs"
+full_text = ""  # off: as the recorded figures (its cost: bench full_text)
 {MODEL}
 [logging]
 format = "json"

@@ -47,9 +47,9 @@ def main() -> None:
                 copy.write_row((number, text.replace("\x00", "")))
         conn.execute("VACUUM ANALYZE docs")
 
-    with bench_database(CONFIG.format(full_text=""), fill) as database:
+    with bench_database(CONFIG.format(full_text='full_text = ""'), fill) as database:
         configs = {}
-        for leg, line in (("off", ""), ("on", f'full_text = "{CONFIGURATION}"')):
+        for leg, line in (("off", 'full_text = ""'), ("on", f'full_text = "{CONFIGURATION}"')):
             configs[leg] = database.home / f"full_text_{leg}.toml"
             configs[leg].write_text(CONFIG.format(full_text=line))
         rates: dict[str, list[float]] = {"off": [], "on": []}

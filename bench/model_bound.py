@@ -30,6 +30,7 @@ EMBEDKEEPER = Path(sys.executable).with_name("embedkeeper")
 CONFIG = f"""
 [source]
 table = "public.docs"
+full_text = ""  # off: as the recorded figures (its cost: bench full_text)
 [[models]]
 name = "minilm"
 dimensions = 384
