@@ -79,15 +79,9 @@ INDEX_OPCLASS = (
 )
 
 
-def index_operator(conn: psycopg.Connection[Any], names: PairNames) -> str:
-    """The distance operator the pair's vector index serves: `<=>` without one (an exact scan,
-    by cosine), and the cosine one where there are several. Only a plain, valid index on the
-    column counts: a partial or expression index does not serve the search's statement."""
-    row = conn.execute(f"SELECT ({INDEX_OPCLASS})", (names.chunks.as_string(conn),)).fetchone()
-    return operator_of(row[0] if row else None)
-
-
 def operator_of(opclass: str | None) -> str:
+    """The distance operator a vector index of `opclass` serves: `<=>` without one (an exact
+    scan, by cosine), and the cosine one where there are several."""
     if opclass is None:
         return COSINE
     return next((op for end, op in OPERATORS.items() if opclass.endswith(end)), COSINE)
