@@ -50,6 +50,7 @@ class App:
     backend_factory: BackendFactory = make_backend
     backends: dict[str, Backend] = field(default_factory=dict)
     _chunking: dict[str, ModelChunking] = field(default_factory=dict)
+    _lazy: dict[str, Backend] = field(default_factory=dict)
 
     @property
     def queries(self) -> SourceQueries:
@@ -112,9 +113,11 @@ class App:
         a pass that finds nothing to embed never starts torch (backends/lazy.py)."""
         if model.name in self.backends:
             return self.backends[model.name]
-        with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
-            dimensions = self.known_dimensions(conn, model)
-        return LazyBackend(partial(self.backend, model), dimensions)
+        if model.name not in self._lazy:  # the registry read once, not on every daemon tick
+            with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
+                dimensions = self.known_dimensions(conn, model)
+            self._lazy[model.name] = LazyBackend(partial(self.backend, model), dimensions)
+        return self._lazy[model.name]
 
     def index_target(
         self,

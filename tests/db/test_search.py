@@ -191,7 +191,7 @@ def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
 
 def test_the_scan_candidate_list_holds_for_one_search_and_is_bounded(conn):
     """ef_search is set for the search's transaction only, within pgvector's bound of 1000."""
-    from embedkeeper.store.search.nearest import EF_SEARCH, _iterative_scan
+    from embedkeeper.store.search.nearest import EF_SEARCH, _search_settings
 
     def shown() -> str:
         return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
@@ -199,9 +199,9 @@ def test_the_scan_candidate_list_holds_for_one_search_and_is_bounded(conn):
     conn.execute("LOAD 'vector'")
     default = shown()
     with conn.transaction():
-        _iterative_scan(conn, EF_SEARCH)
+        _search_settings(conn, EF_SEARCH)
         assert shown() == str(EF_SEARCH)
     assert shown() == default == "40"
     with conn.transaction():
-        _iterative_scan(conn, 5000)
+        _search_settings(conn, 5000)
         assert shown() == "1000"

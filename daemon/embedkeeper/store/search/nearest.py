@@ -215,7 +215,7 @@ def _prepare_nearest(
 ) -> sql.Composed:
     """Settings for the search's transaction, and the statement in the index's order."""
     assert queries.names is not None, "search reads a pair's chunks"
-    opclass = _iterative_scan(conn, max(ef_search, k), queries.names)
+    opclass = _search_settings(conn, max(ef_search, k), queries.names)
     operator = operator_of(opclass)
     return _chunks_statement(queries, operator, sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s"))
 
@@ -270,7 +270,7 @@ def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hi
     ]
 
 
-def _iterative_scan(
+def _search_settings(
     conn: psycopg.Connection[Any], ef_search: int, names: PairNames | None = None
 ) -> str | None:
     """The scan's candidate list, and let the HNSW (or IVFFlat) scan go on past it when the
