@@ -299,14 +299,15 @@ def _explain(url: str) -> dict[str, Any]:
     model = config.models[0]
     app = open_app(config)
     try:
-        queries = app.pair(model)  # the statements over embedkeeper.<PAIR>_*
+        pair = app.pair(model)
+        queries = pair.statements  # the statements over embedkeeper.<PAIR>_*
         chunking = app.chunking(model)
         window_chars = app.backend(model).max_chars
     finally:
         app.close()
     plans: dict[str, Any] = {}
     with psycopg.connect(url) as conn:
-        since = load(conn, config.source, model.name).since(config.source)
+        since = load(conn, pair).since(config.source)
         # Every parameter a claim takes, as store/pass_io/claims.py claim_batch gives them.
         params = {
             "model": model.name,

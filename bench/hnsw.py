@@ -111,10 +111,11 @@ def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
     config = load_config(database.config, overrides={"EMBEDKEEPER_DATABASE_URL": url})
     factory = DistinctVectors if VECTORS == "distinct" else make_backend
     app = open_app(config, backend_factory=factory)
-    names = app.names(config.models[0])
+    pair = app.pair(config.models[0])
+    names = pair.names
     with connect(url) as conn:
         # <pair>_hnsw on <pair>_chunks (the pair's tables are made first).
-        create_index(conn, app.index_target(conn, config.models[0]), HnswParams(), BuildSettings())
+        create_index(conn, app.index_target(conn, pair), HnswParams(), BuildSettings())
     REBUILDS.seconds.clear()
     start = time.perf_counter()
     try:
@@ -124,7 +125,7 @@ def _run(database: BenchDatabase, url: str, *, defer: bool) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     rebuild_s = sum(REBUILDS.seconds)
     with connect(url) as conn:
-        target = app.index_target(conn, config.models[0])
+        target = app.index_target(conn, pair)
         # Every document one record and one chunk (its text is short), and the pair's HNSW
         # index valid on the chunks after the backfill (rebuilt, with --defer-index).
         row = conn.execute(

@@ -248,11 +248,12 @@ def _measure(url: str, config_path: Path, questions: Sequence[Question], corpus:
     scores: dict[str, Score] = {}
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        pair = app.made_pair(conn, model)
-        assert pair is not None, "the backfill made the pair"
+        made = app.pair(model)
+        assert app.is_made(conn, made), "the backfill made the pair"
+        pair = made.statements
         # As `embedkeeper search` embeds a question: the model's backend, its query prefix.
         backend = app.backend_factory(replace(model, prefix=model.query_prefix))
-        dimensions = pair_dimensions(conn, app.names(model))
+        dimensions = pair_dimensions(conn, made.names)
         vectors = [embed_question(backend, q.ask, dimensions, model.name) for q in questions]
         backend.close()
         spans = _answer_spans(questions, corpus)

@@ -74,14 +74,14 @@ def make_pair(conn: psycopg.Connection[Any], stored: Stored, full_text: str | No
     from embedkeeper.config import SourceConfig
     from embedkeeper.store.pair.full_text import set_full_text
     from embedkeeper.store.pair.tables import PairNames, create_pair_tables
-    from embedkeeper.store.source.queries import SourceQueries
+    from embedkeeper.store.source.queries import PairQueries
 
     names = PairNames.of("docs", stored.label)
     dims = int(stored.vectors.shape[1])
     with conn.transaction():
         create_pair_tables(conn, names, key_type="bigint", dimensions=dims)
     set_full_text(conn, names, full_text)
-    pair = SourceQueries.for_pair(SourceConfig(schema="public", table="docs"), "bigint", names)
+    pair = PairQueries(SourceConfig(schema="public", table="docs"), "bigint", names)
     _load(conn, pair, stored)
     return pair
 

@@ -90,17 +90,19 @@ def main() -> None:
         app = open_app(config)
         model = config.models[0]
         with connect(url) as conn:
-            pair = app.ready_pair(conn, model)
+            made = app.pair(model)
+            app.make_tables(conn, made)
+            pair = made.statements
             passages, questions = _lines(len(vectors), QUERIES) if FULL_TEXT else ([], [])
             if FULL_TEXT:
                 from embedkeeper.store.pair.full_text import set_full_text
 
-                set_full_text(conn, app.names(model), FULL_TEXT)
+                set_full_text(conn, made.names, FULL_TEXT)
             start = time.perf_counter()
-            _load(conn, app.names(model), vectors, passages)
+            _load(conn, made.names, vectors, passages)
             load_s = time.perf_counter() - start
             start = time.perf_counter()
-            create_index(conn, app.index_target(conn, model), HnswParams(), BuildSettings())
+            create_index(conn, app.index_target(conn, made), HnswParams(), BuildSettings())
             conn.commit()
             build_s = time.perf_counter() - start
             conn.execute("ANALYZE")

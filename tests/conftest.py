@@ -210,7 +210,7 @@ def one_pass(app: App, options: Any = None, backend: Any = None) -> Any:
     model = app.config.models[0]
     backend = backend or app.backend(model)
     options = options or PassOptions.backfill()
-    return run_pass(PassContext(app, model, backend, options, threading.Event()))
+    return run_pass(PassContext(app, app.pair(model), backend, options, threading.Event()))
 
 
 def insert_docs(

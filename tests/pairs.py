@@ -13,3 +13,10 @@ def pair_table(kind: str, model: str = "minilm", source: str = "docs") -> str:
 RECORDS = pair_table("documents")  # the test source's records for the test model
 CHUNKS = pair_table("chunks")
 FAILURES = pair_table("failures")
+
+
+def made_pair(app, conn, model=None, source=None):
+    """The app's pair (its first model and source by default), its tables made if missing."""
+    pair = app.pair(model or app.config.models[0], source)
+    app.make_tables(conn, pair)
+    return pair

@@ -2,9 +2,9 @@
 
 Every check runs before the first write (the model registry row), so a fatal error leaves the
 database as it was. Models load on demand: a backfill with nothing to do never loads one.
-Each (source, model) pair has its own tables (store/pair/tables.py) and statements over them
-(`App.pair`), and each model its chunker (`App.chunking`), built from the config and the model's
-files without loading the model.
+Each (source, model) pair is one Pair (store/pair/pair.py: its names, key type, dimensions,
+chunking fingerprint and statements), made once here (`App.pairs`), and each model has its
+chunker (`App.chunking`), built from the config and the model's files without loading it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from embedkeeper.backends import Backend, make_backend
 from embedkeeper.backends.lazy import LazyBackend
 from embedkeeper.chunking.for_model import ModelChunking, model_chunking
 from embedkeeper.config import Config, ModelConfig, SourceConfig
-from embedkeeper.errors import ModelError
+from embedkeeper.errors import ConfigError, ModelError
 from embedkeeper.store.db import connect, database_url
 from embedkeeper.store.index.vector_index import IndexTarget, index_target
 from embedkeeper.store.pair.full_text import full_text_config, set_full_text
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair, vector_column_type
 from embedkeeper.store.pair.view import replace_view
 from embedkeeper.store.report.coverage import Coverage, measure, measure_unmade
@@ -34,113 +35,78 @@ from embedkeeper.store.source.preflight import (
     register_model,
     registered_dimensions,
 )
-from embedkeeper.store.source.queries import SourceQueries
 
 BackendFactory = Callable[[ModelConfig], Backend]
 
 
 @dataclass(slots=True)
 class App:
-    """`sources`: each source's own statements (no model's tables), by name. Each method that
-    takes `source` means the config's first source when given none."""
+    """`pairs`: every (source, model) pair the config embeds, by (source name, model name), in
+    the config's order (store/pair/pair.py). Each method that takes `source` means the
+    config's first source when given none."""
 
     config: Config
     url: str
-    sources: dict[str, SourceQueries]
+    pairs: dict[tuple[str, str], Pair]
     backend_factory: BackendFactory = make_backend
     backends: dict[str, Backend] = field(default_factory=dict)
     _chunking: dict[str, ModelChunking] = field(default_factory=dict)
     _lazy: dict[str, Backend] = field(default_factory=dict)
 
-    @property
-    def queries(self) -> SourceQueries:
-        """The first source's statements."""
-        return self.source_queries(None)
+    def pair(self, model: ModelConfig, source: SourceConfig | None = None) -> Pair:
+        """The pair of this model and source (the config's first by default)."""
+        source = source or self.config.source
+        try:
+            return self.pairs[(source.source_name, model.name)]
+        except KeyError:
+            raise ConfigError(
+                f'[[models]] "{model.name}" does not embed source "{source.source_name}"'
+                f" (its sources = {list(model.sources or [])}); name another --model or --source"
+            ) from None
 
-    def source_queries(self, source: SourceConfig | None) -> SourceQueries:
-        return self.sources[(source or self.config.source).source_name]
+    def chosen(self, source: str | None = None, model: str | None = None) -> list[Pair]:
+        """The pairs a command's --source and --model pick (Config.chosen_pairs: an unknown
+        name is an error), in the config's order."""
+        return [self.pair(m, s) for s, m in self.config.chosen_pairs(source, model)]
 
-    def names(self, model: ModelConfig, source: SourceConfig | None = None) -> PairNames:
-        return PairNames.of((source or self.config.source).source_name, model.name)
+    def pairs_of(self, model: ModelConfig) -> list[Pair]:
+        return [pair for pair in self.pairs.values() if pair.model_name == model.name]
 
-    def pair(self, model: ModelConfig, source: SourceConfig | None = None) -> SourceQueries:
-        """The statements of the source and this model, over the pair's own tables."""
-        own = self.source_queries(source)
-        return SourceQueries.for_pair(own.source, own.id_type, self.names(model, source))
+    def is_made(self, conn: psycopg.Connection[Any], pair: Pair) -> bool:
+        """Whether the pair's tables exist. Read paths (search, coverage, stats, failures) ask
+        this and never make them, nor load a model to learn its dimensions: an unmade pair has
+        nothing embedded and nothing failed."""
+        return vector_column_type(conn, pair.names) is not None
 
-    def ready_pair(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        source: SourceConfig | None = None,
-    ) -> SourceQueries:
-        """The pair's statements, its tables made first if missing: from the configured
-        dimensions, else those of the model's other pairs, else by loading the model."""
-        if vector_column_type(conn, self.names(model, source)) is None:
-            dimensions = self.known_dimensions(conn, model) or self.backend(model).dimensions
-            self.ensure_tables(conn, model, dimensions, source)
-        return self.pair(model, source)
-
-    def made_pair(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        source: SourceConfig | None = None,
-    ) -> SourceQueries | None:
-        """The pair's statements where its tables exist, else None: for read paths (search,
-        coverage, stats, failures), which never make tables nor load a model to learn its
-        dimensions."""
-        if vector_column_type(conn, self.names(model, source)) is None:
-            return None
-        return self.pair(model, source)
-
-    def read_pair(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        source: SourceConfig | None = None,
-    ) -> SourceQueries:
-        """The pair's statements where its tables exist, else the source's own (no pair tables:
-        nothing embedded, nothing failed), for the read paths that count."""
-        return self.made_pair(conn, model, source) or self.source_queries(source)
-
-    def known_dimensions(self, conn: psycopg.Connection[Any], model: ModelConfig) -> int | None:
-        """The model's dimensions without loading it: the config's, else the registry's."""
-        return model.dimensions or registered_dimensions(conn, model)
+    def make_tables(self, conn: psycopg.Connection[Any], pair: Pair) -> None:
+        """The pair's tables made if missing: from the dimensions known at start (the config's,
+        the registry's), else those another pair of the model registered since, else by
+        loading the model."""
+        if not self.is_made(conn, pair):
+            dimensions = pair.dimensions or registered_dimensions(conn, pair.model)
+            self.ensure_tables(conn, pair, dimensions or self.backend(pair.model).dimensions)
 
     def lazy_backend(self, model: ModelConfig) -> Backend:
         """The model's backend, loaded (and checked) by the first call that needs the model:
         a pass that finds nothing to embed never starts torch (backends/lazy.py)."""
         if model.name in self.backends:
             return self.backends[model.name]
-        if model.name not in self._lazy:  # the registry read once, not on every daemon tick
-            with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
-                dimensions = self.known_dimensions(conn, model)
+        if model.name not in self._lazy:
+            dimensions = next((p.dimensions for p in self.pairs_of(model)), model.dimensions)
             self._lazy[model.name] = LazyBackend(partial(self.backend, model), dimensions)
         return self._lazy[model.name]
 
-    def index_target(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        source: SourceConfig | None = None,
-    ) -> IndexTarget:
+    def index_target(self, conn: psycopg.Connection[Any], pair: Pair) -> IndexTarget:
         """The pair's chunks as an index target (tables made first if missing)."""
-        self.ready_pair(conn, model, source)
-        return index_target(conn, self.names(model, source))
+        self.make_tables(conn, pair)
+        return index_target(conn, pair.names)
 
-    def coverage(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        source: SourceConfig | None = None,
-    ) -> Coverage:
+    def coverage(self, conn: psycopg.Connection[Any], pair: Pair) -> Coverage:
         """One pair's coverage, by its chunking's fingerprint; a pair not made yet has all its
         documents pending (no table is made by a read)."""
-        queries = self.made_pair(conn, model, source)
-        if queries is None:
-            return measure_unmade(conn, self.source_queries(source), model.name)
-        return measure(conn, queries, model.name, self.chunking(model).fingerprint)
+        if not self.is_made(conn, pair):
+            return measure_unmade(conn, pair)
+        return measure(conn, pair, self.chunking(pair.model).fingerprint)
 
     def chunking(self, model: ModelConfig) -> ModelChunking:
         if model.name not in self._chunking:
@@ -165,9 +131,8 @@ class App:
             try:
                 with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
                     check_model(conn, model, backend.dimensions)
-                    for source, paired in self.config.pairs():
-                        if paired.name == model.name:
-                            self.ensure_tables(conn, model, backend.dimensions, source)
+                    for pair in self.pairs_of(model):
+                        self.ensure_tables(conn, pair, backend.dimensions)
                     register_model(conn, model, backend.dimensions)
             except BaseException:
                 backend.close()
@@ -175,27 +140,15 @@ class App:
             self.backends[model.name] = backend
         return self.backends[model.name]
 
-    def ensure_tables(
-        self,
-        conn: psycopg.Connection[Any],
-        model: ModelConfig,
-        dimensions: int,
-        source: SourceConfig | None = None,
-    ) -> bool:
+    def ensure_tables(self, conn: psycopg.Connection[Any], pair: Pair, dimensions: int) -> bool:
         """Make the pair's tables if missing (True then) and hold them to their record."""
-        own = self.source_queries(source)
         record = PairRecord(
-            own.source.display_name,
-            own.id_type,
-            dimensions,
-            model.storage,
-            self.fingerprint_here(model),
+            pair.source.display_name, pair.key_type, dimensions, pair.storage, pair.chunking
         )
-        names = self.names(model, source)
-        created = ensure_pair(conn, names, record)
+        created = ensure_pair(conn, pair.names, record)
         if created:
-            set_full_text(conn, names, own.source.full_text)
-            replace_view(conn, self.pair(model, source))
+            set_full_text(conn, pair.names, pair.source.full_text)
+            replace_view(conn, pair.statements)
         return created
 
     def full_text_to_add(self) -> list[PairNames]:
@@ -203,10 +156,10 @@ class App:
         without it, `search` refuses until `migrate` (as the owner) adds it."""
         missing = []
         with connect(self.url, timeout_s=self.config.connect_timeout_s) as conn:
-            for source, model in self.config.pairs():
-                names = self.names(model, source)
-                made = vector_column_type(conn, names) is not None
-                if source.full_text and made and full_text_config(conn, names) is None:
+            for pair in self.pairs.values():
+                names = pair.names
+                made = self.is_made(conn, pair)
+                if pair.source.full_text and made and full_text_config(conn, names) is None:
                     missing.append(names)
         return missing
 
@@ -217,11 +170,24 @@ class App:
 
 
 def open_app(config: Config, backend_factory: BackendFactory | None = None) -> App:
-    """Check the database, the source and the models' stored dimensions; load no model yet."""
+    """Check the database, the source and the models' stored dimensions, and make each pair;
+    load no model yet (a model's tokenizer, where installed, gives its chunking fingerprint)."""
     url = database_url(config)
     with connect(url, timeout_s=config.connect_timeout_s) as conn:
-        sources = {s.source_name: check_database(conn, s) for s in config.sources}
+        key_types = {s.source_name: check_database(conn, s).id_type for s in config.sources}
+        dimensions: dict[str, int | None] = {}
         for model in config.models:
             if model.dimensions is not None:
                 check_registry(conn, model, model.dimensions)
-    return App(config, url, sources, backend_factory or partial(make_backend, retry=config.retry))
+            dimensions[model.name] = model.dimensions or registered_dimensions(conn, model)
+    factory = backend_factory or partial(make_backend, retry=config.retry)
+    app = App(config, url, {}, factory)
+    for source, model in config.pairs():
+        app.pairs[(source.source_name, model.name)] = Pair.of(
+            source,
+            model,
+            key_types[source.source_name],
+            dimensions=dimensions[model.name],
+            chunking=app.fingerprint_here(model),
+        )
+    return app

@@ -46,7 +46,7 @@ def test_a_scheduled_pass_walks_from_the_watermark_and_the_sweep_catches_the_res
     app = app_on_updated_at(make_app, db_url, backend)
     assert one_pass(app, BACKFILL).stats.ok == 20
     newest = conn.execute("SELECT max(updated_at) FROM docs").fetchone()[0]
-    assert sync_state.load(conn, app.config.source, "minilm").watermark == newest
+    assert sync_state.load(conn, app.pair(app.config.models[0])).watermark == newest
 
     conn.execute("UPDATE docs SET body = 'edited', updated_at = now() WHERE id = 3")
     insert_docs(conn, ["brand new"], start=21)
@@ -78,7 +78,7 @@ def test_the_watermark_stays_below_a_document_a_peer_held(conn, db_url, make_app
         assert held.stats.ok == 1  # doc 4; doc 2 is the peer's
     # The peer let go without writing: the next pass must still see doc 2.
     doc2 = conn.execute("SELECT updated_at FROM docs WHERE id = 2").fetchone()[0]
-    assert sync_state.load(conn, app.config.source, "minilm").watermark <= doc2
+    assert sync_state.load(conn, app.pair(app.config.models[0])).watermark <= doc2
     assert one_pass(app, SCHEDULED).stats.ok == 1
     hashes = conn.execute(
         "SELECT count(*) FROM docs d"
@@ -187,7 +187,7 @@ def test_an_interrupted_or_limited_pass_leaves_the_watermark_alone(conn, db_url,
 
     one_pass(app, limited)
 
-    assert sync_state.load(conn, app.config.source, "minilm").watermark is None
+    assert sync_state.load(conn, app.pair(app.config.models[0])).watermark is None
     assert one_pass(app, SCHEDULED).stats.ok == 6  # still a full walk
 
 
@@ -254,7 +254,7 @@ def test_a_change_of_chunking_settings_makes_a_scheduled_pass_walk_everything(
         conn.execute("SET LOCAL enable_seqscan = off")
         plan = conn.execute(
             "EXPLAIN (FORMAT JSON) "
-            + after.pair(after.config.models[0]).other_chunking_exists().as_string(conn),
+            + after.pair(after.config.models[0]).statements.other_chunking_exists().as_string(conn),
             {"chunking": "text"},
         ).fetchone()
     assert "docs__minilm_chunking" in json.dumps(plan)

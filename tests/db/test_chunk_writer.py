@@ -15,9 +15,9 @@ from pgvector import HalfVector
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
 from embedkeeper.store.db import connect
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
 from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
-from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 
 DIMS = 8
@@ -67,7 +67,7 @@ def chunk_rows(conn: psycopg.Connection[Any], names: PairNames, doc_id: Any) -> 
 
 def test_a_document_is_written_whole_and_a_shorter_rewrite_leaves_no_old_chunk(conn):
     names = pair(conn, "docs", "bigint")
-    writer = ChunkWriter(conn, SourceQueries(source_config().source, "bigint"), names)
+    writer = ChunkWriter(conn, Pair.of(source_config().source, source_config().models[0], "bigint"))
     long_text = "alpha beta. gamma delta. epsilon zeta."
     (doc,) = insert_docs(conn, [long_text])
     conn.execute(
@@ -103,7 +103,7 @@ def test_a_document_is_written_whole_and_a_shorter_rewrite_leaves_no_old_chunk(c
 
 def test_a_document_edited_while_it_was_embedded_gets_nothing(conn):
     names = pair(conn, "docs", "bigint")
-    writer = ChunkWriter(conn, SourceQueries(source_config().source, "bigint"), names)
+    writer = ChunkWriter(conn, Pair.of(source_config().source, source_config().models[0], "bigint"))
     old, new = "first text. second part.", "edited meanwhile."
     a, b = insert_docs(conn, [old, "kept. too."])
     writer.replace([embedded(a, old, ["first text.", "second part."])])
@@ -123,8 +123,10 @@ def test_pairs_with_text_and_bigint_keys_and_halfvec_share_one_session(conn):
     pages = pair(conn, "pages", "text", storage="halfvec")
     docs = pair(conn, "docs", "bigint")
     page_source = source_config(table="public.pages", id_column="slug", text_column="content")
-    page_writer = ChunkWriter(conn, SourceQueries(page_source.source, "text"), pages)
-    doc_writer = ChunkWriter(conn, SourceQueries(source_config().source, "bigint"), docs)
+    page_writer = ChunkWriter(conn, Pair.of(page_source.source, page_source.models[0], "text"))
+    doc_writer = ChunkWriter(
+        conn, Pair.of(source_config().source, source_config().models[0], "bigint")
+    )
     page = embedded("intro", "hello there. general.", ["hello there.", "general."])
     assert page_writer.replace([page]) == ["intro"]
     assert doc_writer.replace([embedded(doc, "one. two.", ["one.", "two."])]) == [doc]
@@ -136,7 +138,7 @@ def test_pairs_with_text_and_bigint_keys_and_halfvec_share_one_session(conn):
 
 def test_a_concurrent_reader_sees_the_old_chunks_or_the_new_never_a_mix(conn, db_url):
     names = pair(conn, "docs", "bigint")
-    writer = ChunkWriter(conn, SourceQueries(source_config().source, "bigint"), names)
+    writer = ChunkWriter(conn, Pair.of(source_config().source, source_config().models[0], "bigint"))
     versions = {
         "A": ("Aa. Ab. Ac.", ["Aa.", "Ab.", "Ac."]),
         "B": ("Ba. Bb. Bc. Bd. Be.", ["Ba.", "Bb.", "Bc.", "Bd.", "Be."]),
@@ -182,15 +184,15 @@ def test_a_writer_of_other_chunking_settings_stops_naming_both_and_writes_nothin
     settings win, the other writer stops before it writes, instead of each re-embedding what
     the other wrote."""
     names = pair(conn, "docs", "bigint")
-    source = SourceQueries(source_config().source, "bigint")
+    docs = Pair.of(source_config().source, source_config().models[0], "bigint")
     a, b = insert_docs(conn, ["first. text.", "second. text."])
     # The pair was made without settings: the first writer's are recorded.
-    assert ChunkWriter(conn, source, names).replace([embedded(a, "first. text.", ["first."])])
+    assert ChunkWriter(conn, docs).replace([embedded(a, "first. text.", ["first."])])
     other = "text:126:32:1024:tokens"
     late = embedded(b, "second. text.", ["second."], chunking=other)
     again = embedded(a, "first. text.", ["first.", "text."], chunking=other)
     with pytest.raises(EmbedkeeperError) as error:
-        ChunkWriter(conn, source, names).replace([late, again])
+        ChunkWriter(conn, docs).replace([late, again])
     assert type(error.value).__name__ == "ChunkingMismatch"
     assert error.value.exit_code == 1
     assert str(error.value) == (

@@ -17,9 +17,9 @@ from embedkeeper.store.pass_io.pg_store import PgStore
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
+from tests.pairs import made_pair
 
 RULES = ClaimRules(
-    model="minilm",
     stale_by="none",
     retry_failed_now=False,
     prefix_chars=100,
@@ -34,7 +34,7 @@ def claim(conn, app, after=None, limit=10):
 
 def pair_of(app):
     with psycopg.connect(app.url) as setup:
-        return app.ready_pair(setup, app.config.models[0])
+        return made_pair(app, setup)
 
 
 def store_on(session, app) -> PgStore:

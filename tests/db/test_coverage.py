@@ -19,7 +19,7 @@ def test_coverage_counts_each_kind_of_document(conn, db_url, make_app):
     conn.execute("UPDATE docs SET body = 'three, edited' WHERE id = 3")
     insert_docs(conn, ["eight"], start=8)
 
-    figures = app.coverage(conn, app.config.models[0])
+    figures = app.coverage(conn, app.pair(app.config.models[0]))
 
     assert figures.as_json() == {
         "model": "minilm",
@@ -47,7 +47,7 @@ def test_coverage_counts_each_kind_of_document(conn, db_url, make_app):
 def test_an_empty_source_is_fully_covered(db_url, make_app):
     app = make_app(source_config(db_url), ScriptedBackend())
     with app_conn(app) as conn:
-        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
+        assert app.coverage(conn, app.pair(app.config.models[0])).coverage_percent == 100.0
 
 
 def app_conn(app):

@@ -29,7 +29,7 @@ def full_prunes(monkeypatch):
     def recording(*args, **kwargs):
         prune = BackgroundPrune(*args, **kwargs)
         if prune.from_log is None:
-            started.append(prune.model)
+            started.append(prune.pair.model_name)
         return prune
 
     monkeypatch.setattr(passes, "BackgroundPrune", recording)
@@ -176,19 +176,16 @@ def test_entries_a_peer_pruned_first_are_not_counted_twice(conn, db_url, make_ap
     assert upto is not None  # tracked
     fingerprint = sync_state.table_fingerprint(conn, source)
     logged = delete_log.covering(
-        conn, source, sync_state.load(conn, app.config.source, "minilm"), fingerprint, upto
+        conn, source, sync_state.load(conn, app.pair(app.config.models[0])), fingerprint, upto
     )
     assert logged is not None
     assert logged.entries == 1
 
     with connect(db_url) as one, connect(db_url) as other:
-        first = delete_log.prune_from_log(
-            one, app.pair(app.config.models[0]), "minilm", fingerprint, logged
-        )
-        second = delete_log.prune_from_log(
-            other, app.pair(app.config.models[0]), "minilm", fingerprint, logged
-        )
+        pair = app.pair(app.config.models[0])
+        first = delete_log.prune_from_log(one, pair, fingerprint, logged)
+        second = delete_log.prune_from_log(other, pair, fingerprint, logged)
 
     assert (first, second) == (1, None)
-    assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1
+    assert sync_state.load(conn, app.pair(app.config.models[0])).deletes_logged == 1
     assert sorted(vectors(conn)) == [2, 3]

@@ -79,9 +79,9 @@ def test_an_edit_without_updated_at_is_found_by_the_hash_sweep_only(
     conn.execute("UPDATE docs SET body = 'second version' WHERE id = 1")
 
     assert run(app, REGULAR_NO_UPDATED_AT).stats.ok == 0
-    assert app.coverage(conn, app.config.models[0]).stale == 1
+    assert app.coverage(conn, app.pair(app.config.models[0])).stale == 1
     assert run(app, SWEEP).stats.ok == 1
-    assert app.coverage(conn, app.config.models[0]).stale == 0
+    assert app.coverage(conn, app.pair(app.config.models[0])).stale == 0
 
 
 def test_deleted_and_out_of_scope_documents_lose_their_vectors(conn, db_url, make_app):
@@ -110,7 +110,7 @@ def test_null_and_blank_text_is_skipped_not_failed(conn, db_url, make_app, backe
     assert sorted(vectors(conn)) == [4]
     assert (first.stats.ok, first.stats.failed, second.stats.ok) == (1, 0, 0)
     assert conn.execute("SELECT count(*) FROM embedkeeper.docs__minilm_failures").fetchone() == (0,)
-    figures = app.coverage(conn, app.config.models[0])
+    figures = app.coverage(conn, app.pair(app.config.models[0]))
     assert (figures.skipped, figures.pending, figures.coverage_percent) == (3, 0, 100.0)
 
 
@@ -195,7 +195,7 @@ def test_a_where_filter_may_name_columns_that_embedkeepers_tables_also_have(conn
     run(app, SWEEP)
 
     assert sorted(vectors(conn, source="articles")) == [1, 3]
-    figures = app.coverage(conn, app.config.models[0])
+    figures = app.coverage(conn, app.pair(app.config.models[0]))
     assert (figures.total, figures.embedded) == (2, 2)
     conn.execute("UPDATE articles SET status = 'draft' WHERE id = 3")
     assert run(app, SWEEP).deleted == 1
@@ -248,7 +248,7 @@ def test_text_decoded_from_bytea_by_a_text_expression(conn, db_url, make_app, mi
     for doc_id, expected in zip([1, 2, 3], direct, strict=True):
         assert cosine(stored[doc_id], expected) >= 0.999
     conn.execute("UPDATE blobs SET body_bytes = convert_to('changed', 'UTF8') WHERE id = 2")
-    assert app.coverage(conn, app.config.models[0]).stale == 1
+    assert app.coverage(conn, app.pair(app.config.models[0])).stale == 1
     assert run(app, SWEEP).stats.ok == 1
 
 

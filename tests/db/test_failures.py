@@ -52,7 +52,7 @@ def test_a_poison_document_fails_alone_and_ends_in_review(conn, db_url, make_app
     assert sorted(vectors(conn)) == [1, 2, 3, 4, 5, 6, 8, 9, 10]
     assert failures(conn) == [(7, 2, "review", "InputRejected")]  # max_attempts = 2
     assert result.exit_code == 3
-    figures = app.coverage(conn, app.config.models[0])
+    figures = app.coverage(conn, app.pair(app.config.models[0]))
     assert (figures.failed, figures.pending, figures.embedded) == (1, 0, 9)
     assert locks(conn) == 0
 
@@ -66,16 +66,16 @@ def test_a_failed_document_waits_for_its_retry_time_in_the_daemon(conn, db_url, 
         trigger="schedule", stale_by="none", retry_failed_now=False, changes_only=False
     )
 
-    run_pass(PassContext(app, model, backend, regular, threading.Event()))
+    run_pass(PassContext(app, app.pair(model), backend, regular, threading.Event()))
     calls = len(backend.calls)
-    run_pass(PassContext(app, model, backend, regular, threading.Event()))
+    run_pass(PassContext(app, app.pair(model), backend, regular, threading.Event()))
 
     assert failures(conn) == [(1, 1, "retry", "InputRejected")]
     assert len(backend.calls) == calls  # not retried before next_retry_at
     conn.execute(
         "UPDATE embedkeeper.docs__minilm_failures SET next_retry_at = now() - interval '1s'"
     )
-    run_pass(PassContext(app, model, backend, regular, threading.Event()))
+    run_pass(PassContext(app, app.pair(model), backend, regular, threading.Event()))
     assert failures(conn) == [(1, 2, "review", "InputRejected")]
 
 
@@ -91,7 +91,7 @@ def test_retry_requeues_and_ignore_drops_from_the_failed_count(conn, db_url, mak
     assert all("poison" in f.message for f in listed)
 
     assert ignore_failures(conn, PAIR, ["1"]) == 1
-    figures = app.coverage(conn, app.config.models[0])
+    figures = app.coverage(conn, app.pair(app.config.models[0]))
     assert (figures.failed, figures.ignored) == (1, 1)
 
     fixed = make_app(source_config(db_url), ScriptedBackend())
@@ -122,7 +122,7 @@ def test_an_outage_charges_no_document_and_releases_its_claims(conn, db_url, mak
     model = app.config.models[0]
 
     with pytest.raises(BackendUnavailable):
-        run_pass(PassContext(app, model, backend, BACKFILL, threading.Event()))
+        run_pass(PassContext(app, app.pair(model), backend, BACKFILL, threading.Event()))
 
     assert len(backend.calls) == app.config.retry.transient_attempts
     assert failures(conn) == []

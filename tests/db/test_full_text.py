@@ -14,6 +14,7 @@ from embedkeeper.store.pair.view import replace_view
 from embedkeeper.store.search.hybrid import hybrid_nearest
 from embedkeeper.store.search.nearest import FULL_TEXT, VECTOR, by_words, nearest
 from tests.conftest import insert_docs, one_pass, source_config
+from tests.pairs import made_pair
 
 # Thirty passages about bread, and one about comets that names a word no bread passage holds.
 BREAD = [f"Bread {i} rises because yeast ferments the sugars in the dough." for i in range(30)]
@@ -41,7 +42,7 @@ def test_a_new_pair_of_a_full_text_source_gets_the_column_its_index_and_the_view
     make_app, conn, db_url
 ):
     app, ids = embedded(make_app, conn, db_url, full_text="english")
-    names = app.names(app.config.models[0])
+    names = app.pair(app.config.models[0]).names
     assert full_text_config(conn, names) == "english"
     assert "full_text" in view_columns(conn, "embedkeeper.docs__minilm")
     index = conn.execute(
@@ -63,7 +64,7 @@ def test_words_find_what_the_vector_ranks_low_and_fusion_puts_it_first(
     make_app, conn, db_url, minilm
 ):
     app, ids = embedded(make_app, conn, db_url, full_text="english")
-    queries = app.made_pair(conn, app.config.models[0])
+    queries = app.pair(app.config.models[0]).statements
     question = "Who ran the Zyxwvut survey?"  # as `search` sends it
     vector = minilm.model.encode(question, normalize_embeddings=True)
 
@@ -100,7 +101,7 @@ def test_a_question_as_people_type_it_finds_the_passage_by_its_words(
     ids = insert_docs(conn, texts)
     app = make_app(source_config(db_url, full_text="english"))
     one_pass(app)
-    queries = app.made_pair(conn, app.config.models[0])
+    queries = app.pair(app.config.models[0]).statements
     question = "How can I find out the size of the terminal window?"
     vector = minilm.model.encode(question, normalize_embeddings=True)
 
@@ -121,7 +122,7 @@ def test_a_question_as_people_type_it_finds_the_passage_by_its_words(
 
 def test_a_result_both_lists_hold_ranks_above_those_only_one_holds(make_app, conn, db_url, minilm):
     app, ids = embedded(make_app, conn, db_url, full_text="english")
-    queries = app.made_pair(conn, app.config.models[0])
+    queries = app.pair(app.config.models[0]).statements
     # A question about comets and bread: the comet is near by meaning and holds the words.
     vector = minilm.model.encode("comet tails and bread", normalize_embeddings=True)
     hybrid = hybrid_nearest(conn, queries, vector, "comet tail", "english", 5, chunks=True)
@@ -133,7 +134,7 @@ def test_a_result_both_lists_hold_ranks_above_those_only_one_holds(make_app, con
 def test_the_sources_where_holds_on_the_words_side(make_app, conn, db_url, minilm):
     app, ids = embedded(make_app, conn, db_url, full_text="english", where="NOT deleted")
     conn.execute("UPDATE public.docs SET deleted = true WHERE id = %s", (ids[-1],))
-    queries = app.ready_pair(conn, app.config.models[0])
+    queries = made_pair(app, conn).statements
     vector = minilm.model.encode("Zyxwvut survey", normalize_embeddings=True)
     assert by_words(conn, queries, vector, "Zyxwvut survey", "english", 10) == []
     hybrid = hybrid_nearest(conn, queries, vector, "Zyxwvut survey", "english", 40)
@@ -145,8 +146,8 @@ def test_migrate_adds_replaces_and_drops_the_column_of_a_pair_that_holds_chunks(
     make_app, conn, db_url
 ):
     app, ids = embedded(make_app, conn, db_url, full_text="")  # off: no column
-    names = app.names(app.config.models[0])
-    queries = app.ready_pair(conn, app.config.models[0])
+    names = app.pair(app.config.models[0]).names
+    queries = made_pair(app, conn).statements
     assert full_text_config(conn, names) is None
     assert "full_text" not in view_columns(conn, "embedkeeper.docs__minilm")
 
@@ -179,7 +180,7 @@ def test_migrate_adds_replaces_and_drops_the_column_of_a_pair_that_holds_chunks(
 
 def test_an_unknown_text_search_configuration_names_those_the_database_has(make_app, conn, db_url):
     app, _ = embedded(make_app, conn, db_url, full_text="")
-    names = app.names(app.config.models[0])
+    names = app.pair(app.config.models[0]).names
     with pytest.raises(ConfigError) as caught:
         set_full_text(conn, names, "klingon")
     message = str(caught.value)

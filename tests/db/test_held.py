@@ -109,7 +109,9 @@ def test_passes_that_keep_meeting_held_documents_stop_at_claim_lease(
 
     app = make_app(source_config(db_url), ScriptedBackend())
     model = app.config.models[0]
-    ctx = PassContext(app, model, app.backend(model), PassOptions.backfill(), _threading.Event())
+    ctx = PassContext(
+        app, app.pair(model), app.backend(model), PassOptions.backfill(), _threading.Event()
+    )
     passes: list[int] = []
     now = [0.0]
 

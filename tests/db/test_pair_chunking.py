@@ -15,9 +15,9 @@ from embedkeeper.chunking.for_model import model_chunking
 from embedkeeper.commands.migrate import make_pairs
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair
 from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
-from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 from tests.db.test_chunk_writer import md5
 
@@ -52,12 +52,12 @@ def test_migrate_records_the_settings_and_adopts_new_ones_which_fence_the_old_wr
     old_print, new_print = (model_chunking(c.models[0]).fingerprint for c in (old, new))
     assert (old_print, new_print) == ("text:100:32:1024:chars", "text:80:32:1024:chars")
     names = PairNames.of("docs", "nullm")
-    source = SourceQueries(old.source, "bigint")
+    pair = Pair.of(old.source, old.models[0], "bigint")
     a, b = insert_docs(conn, ["first text", "second text"])
 
     make_pairs(old)
     assert recorded(conn) == old_print
-    assert ChunkWriter(conn, source, names).replace([one_chunk(a, "first text", old_print)])
+    assert ChunkWriter(conn, pair).replace([one_chunk(a, "first text", old_print)])
 
     make_pairs(new)  # the operator adopts the new settings
     assert recorded(conn) == new_print
@@ -66,9 +66,9 @@ def test_migrate_records_the_settings_and_adopts_new_ones_which_fence_the_old_wr
         f"; chunking {new_print} (was {old_print}): every document is embedded again"
     )
     with pytest.raises(EmbedkeeperError, match=f"chunks with {old_print}, but .* {new_print}"):
-        ChunkWriter(conn, source, names).replace([one_chunk(b, "second text", old_print)])
+        ChunkWriter(conn, pair).replace([one_chunk(b, "second text", old_print)])
     assert records(conn, names) == [(a, old_print)]
-    assert ChunkWriter(conn, source, names).replace([one_chunk(b, "second text", new_print)])
+    assert ChunkWriter(conn, pair).replace([one_chunk(b, "second text", new_print)])
     assert records(conn, names) == [(a, old_print), (b, new_print)]
 
     make_pairs(new)  # the same settings again: nothing said, nothing changed

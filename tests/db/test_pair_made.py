@@ -45,12 +45,13 @@ def test_a_new_pair_of_a_known_model_is_made_without_loading_it(
     unloaded = open_app(config, backend_factory=refuse_to_load)
     try:
         with pytest.raises(NotLoaded):
-            unloaded.ready_pair(conn, model, docs)
+            unloaded.make_tables(conn, unloaded.pair(model, docs))
         # The first pair, made by loading the (real) model, registers its 384 dimensions.
-        make_app(config).ready_pair(conn, model, docs)
-        assert vector_column_type(conn, make_app(config).names(model, docs)) == "vector(384)"
+        loaded = make_app(config)
+        loaded.make_tables(conn, loaded.pair(model, docs))
+        assert vector_column_type(conn, loaded.pair(model, docs).names) == "vector(384)"
         # The second pair of that model needs no model at all.
-        unloaded.ready_pair(conn, model, notes)
-        assert vector_column_type(conn, unloaded.names(model, notes)) == "vector(384)"
+        unloaded.make_tables(conn, unloaded.pair(model, notes))
+        assert vector_column_type(conn, unloaded.pair(model, notes).names) == "vector(384)"
     finally:
         unloaded.close()

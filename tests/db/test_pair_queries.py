@@ -7,9 +7,9 @@ import hashlib
 
 from psycopg import sql
 
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, create_pair_tables
 from embedkeeper.store.report.coverage import measure
-from embedkeeper.store.source.queries import SourceQueries
 from tests.conftest import insert_docs, source_config
 
 
@@ -17,13 +17,14 @@ def md5(text: str) -> bytes:
     return hashlib.md5(text.encode()).digest()
 
 
-def pair_queries(conn, db_url) -> tuple[PairNames, SourceQueries]:
-    """public.docs's statements over the tables of its pair with minilm."""
-    names = PairNames.of("docs", "minilm")
+def pair_queries(conn, db_url) -> tuple[PairNames, Pair]:
+    """public.docs's pair with minilm, its tables made."""
+    config = source_config(db_url)
+    pair = Pair.of(config.source, config.models[0], "bigint")
+    assert pair.names == PairNames.of("docs", "minilm")
     with conn.transaction():
-        create_pair_tables(conn, names, key_type="bigint", dimensions=3)
-    queries = SourceQueries.for_pair(source_config(db_url).source, "bigint", names)
-    return names, queries
+        create_pair_tables(conn, pair.names, key_type="bigint", dimensions=3)
+    return pair.names, pair
 
 
 def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
@@ -43,13 +44,13 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
         ).format(names.failures),
         (ids[2], md5("in review")),
     )
-    figures = measure(conn, queries, "minilm", "none")
+    figures = measure(conn, queries, "none")
 
     assert (figures.total, figures.skipped, figures.embedded, figures.stale) == (5, 1, 2, 1)
     assert (figures.pending, figures.failed, figures.ignored) == (2, 1, 0)
 
     conn.execute("DELETE FROM public.docs WHERE id = ANY(%s)", ([ids[0], ids[2]],))
-    deleted = conn.execute(queries.prune_deleted(), {"model": "minilm"}).fetchone()
+    deleted = conn.execute(queries.statements.prune_deleted(), {"model": "minilm"}).fetchone()
     assert deleted == (1,)
     left = sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
         names.documents, names.failures
@@ -66,8 +67,8 @@ def test_failures_are_charged_in_a_pairs_table(conn, db_url):
     (doc,) = insert_docs(conn, ["refused text"])
     rejected = [Rejected(Document(doc, "refused text", False, md5("refused text")), "X", "no")]
     retry = RetryConfig(max_attempts=2)
-    charge(conn, queries, "minilm", rejected, retry)
-    charge(conn, queries, "minilm", rejected, retry)
+    charge(conn, queries, rejected, retry)
+    charge(conn, queries, rejected, retry)
     row = conn.execute(
         sql.SQL("SELECT document_id, attempts, status FROM {}").format(names.failures)
     ).fetchall()

@@ -70,7 +70,7 @@ def test_halfvec_storage_takes_a_plain_hnsw_index_that_a_search_uses_without_a_c
 
     from embedkeeper.store.pair.full_text import set_full_text
     from embedkeeper.store.search.nearest import explain_nearest, words_statement
-    from embedkeeper.store.source.queries import SourceQueries
+    from embedkeeper.store.source.queries import PairQueries
     from tests.conftest import source_config
 
     names = PairNames.of("docs", "big")
@@ -98,7 +98,7 @@ def test_halfvec_storage_takes_a_plain_hnsw_index_that_a_search_uses_without_a_c
     conn.execute("ANALYZE")
     conn.execute("SET enable_seqscan = off")  # 50 rows: reading them whole would win on cost
     conn.execute("SET enable_sort = off")
-    pair = SourceQueries.for_pair(source_config().source, "bigint", names)
+    pair = PairQueries(source_config().source, "bigint", names)
     query = rng.standard_normal(3072).astype(np.float32)
 
     vector_plan = explain_nearest(conn, pair, query, 5)
@@ -159,13 +159,13 @@ def make_everything(conn, names: PairNames) -> None:
 
     from embedkeeper.store.pair.full_text import set_full_text
     from embedkeeper.store.pair.view import replace_view
-    from embedkeeper.store.source.queries import SourceQueries
+    from embedkeeper.store.source.queries import PairQueries
     from tests.conftest import source_config
 
     with conn.transaction():
         create_pair_tables(conn, names, key_type="bigint", dimensions=3)
     set_full_text(conn, names, "english")
-    replace_view(conn, SourceQueries.for_pair(source_config().source, "bigint", names))
+    replace_view(conn, PairQueries(source_config().source, "bigint", names))
     conn.execute(
         sql.SQL("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
             sql.Identifier(names.hnsw_index), names.chunks

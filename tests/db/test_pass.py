@@ -45,7 +45,7 @@ def test_nothing_pending_after_a_pass_finds_nothing(conn, db_url, make_app, back
         trigger="schedule", stale_by="hash", retry_failed_now=False, changes_only=False
     )
     second = run_pass(
-        PassContext(app, app.config.models[0], backend, hash_check, threading.Event())
+        PassContext(app, app.pair(app.config.models[0]), backend, hash_check, threading.Event())
     )
 
     assert backend.calls == []

@@ -66,7 +66,7 @@ def test_the_documented_grants_are_enough_for_a_backfill(worker_url, conn, make_
     assert sorted(vectors(conn, source="documents")) == [1]
     assert result.exit_code == 3  # the failure was recorded too: the role can write failures
     with connect(worker_url) as worker:
-        assert app.coverage(worker, app.config.models[0]).embedded == 1
+        assert app.coverage(worker, app.pair(app.config.models[0])).embedded == 1
         assert worker.execute("SELECT current_user").fetchone() == ("embedkeeper_worker",)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             worker.execute("INSERT INTO public.documents VALUES (9, 'x')")
@@ -127,4 +127,4 @@ def test_the_documented_grants_are_enough_to_prune_from_the_delete_log(worker_ur
 
     assert result.deleted == 1
     assert sorted(vectors(conn, source="documents")) == [1, 3, 4]
-    assert sync_state.load(conn, app.config.source, "minilm").deletes_logged == 1
+    assert sync_state.load(conn, app.pair(app.config.models[0])).deletes_logged == 1

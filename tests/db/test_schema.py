@@ -22,7 +22,7 @@ from tests.fakes import ScriptedBackend
 
 
 def names_of(app):
-    return app.names(app.config.models[0])
+    return app.pair(app.config.models[0]).names
 
 
 def test_head_revision_constant_is_alembics_head():
@@ -82,7 +82,7 @@ def test_every_key_type_in_a_mixed_case_schema_and_table(bare_url, make_app, key
         records = names_of(app).documents
         stored = conn.execute(sql.SQL("SELECT document_id FROM {}").format(records)).fetchall()
         assert sorted(r[0] for r in stored) == sorted(keys)
-        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
+        assert app.coverage(conn, app.pair(app.config.models[0])).coverage_percent == 100.0
 
 
 def test_hostile_names_are_quoted_not_executed(bare_url, make_app):
@@ -126,7 +126,7 @@ def test_sources_with_bigint_text_and_uuid_keys_share_one_database(db_url, make_
         assert conn.execute(sql.SQL("SELECT document_id FROM {}").format(records)).fetchall() == [
             (key,)
         ]
-        assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
+        assert app.coverage(conn, app.pair(app.config.models[0])).coverage_percent == 100.0
 
 
 def test_a_bad_where_filter_is_refused_at_start(db_url, make_app):

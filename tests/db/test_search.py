@@ -14,6 +14,7 @@ from embedkeeper.store.index.index_build import BuildSettings, HnswParams
 from embedkeeper.store.index.vector_index import create_index
 from embedkeeper.store.search.nearest import explain_nearest, nearest
 from tests.conftest import insert_docs, one_pass, source_config, vectors
+from tests.pairs import made_pair
 
 TOPICS = [
     "PostgreSQL keeps table rows in heap pages of eight kilobytes.",
@@ -36,7 +37,7 @@ def test_the_nearest_document_comes_first_at_its_cosine_distance(make_app, conn,
     ids = insert_docs(conn, TOPICS)
     app = embed_all(make_app, conn, db_url)
     query = minilm.model.encode("how does yeast make bread rise?", normalize_embeddings=True)
-    hits = nearest(conn, app.ready_pair(conn, app.config.models[0]), query, 3)
+    hits = nearest(conn, made_pair(app, conn).statements, query, 3)
     assert hits[0].document_id == ids[2]
     assert hits[0].text == TOPICS[2]
     assert [h.distance for h in hits] == sorted(h.distance for h in hits)
@@ -54,7 +55,7 @@ def test_a_soft_deleted_document_is_never_returned_even_before_a_pass_prunes_it(
     conn.execute("UPDATE public.docs SET deleted = true WHERE id = %s", (ids[2],))
     assert ids[2] in vectors(conn)  # its vector is still stored
     query = minilm.model.encode(TOPICS[2], normalize_embeddings=True)
-    hits = nearest(conn, app.ready_pair(conn, app.config.models[0]), query, 10)
+    hits = nearest(conn, made_pair(app, conn).statements, query, 10)
     assert ids[2] not in [h.document_id for h in hits]
     assert len(hits) == len(TOPICS) - 1
 
@@ -63,7 +64,7 @@ def build_index(conn, app, opclass: str = "cosine") -> None:
     """The pair's HNSW index, as `embedkeeper index create --opclass` builds it; and the
     planner told what it would find at scale: the tables here are so small that reading
     them whole and sorting would win on cost alone (the settings stay for the session)."""
-    target = app.index_target(conn, app.config.models[0])
+    target = app.index_target(conn, app.pair(app.config.models[0]))
     create_index(conn, target, HnswParams(opclass=opclass), BuildSettings())
     conn.execute("ANALYZE")
     conn.execute("SET enable_seqscan = off")
@@ -78,7 +79,7 @@ def test_with_an_hnsw_index_a_selective_where_still_fills_k(make_app, conn, db_u
     conn.execute("UPDATE public.docs SET deleted = (id % 20 <> 0)")
     build_index(conn, app)
     query = minilm.model.encode("comets and the sun", normalize_embeddings=True)
-    pair = app.made_pair(conn, app.config.models[0])
+    pair = app.pair(app.config.models[0]).statements
 
     plan = explain_nearest(conn, pair, query, 10)
     hits = nearest(conn, pair, query, 10)
@@ -95,7 +96,7 @@ def test_with_an_hnsw_index_a_selective_where_still_fills_k(make_app, conn, db_u
 def load_clusters(conn, app, documents: int, per_document: int) -> np.ndarray:
     """Synthetic chunks written as a pass leaves them (records with the current text's hash):
     each document's chunks close together around a point of their own, unit vectors."""
-    app.ensure_tables(conn, app.config.models[0], 384)
+    app.ensure_tables(conn, app.pair(app.config.models[0]), 384)
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((documents, 384)).astype(np.float32)
     with conn.cursor() as cur:
@@ -125,7 +126,7 @@ def test_an_l2_or_ip_index_serves_the_search_which_still_ranks_by_cosine(
     app = make_app(source_config(db_url))
     chunks = load_clusters(conn, app, documents=200, per_document=2)
     build_index(conn, app, opclass)
-    pair = app.made_pair(conn, app.config.models[0])
+    pair = app.pair(app.config.models[0]).statements
     query = chunks[17] + 0.01  # near document 9's chunks
     query /= np.linalg.norm(query)
 
@@ -148,7 +149,7 @@ def test_documents_with_many_chunks_are_found_in_one_walk_of_the_index(make_app,
     app = make_app(source_config(db_url))
     chunks = load_clusters(conn, app, documents=40, per_document=30)
     build_index(conn, app)
-    pair = app.made_pair(conn, app.config.models[0])
+    pair = app.pair(app.config.models[0]).statements
     index = conn.execute("SELECT 'embedkeeper.docs__minilm_hnsw'::regclass::oid").fetchone()[0]
     query = chunks[0]
 
@@ -174,7 +175,7 @@ def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
         " updated_at = now() + interval '1 second' WHERE id = %s",
         (ids[2],),
     )
-    pair = app.made_pair(conn, app.config.models[0])
+    pair = app.pair(app.config.models[0]).statements
     query = minilm.model.encode("how does yeast make bread rise?", normalize_embeddings=True)
 
     hits = nearest(conn, pair, query, 10)

@@ -12,6 +12,7 @@ import psycopg
 from embedkeeper.store.report.backlog import estimate_documents, measure_backlog
 from embedkeeper.store.state.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
 from tests.conftest import insert_docs, source_config
+from tests.pairs import made_pair
 
 DAY_S = 86400.0
 
@@ -100,7 +101,7 @@ def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_ap
     insert_docs(conn, [f"document {i}" for i in range(1, 41)])
     app = make_app(source_config(db_url))
     with psycopg.connect(db_url) as setup:
-        queries = app.ready_pair(setup, app.config.models[0])
+        pair = made_pair(app, setup)
     conn.execute(
         "INSERT INTO embedkeeper.docs__minilm_documents (document_id, content_hash, chunking,"
         " chunk_count, token_count, truncated)"
@@ -118,7 +119,7 @@ def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_ap
     conn.execute("ANALYZE public.docs")
 
     with psycopg.connect(db_url) as tx:  # one transaction: its own scan counters
-        backlog = measure_backlog(tx, queries, "minilm")
+        backlog = measure_backlog(tx, pair, made=True)
         scans = tx.execute(
             "SELECT pg_stat_get_xact_numscans(c.oid), pg_stat_get_xact_tuples_returned(c.oid)"
             " FROM pg_class AS c WHERE c.oid = 'public.docs'::regclass"
@@ -130,7 +131,7 @@ def test_the_backlog_reads_the_model_tables_not_the_source(db_url, conn, make_ap
     assert backlog.pending == 13
     assert backlog.in_review == 2
     exact = conn.execute(
-        app.pair(app.config.models[0]).coverage(),
+        app.pair(app.config.models[0]).statements.coverage(),
         {"model": "minilm", "chunking": app.chunking(app.config.models[0]).fingerprint},
     ).fetchone()
     assert exact is not None
@@ -142,14 +143,14 @@ def test_the_backlog_leaves_out_null_texts_by_the_statistics(db_url, conn, make_
     conn.execute("ANALYZE public.docs")
     app = make_app(source_config(db_url))
     # the column's null fraction (3 of 8) is in the statistics; the text of spaces is not
-    assert measure_backlog(conn, app.ready_pair(conn, app.config.models[0]), "minilm").pending == 5
+    assert measure_backlog(conn, made_pair(app, conn), made=True).pending == 5
 
 
 def test_the_backlog_estimate_honours_the_where_filter(db_url, conn, make_app):
     insert_docs(conn, [f"document {i}" for i in range(1, 201)])
     conn.execute("ANALYZE public.docs")
     app = make_app(source_config(db_url, where="id % 2 = 0 AND id > 0"))
-    backlog = measure_backlog(conn, app.ready_pair(conn, app.config.models[0]), "minilm")
+    backlog = measure_backlog(conn, made_pair(app, conn), made=True)
     assert 0 < backlog.pending < 200  # the planner's guess at the filter, not the whole table
 
 
@@ -178,10 +179,10 @@ def test_a_small_source_never_analyzed_is_counted_not_guessed(db_url, conn, make
     conn.execute("ALTER TABLE public.docs SET (autovacuum_enabled = false)")
     insert_docs(conn, [f"help page {i} " + "text " * 8000 for i in range(20)])
     app = make_app(source_config(db_url))
-    queries = app.ready_pair(conn, app.config.models[0])
-    assert estimate_documents(conn, queries) != 20  # the planner's guess
-    backlog = measure_backlog(conn, queries, "minilm")
+    pair = made_pair(app, conn)
+    assert estimate_documents(conn, pair.statements) != 20  # the planner's guess
+    backlog = measure_backlog(conn, pair, made=True)
     assert (backlog.documents, backlog.pending, backlog.counted) == (20, 20, True)
     conn.execute("ANALYZE public.docs")  # with statistics, the estimate again: no scan
-    analyzed = measure_backlog(conn, queries, "minilm")
+    analyzed = measure_backlog(conn, pair, made=True)
     assert (analyzed.documents, analyzed.counted) == (20, False)

@@ -117,7 +117,7 @@ def test_a_deferred_backfill_drops_the_index_while_it_writes_and_ends_with_it_va
     assert index_state(conn, "docs__minilm_hnsw") == (True, True)
     assert records(conn) == []
     assert result.results["minilm"].stats.ok == 300
-    assert app.coverage(conn, app.config.models[0]).coverage_percent == 100.0
+    assert app.coverage(conn, app.pair(app.config.models[0])).coverage_percent == 100.0
     [index] = list_indexes(conn, target(conn))
     assert "vector_l2_ops" in index.definition  # rebuilt as it was, not as the default
 

@@ -32,6 +32,7 @@ from embedkeeper.store.db import connect
 from embedkeeper.store.index.deferred_index import indexes_deferred, note_live_index
 from embedkeeper.store.index.index_build import BuildSettings
 from embedkeeper.store.index.vector_index import restore_quietly
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io.prune import prune_all
 from embedkeeper.store.report.coverage import Coverage
 from embedkeeper.sync.held import run_until_released
@@ -76,20 +77,20 @@ def backfill(
     stop = stop or threading.Event()
     names = {m.name for m in models}
     pairs = [
-        (s, m)
-        for s, m in app.config.pairs()
-        if m.name in names and (sources is None or s in sources)
+        pair
+        for pair in app.pairs.values()
+        if pair.model_name in names and (sources is None or pair.source in sources)
     ]
     results: dict[str, PassResult] = {}
     held: dict[str, int] = {}
     before = coverage_of(app, pairs)
-    for (source, model), figures in zip(pairs, before, strict=True):
+    for pair, figures in zip(pairs, before, strict=True):
         if stop.is_set():
             break
         todo = figures.pending
-        label = app.config.pair_label(source, model)
-        with _index_guard(app, source, model, todo, defer_index, index_settings):
-            outcome = _backfill_pair(app, source, model, todo, limit, trigger, stop)
+        label = app.config.pair_label(pair.source, pair.model)
+        with _index_guard(app, pair, todo, defer_index, index_settings):
+            outcome = _backfill_pair(app, pair, todo, limit, trigger, stop)
         if outcome is not None:
             results[label], held[label] = outcome
     return BackfillResult(results, coverage_of(app, pairs), stop.is_set(), held)
@@ -97,8 +98,7 @@ def backfill(
 
 def _index_guard(
     app: App,
-    source: SourceConfig,
-    model: ModelConfig,
+    pair: Pair,
     todo: int,
     defer: bool,
     settings: BuildSettings | None,
@@ -107,7 +107,7 @@ def _index_guard(
     rebuild what a dead deferring backfill left recorded."""
     timeout_s = app.config.connect_timeout_s
     with connect(app.url, timeout_s=timeout_s) as conn:
-        target = app.index_target(conn, model, source)
+        target = app.index_target(conn, pair)
         if defer and todo:
             settings = settings or BuildSettings()
             return indexes_deferred(app.url, target, settings, timeout_s=timeout_s)
@@ -118,8 +118,7 @@ def _index_guard(
 
 def _backfill_pair(
     app: App,
-    source: SourceConfig,
-    model: ModelConfig,
+    pair: Pair,
     todo: int,
     limit: int | None,
     trigger: Trigger,
@@ -127,19 +126,18 @@ def _backfill_pair(
 ) -> tuple[PassResult, int] | None:
     """The pair's pass, waiting for documents a peer holds (sync/held.py); None if there was
     nothing to do. The int: documents still held past claim_lease."""
-    label = app.config.pair_label(source, model)
+    label = app.config.pair_label(pair.source, pair.model)
     if todo == 0:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            deleted = prune_all(conn, app.ready_pair(conn, model, source), model.name)
+            app.make_tables(conn, pair)
+            deleted = prune_all(conn, pair)
         event(log, logging.INFO, "nothing_to_do", model=label, deleted=deleted)
         return None
-    backend = app.backend(model)
+    backend = app.backend(pair.model)
     progress = Progress(label, todo if limit is None else min(todo, limit))
     try:
         options = PassOptions.backfill(limit, trigger)
-        ctx = PassContext(
-            app, model, backend, options, stop, progress.on_batch, progress.on_slice, source
-        )
+        ctx = PassContext(app, pair, backend, options, stop, progress.on_batch, progress.on_slice)
         return run_until_released(ctx)
     finally:
         progress.close()

@@ -10,8 +10,9 @@ import json
 from collections.abc import Sequence
 
 from embedkeeper.app import App, open_app
-from embedkeeper.config import Config, ModelConfig, SourceConfig
+from embedkeeper.config import Config
 from embedkeeper.store.db import connect
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.report.coverage import Coverage
 
 COLUMNS = (
@@ -28,9 +29,9 @@ COLUMNS = (
 )
 
 
-def coverage_of(app: App, pairs: Sequence[tuple[SourceConfig, ModelConfig]]) -> list[Coverage]:
+def coverage_of(app: App, pairs: Sequence[Pair]) -> list[Coverage]:
     with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-        return [app.coverage(conn, m, s) for s, m in pairs]
+        return [app.coverage(conn, pair) for pair in pairs]
 
 
 def format_table(rows: list[Coverage]) -> str:
@@ -50,7 +51,7 @@ def format_table(rows: list[Coverage]) -> str:
 
 def cmd_coverage(args: argparse.Namespace, config: Config) -> int:
     app = open_app(config)
-    rows = coverage_of(app, config.chosen_pairs(args.source, args.model))
+    rows = coverage_of(app, app.chosen(args.source, args.model))
     if args.json:
         print(json.dumps([row.as_json() for row in rows], indent=2))
     else:

@@ -14,7 +14,6 @@ from embedkeeper.store.report.failures import (
     list_failures,
     retry_failures,
 )
-from embedkeeper.store.source.queries import SourceQueries
 
 
 def format_failures(rows: list[Failure]) -> str:
@@ -35,9 +34,12 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     chosen = config.chosen_pairs(args.source, args.model)  # an unknown name is an error
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        made = [(app.made_pair(conn, m, s), config.pair_label(s, m)) for s, m in chosen]
         # a pair whose tables are not made yet has no failures: nothing to make for a read
-        pairs = [_failures_of(queries, label) for queries, label in made if queries is not None]
+        pairs = [
+            PairFailures(config.pair_label(p.source, p.model), p.statements.failures, p.key_type)
+            for p in (app.pair(m, s) for s, m in chosen)
+            if app.is_made(conn, p)
+        ]
         if args.action == "list":
             found = [f for p in pairs for f in list_failures(conn, p, args.ids, args.all)]
             print(format_failures(found))
@@ -48,7 +50,3 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
             count = sum(ignore_failures(conn, p, args.ids) for p in pairs)
             print(f"ignored {count} document(s); they no longer count as failed")
     return 0
-
-
-def _failures_of(queries: SourceQueries, model: str) -> PairFailures:
-    return PairFailures(model, queries.failures, queries.id_type)

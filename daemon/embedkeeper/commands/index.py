@@ -35,13 +35,12 @@ def format_indexes(indexes: list[VectorIndex]) -> str:
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     if args.action in ("create", "drop") and not args.model:
         raise UsageError(f"index {args.action} needs --model NAME")
-    pairs = config.chosen_pairs(args.source, args.model)  # an unknown name is an error
     settings = BuildSettings(memory_mb=args.maintenance_work_mem, workers=args.workers)
     params = HnswParams(args.opclass, args.m, args.ef_construction)
     params.check()
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        targets = [app.index_target(conn, m, s) for s, m in pairs]
+        targets = [app.index_target(conn, pair) for pair in app.chosen(args.source, args.model)]
         if args.action == "create":
             for target in targets:
                 name, built = create_index(conn, target, params, settings)

@@ -117,15 +117,15 @@ def make_pairs(config: Config) -> None:
     app = open_app(config)
     try:
         with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-            for source, model in config.pairs():
-                queries = app.ready_pair(conn, model, source)
-                names = app.names(model, source)
+            for pair in app.pairs.values():
+                source, model, names = pair.source, pair.model, pair.names
+                app.make_tables(conn, pair)
                 # Said when it changed; a pair made just now has it already.
                 full_text = set_full_text(conn, names, source.full_text) or (
                     source.full_text and f"full text ({source.full_text})"
                 )
-                replace_view(conn, queries)
-                chunking = app.fingerprint_here(model)
+                replace_view(conn, pair.statements)
+                chunking = pair.chunking
                 replaced = None
                 if chunking is not None:
                     with conn.transaction():

@@ -46,9 +46,9 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     source, model = searched_pair(config, args.source, args.model)
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        names = app.names(model, source)
-        queries = app.made_pair(conn, model, source)
-        if queries is None:
+        pair = app.pair(model, source)
+        names, queries = pair.names, pair.statements
+        if not app.is_made(conn, pair):
             raise SchemaMissing(
                 f"nothing embedded yet for {names.source}/{names.model}; run `embedkeeper"
                 f" backfill --source {names.source} --model {names.model}` (or the daemon)"

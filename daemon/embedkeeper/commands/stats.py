@@ -72,13 +72,14 @@ def collect(
 ) -> list[ModelStats]:
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        pairs = [app.pair(m, s) for s, m in config.chosen_pairs(source, model)]
         return [
             ModelStats(
-                run_figures(conn, s.source_name, m.name, since_s),
-                measure_backlog(conn, app.read_pair(conn, m, s), m.name),
-                s.source_name,
+                run_figures(conn, pair.source_name, pair.model_name, since_s),
+                measure_backlog(conn, pair, made=app.is_made(conn, pair)),
+                pair.source_name,
             )
-            for s, m in config.chosen_pairs(source, model)
+            for pair in pairs
         ]
 
 

@@ -47,10 +47,8 @@ def refresh_backlog(app: App, metrics: Metrics) -> None:
     """The backlog gauge of every model: the same estimate `embedkeeper stats` shows."""
     try:
         with connect(app.url, timeout_s=app.config.connect_timeout_s) as conn:
-            for source, model in app.config.pairs():
-                metrics.record_backlog(
-                    source.source_name,
-                    measure_backlog(conn, app.read_pair(conn, model, source), model.name),
-                )
+            for pair in app.pairs.values():
+                made = app.is_made(conn, pair)
+                metrics.record_backlog(pair.source_name, measure_backlog(conn, pair, made=made))
     except EmbedkeeperError as exc:
         event(log, logging.WARNING, "backlog_failed", error=type(exc).__name__, detail=str(exc))

@@ -14,7 +14,6 @@ import time
 from functools import partial
 
 from embedkeeper.app import App
-from embedkeeper.config import ModelConfig, SourceConfig
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.records import RunStats
@@ -23,6 +22,7 @@ from embedkeeper.service.progress import Progress
 from embedkeeper.service.upkeep import prune_history_when_due
 from embedkeeper.store.db import connect
 from embedkeeper.store.index.vector_index import restore_quietly
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.state import sync_state
 from embedkeeper.sync.passes import PassContext, run_pass
 from embedkeeper.sync.plan import PassOptions
@@ -49,23 +49,23 @@ class Worker:
         self.runs_pruned_at = prune_history_when_due(self.app, self.runs_pruned_at)
         self.busy, self.heartbeat = True, time.monotonic()
         try:
-            for source, model in self.app.config.pairs():
+            for pair in self.app.pairs.values():
                 if self.stop.is_set():
                     return
-                self._pass(source, model)
+                self._pass(pair)
         finally:
             self.busy, self.heartbeat = False, time.monotonic()
 
-    def _pass(self, source: SourceConfig, model: ModelConfig) -> None:
+    def _pass(self, pair: Pair) -> None:
         config = self.app.config
-        name = config.pair_label(source, model)  # the model's name, with one source
-        plans = [PassOptions.scheduled(source)]
-        if self._sweep_due(source, model):
+        name = config.pair_label(pair.source, pair.model)  # the model's name, with one source
+        plans = [PassOptions.scheduled(pair.source)]
+        if self._sweep_due(pair):
             plans.append(PassOptions.sweep())
         for options in plans:
             if self.stop.is_set():
                 return
-            self.pair, self.last_counts = (source.source_name, model.name), (0, 0, 0)
+            self.pair, self.last_counts = (pair.source_name, pair.model_name), (0, 0, 0)
             self.heartbeat = time.monotonic()
             event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
             progress = Progress(name, None, bar=False)
@@ -73,13 +73,12 @@ class Worker:
                 result = run_pass(
                     PassContext(
                         self.app,
-                        model,
-                        self.app.lazy_backend(model),
+                        pair,
+                        self.app.lazy_backend(pair.model),
                         options,
                         self.stop,
                         partial(self._beat, progress=progress),
                         progress.on_slice,
-                        source,
                     )
                 )
             except EmbedkeeperError as exc:
@@ -115,12 +114,12 @@ class Worker:
                 elapsed_s=round(s.elapsed_s, 2),
             )
 
-    def _sweep_due(self, source: SourceConfig, model: ModelConfig) -> bool:
+    def _sweep_due(self, pair: Pair) -> bool:
         """The last sweep (or backfill) of any instance counts: N instances do not sweep N
         times, and a restart does not sweep again."""
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                swept_at = sync_state.load(conn, source, model.name).swept_at
+                swept_at = sync_state.load(conn, pair).swept_at
                 if swept_at is None:
                     return True
                 row = conn.execute("SELECT extract(epoch FROM now() - %s)", (swept_at,))
@@ -148,10 +147,10 @@ class Worker:
         died). Outside `busy`: a rebuild can take longer than the watchdog allows a batch."""
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                for source, model in self.app.config.pairs():
-                    if self.app.made_pair(conn, model, source) is None:
+                for pair in self.app.pairs.values():
+                    if not self.app.is_made(conn, pair):
                         continue  # no tables, no index to restore: the pass makes them
-                    restore_quietly(conn, self.app.index_target(conn, model, source))
+                    restore_quietly(conn, self.app.index_target(conn, pair))
         except EmbedkeeperError as exc:
             event(
                 log,
@@ -167,9 +166,8 @@ class Worker:
             return
         try:
             with connect(self.app.url, timeout_s=self.app.config.connect_timeout_s) as conn:
-                for source, model in self.app.config.pairs():
-                    figures = self.app.coverage(conn, model, source)
-                    self.metrics.record_coverage(figures)
+                for pair in self.app.pairs.values():
+                    self.metrics.record_coverage(self.app.coverage(conn, pair))
         except EmbedkeeperError as exc:
             event(
                 log, logging.WARNING, "coverage_failed", error=type(exc).__name__, detail=str(exc)

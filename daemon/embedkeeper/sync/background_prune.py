@@ -20,9 +20,9 @@ import threading
 from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event
 from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io.delete_log import prune_from_log
 from embedkeeper.store.pass_io.prune import prune_deleted
-from embedkeeper.store.source.queries import SourceQueries
 from embedkeeper.store.state import sync_state
 from embedkeeper.sync.prepare import PassPlan
 
@@ -34,12 +34,11 @@ class BackgroundPrune:
         self,
         url: str,
         timeout_s: float,
-        queries: SourceQueries,
-        model: str,
+        pair: Pair,
         plan: PassPlan,
     ) -> None:
         self.url, self.timeout_s = url, timeout_s
-        self.queries, self.model, self.fingerprint = queries, model, plan.fingerprint
+        self.pair, self.fingerprint = pair, plan.fingerprint
         self.log_position, self.from_log = plan.log_position, plan.from_log
         self.deleted = 0
         self.saved = False
@@ -53,22 +52,20 @@ class BackgroundPrune:
             with connect(self.url, timeout_s=self.timeout_s, async_commit=True) as conn:
                 if self.from_log is not None:
                     with mapped_errors("pruning logged deletes"):
-                        logged = prune_from_log(
-                            conn, self.queries, self.model, self.fingerprint, self.from_log
-                        )
+                        logged = prune_from_log(conn, self.pair, self.fingerprint, self.from_log)
                     self.deleted, self.saved = logged or 0, logged is not None
                     return
-                pruned = prune_deleted(conn, self.queries, self.model)
+                pruned = prune_deleted(conn, self.pair)
                 if pruned is None:  # a peer is pruning: it covers us
                     return
                 self.deleted = pruned
                 with mapped_errors("recording the sync state"):
                     sync_state.save_fingerprint(
-                        conn, self.model, self.queries.source, self.fingerprint, self.log_position
+                        conn, self.pair, self.fingerprint, self.log_position
                     )
                 self.saved = True
         except EmbedkeeperError as exc:
-            event(log, logging.WARNING, "prune_failed", model=self.model, detail=str(exc))
+            event(log, logging.WARNING, "prune_failed", model=self.pair.model_name, detail=str(exc))
 
     def join(self) -> tuple[int, bool]:
         """Wait for it: the documents it deleted, and whether it recorded its fingerprint (then

@@ -71,13 +71,13 @@ def _wait_released(
 ) -> int:
     """Poll pg_locks until no peer holds any of `ids`, the deadline passes or we are stopped;
     returns how many are still held."""
-    model, source = ctx.model.name, ctx.pair_source.source_name
+    model = ctx.pair.model_name
     started = clock()
     with (
         connect(ctx.app.url, timeout_s=ctx.app.config.connect_timeout_s) as conn,
         mapped_errors("waiting for documents another process holds"),
     ):
-        held = waited = count_held_by_peers(conn, source, model, ids)
+        held = waited = count_held_by_peers(conn, ctx.pair, ids)
         if held:
             event(
                 log,
@@ -88,7 +88,7 @@ def _wait_released(
                 timeout_s=round(max(deadline - clock(), 0)),
             )
         while held and clock() < deadline and not ctx.stop.wait(POLL_S):
-            held = count_held_by_peers(conn, source, model, ids)
+            held = count_held_by_peers(conn, ctx.pair, ids)
     if held and not ctx.stop.is_set():
         event(log, logging.WARNING, "held_timeout", model=model, documents=held)
     elif waited:

@@ -21,12 +21,13 @@ import psycopg
 
 from embedkeeper.app import App
 from embedkeeper.backends import Backend, wait_after_outage
-from embedkeeper.config import ModelConfig, SourceConfig
+from embedkeeper.config import ModelConfig
 from embedkeeper.errors import BackendRefused, BackendUnavailable, ConfigError, Transient
 from embedkeeper.logs import event, set_log_fields
 from embedkeeper.records import DocumentId, RunStats
 from embedkeeper.retry import Backoff
 from embedkeeper.store.db import connect, mapped_errors
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import check_pair_chunking
 from embedkeeper.store.pass_io.claims import ClaimRules
 from embedkeeper.store.pass_io.pg_store import PgStore
@@ -42,22 +43,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PassContext:
-    """What one pass works with, bound once: the app (database, config, the source's
-    statements), the model and its backend, how to look for work, when to stop, and who hears
-    of each batch written and of each slice the model finishes (progress within a batch)."""
+    """What one pass works with, bound once: the app (database, config), the pair and its
+    model's backend, how to look for work, when to stop, and who hears of each batch written
+    and of each slice the model finishes (progress within a batch)."""
 
     app: App
-    model: ModelConfig
+    pair: Pair
     backend: Backend
     options: PassOptions
     stop: Event
     on_batch: Callable[[RunStats], None] | None = None
     on_slice: Callable[[int], None] | None = None
-    source: SourceConfig | None = None  # None: the config's first source
 
     @property
-    def pair_source(self) -> SourceConfig:
-        return self.source or self.app.config.source
+    def model(self) -> ModelConfig:
+        return self.pair.model
 
     def connect(self) -> psycopg.Connection[Any]:
         """A session of the pass: its claims die with it, and idle for claim_lease it is ended
@@ -89,8 +89,6 @@ class _Pass:
 
     def __init__(self, ctx: PassContext) -> None:
         self.ctx = ctx
-        # over the (source, model) pair's own tables
-        self.queries = ctx.app.pair(ctx.model, ctx.source)
         self.total = RunStats()
         self.deleted = 0
         self.run_id: int | None = None
@@ -164,7 +162,7 @@ class _Pass:
             self.held_ids += store.held_ids
             plan = self._settle_background(conn, plan)
             if stats.drained and not ctx.stop.is_set():
-                finish(conn, self.queries, ctx.model.name, plan, self.held_by_peers, ctx.options)
+                finish(conn, ctx.pair, plan, self.held_by_peers, ctx.options)
             status = "interrupted" if ctx.stop.is_set() else "ok"
             with mapped_errors("finishing the run"):
                 assert self.run_id is not None
@@ -180,20 +178,18 @@ class _Pass:
             with mapped_errors("resuming a run"):
                 adopt_run(conn, self.run_id)
             return self.plan
-        self.queries = ctx.app.ready_pair(conn, ctx.model, ctx.source)  # tables made if missing
+        ctx.app.make_tables(conn, ctx.pair)
         chunking = ctx.app.chunking(ctx.model).fingerprint
         # Other settings than the pair's: stop before a run is recorded or a model loaded (the
         # writer's fence would refuse the first write, after the model's work).
-        check_pair_chunking(conn, self.queries.pair, chunking)
+        check_pair_chunking(conn, ctx.pair.names, chunking)
         with mapped_errors("starting a run"):
-            run_id = start_run(
-                conn, ctx.pair_source.source_name, ctx.model.name, ctx.options.trigger
-            )
+            run_id = start_run(conn, ctx.pair, ctx.options.trigger)
         set_log_fields(run=run_id)
-        plan = prepare(conn, self.queries, ctx.model.name, ctx.options, chunking)
+        plan = prepare(conn, ctx.pair, ctx.options, chunking)
         if plan.prune_later:
             self.background = BackgroundPrune(
-                ctx.app.url, ctx.app.config.connect_timeout_s, self.queries, ctx.model.name, plan
+                ctx.app.url, ctx.app.config.connect_timeout_s, ctx.pair, plan
             )
         self.run_id, self.plan, self.deleted = run_id, plan, plan.deleted
         return plan
@@ -208,7 +204,6 @@ class _Pass:
         # window, which loads a lazy backend (a pass that finds nothing otherwise loads none).
         window_chars = ctx.backend.max_chars if chunking.capacity == 0 else 0
         rules = ClaimRules(
-            model=ctx.model.name,
             stale_by=ctx.options.stale_by,
             retry_failed_now=ctx.options.retry_failed_now,
             prefix_chars=chunking.max_chars(window_chars),
@@ -217,7 +212,7 @@ class _Pass:
         )
         store = PgStore(
             conn,
-            self.queries,
+            ctx.pair,
             rules,
             retry=ctx.app.config.retry,
             phases=plan.phases,
@@ -228,7 +223,11 @@ class _Pass:
         self.lost_tokens = set()
         if crashed := store.recover_crashed():
             event(
-                log, logging.WARNING, "crashed_batch_charged", model=rules.model, documents=crashed
+                log,
+                logging.WARNING,
+                "crashed_batch_charged",
+                model=ctx.pair.model_name,
+                documents=crashed,
             )
         return store
 
@@ -250,7 +249,7 @@ class _Pass:
             with mapped_errors("reading the sync state"):
                 plan = replace(
                     plan,
-                    seen=sync_state.load(conn, self.ctx.pair_source, self.ctx.model.name),
+                    seen=sync_state.load(conn, self.ctx.pair),
                 )
             self.plan = plan
         return plan

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 
 from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io import delete_log
 from embedkeeper.store.pass_io.claims import Phase
 from embedkeeper.store.pass_io.observe import Observed, observe
 from embedkeeper.store.pass_io.prune import prune_all, prune_changed
-from embedkeeper.store.source.queries import SourceQueries
 from embedkeeper.store.state import sync_state
 from embedkeeper.store.state.sync_state import SyncState
 from embedkeeper.sync.plan import PassOptions, decide
@@ -46,25 +46,24 @@ class PassPlan:
 
 def prepare(
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
+    pair: Pair,
     options: PassOptions,
     chunking: str | None = None,
 ) -> PassPlan:
     """Observe, decide, and prune what must be pruned before the walk. `chunking`: the model's
     chunker fingerprint (records of other settings make a scheduled pass walk everything)."""
-    observed = observe(conn, queries, model, chunking)
-    decision = decide(options, observed, queries.source)
+    observed = observe(conn, pair, chunking)
+    decision = decide(options, observed, pair.source)
     seen, deleted = observed.seen, 0
     if decision.prune_first:
-        deleted, seen = _prune_first(conn, queries, model, observed)
+        deleted, seen = _prune_first(conn, pair, observed)
     if decision.prune_changed_since is not None:
-        deleted += prune_changed(conn, queries, model, decision.prune_changed_since)
+        deleted += prune_changed(conn, pair, decision.prune_changed_since)
     from_log = None
     if decision.consult_log and observed.log_position is not None:
         with mapped_errors("reading the delete log"):
             from_log = delete_log.covering(
-                conn, queries.source, seen, observed.fingerprint, observed.log_position
+                conn, pair.source, seen, observed.fingerprint, observed.log_position
             )
     return PassPlan(
         decision.phases,
@@ -79,25 +78,22 @@ def prepare(
 
 
 def _prune_first(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, observed: Observed
+    conn: psycopg.Connection[Any], pair: Pair, observed: Observed
 ) -> tuple[int, SyncState]:
     """Prune, then record the fingerprint read before it (a delete that lands meanwhile moves
     the counters again, so the next pass prunes once more); returns what the compare-and-set of
     the watermark must now expect."""
-    pruned = prune_all(conn, queries, model)
+    pruned = prune_all(conn, pair)
     if pruned is None:  # a peer is pruning: it covers us, and its record is its own
         return 0, observed.seen
     with mapped_errors("recording the sync state"):
-        sync_state.save_fingerprint(
-            conn, model, queries.source, observed.fingerprint, observed.log_position
-        )
-        return pruned, sync_state.load(conn, queries.source, model)
+        sync_state.save_fingerprint(conn, pair, observed.fingerprint, observed.log_position)
+        return pruned, sync_state.load(conn, pair)
 
 
 def finish(
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
+    pair: Pair,
     plan: PassPlan,
     held_by_peers: list[datetime | None],
     options: PassOptions,
@@ -107,6 +103,6 @@ def finish(
     floor = [u for u in held_by_peers if u is not None]
     watermark = min([plan.newest, *floor]) if plan.newest is not None else None
     with mapped_errors("recording the sync state"):
-        sync_state.advance_watermark(conn, model, queries.source, plan.seen, watermark)
+        sync_state.advance_watermark(conn, pair, plan.seen, watermark)
         if options.stale_by == "hash" and plan.phases == [("all", None)]:
-            sync_state.record_sweep(conn, queries.source, model)
+            sync_state.record_sweep(conn, pair)

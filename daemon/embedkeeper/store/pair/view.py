@@ -26,14 +26,12 @@ from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.pair.full_text import full_text_config
-from embedkeeper.store.source.source_sql import SourceSql, content_hash
+from embedkeeper.store.source.source_sql import PairSql, content_hash
 
 CHUNK_DOCUMENT = sql.Identifier("c", "document_id")
 
 
-def current_chunks(
-    queries: SourceSql, document_id: sql.Composable = CHUNK_DOCUMENT
-) -> sql.Composed:
+def current_chunks(queries: PairSql, document_id: sql.Composable = CHUNK_DOCUMENT) -> sql.Composed:
     """The join and test that keep a pair's chunks (as `c`, joined to the source as `s`) of
     the source's current text only: their record (as `r`) holds the hash of the text the
     source holds now, the hash the write's fence compares. Starts a WHERE clause; `AND ...`
@@ -46,7 +44,6 @@ def current_chunks(
     trust the change-driven pass gives that column), so the hash is computed only for rows
     edited since: a scan of the view without an index does not hash every document's text."""
     names = queries.names
-    assert names is not None, "a pair's chunks"
     same_hash = sql.SQL("coalesce(r.content_hash = {}, FALSE)").format(content_hash(queries.text))
     if queries.source.updated_at_column:
         # OR is evaluated left to right: the hash only where updated_at moved
@@ -58,11 +55,10 @@ def current_chunks(
     )
 
 
-def replace_view(conn: psycopg.Connection[Any], queries: SourceSql) -> None:
+def replace_view(conn: psycopg.Connection[Any], queries: PairSql) -> None:
     """Make or replace the pair's view; with the chunks' `full_text` column where they have one
     (last, as CREATE OR REPLACE VIEW may only add columns at the end)."""
     names = queries.names
-    assert names is not None, "a view is a pair's"
     with_words = sql.SQL(", c.full_text") if full_text_config(conn, names) else sql.SQL("")
     statement = sql.SQL(
         "CREATE OR REPLACE VIEW {view} AS"

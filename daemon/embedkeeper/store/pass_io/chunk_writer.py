@@ -24,23 +24,23 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from embedkeeper.records import ChunkedEmbedding, DocumentId
-from embedkeeper.store.pair.tables import PairNames, fence_chunking, vector_column_type
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.pair.tables import fence_chunking, vector_column_type
 from embedkeeper.store.pass_io.chunk_copy import chunks_block
-from embedkeeper.store.source.source_sql import SourceSql, content_hash
+from embedkeeper.store.source.source_sql import content_hash
 
 
 class ChunkWriter:
     def __init__(
         self,
         conn: psycopg.Connection[Any],
-        source: SourceSql,
-        names: PairNames,
+        pair: Pair,
     ) -> None:
         self.conn = conn
-        self.source = source
-        self.names = names
+        self.source = pair.statements
+        self.names = pair.names
         # A staging table per key type: a session may serve several pairs.
-        suffix = source.id_type
+        suffix = pair.key_type
         self._staged_documents = sql.Identifier("pg_temp", f"embedkeeper_staged_documents_{suffix}")
         # The pair's vector type, read with the staging table made on first use (a pass that
         # finds nothing does not pay for them).

@@ -24,7 +24,8 @@ from psycopg import sql
 from embedkeeper.records import Claimed, Document, DocumentId
 from embedkeeper.store import locks
 from embedkeeper.store.locks import claim_space
-from embedkeeper.store.source.queries import Scope, SourceQueries, StaleBy
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.source.queries import Scope, StaleBy
 
 Phase = tuple[Scope, datetime | None]  # where a pass looks, and from which updated_at
 
@@ -43,7 +44,6 @@ class ClaimResult:
 class ClaimRules:
     """What a pass claims, the same for every claim of the pass."""
 
-    model: str
     stale_by: StaleBy  # what makes an embedded document stale
     retry_failed_now: bool  # ignore failures' retry delay (a backfill)
     prefix_chars: int  # how much of each text to read: what its chunks can hold, with room
@@ -68,7 +68,7 @@ HELD_BY_OTHERS = sql.SQL("""
 
 def claim_batch(
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
+    pair: Pair,
     rules: ClaimRules,
     phase: Phase,
     after: Any,
@@ -79,14 +79,14 @@ def claim_batch(
     scope, since = phase
     after_ts, after_id = after if scope == "changed" and after is not None else (None, after)
     rows = conn.execute(
-        queries.claim(rules.stale_by, after=after is not None, scope=scope),
+        pair.statements.claim(rules.stale_by, after=after is not None, scope=scope),
         {
-            "model": rules.model,
+            "model": pair.model_name,
             "after": after_id,
             "after_ts": after_ts,
             "since": since,
             "limit": limit,
-            "claim_space": claim_space(queries.source.source_name, rules.model),
+            "claim_space": claim_space(pair.source_name, pair.model_name),
             "ignore_delay": rules.retry_failed_now,
             "prefix_chars": rules.prefix_chars,
             "claim_chars": rules.claim_chars,
@@ -105,16 +105,16 @@ def claim_batch(
         if r[5]
     ]
     held = [r[4] for r in rows if not r[5]]
-    pending = _still_pending(conn, queries, rules, locked)
+    pending = _still_pending(conn, pair, rules, locked)
     return ClaimResult(Claimed(pending, last_key), held, [r[0] for r in rows if not r[5]])
 
 
 def _still_pending(
-    conn: psycopg.Connection[Any], queries: SourceQueries, rules: ClaimRules, docs: list[Document]
+    conn: psycopg.Connection[Any], pair: Pair, rules: ClaimRules, docs: list[Document]
 ) -> list[Document]:
     if not docs:
         return []
-    model = rules.model
+    queries, model = pair.statements, pair.model_name
     existing = {
         row[0]: (bytes(row[1]), row[2])
         for row in conn.execute(
@@ -142,7 +142,7 @@ def _still_pending(
                 "updated": [d.updated_at for d in touch],
             },
         )
-    release(conn, queries, model, done + touch)
+    release(conn, pair, done + touch)
     return pending
 
 
@@ -150,21 +150,19 @@ def _newer(updated_at: datetime | None, recorded: datetime | None) -> bool:
     return updated_at is not None and (recorded is None or updated_at > recorded)
 
 
-def release(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, docs: Sequence[Document]
-) -> None:
+def release(conn: psycopg.Connection[Any], pair: Pair, docs: Sequence[Document]) -> None:
     if docs:
         conn.execute(
-            queries.unlock(),
+            pair.statements.unlock(),
             {
-                "claim_space": claim_space(queries.source.source_name, model),
+                "claim_space": claim_space(pair.source_name, pair.model_name),
                 "ids": [d.id for d in docs],
             },
         )
 
 
 def count_held_by_peers(
-    conn: psycopg.Connection[Any], source: str, model: str, ids: Sequence[DocumentId]
+    conn: psycopg.Connection[Any], pair: Pair, ids: Sequence[DocumentId]
 ) -> int:
     """How many of these documents another session holds a claim on now (pg_locks: an
     advisory lock on two int4 keys shows them as classid and objid, objsubid 2)."""
@@ -172,6 +170,9 @@ def count_held_by_peers(
         return 0
     row = conn.execute(
         HELD_BY_OTHERS,
-        {"claim_space": claim_space(source, model), "ids": [str(i) for i in ids]},
+        {
+            "claim_space": claim_space(pair.source_name, pair.model_name),
+            "ids": [str(i) for i in ids],
+        },
     ).fetchone()
     return int(row[0]) if row else 0

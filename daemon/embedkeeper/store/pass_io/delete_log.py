@@ -24,7 +24,8 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.config import SourceConfig
-from embedkeeper.store.source.queries import SourceQueries, table_identifier
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.source.queries import table_identifier
 from embedkeeper.store.state.sync_state import SyncState, deleted_count, same_file, source_signature
 
 TRIGGER = "embedkeeper_log_deletes"
@@ -133,13 +134,13 @@ def covering(
 
 def prune_from_log(
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
+    pair: Pair,
     fingerprint: str | None,
     logged: LogPrune,
 ) -> int | None:
     """In one transaction: move the model's position past the entries (compare and set: None if
     a peer already has), prune their keys, and drop the entries every model has pruned."""
+    queries, model = pair.statements, pair.model_name
     with conn.transaction():
         moved = conn.execute(
             """

@@ -14,8 +14,8 @@ import psycopg
 
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import Document, Rejected
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io.writer import charge
-from embedkeeper.store.source.queries import SourceQueries
 
 CRASHED = "the process embedding this document's batch died (crash, kill or lost lease)"
 
@@ -23,13 +23,11 @@ CRASHED = "the process embedding this document's batch died (crash, kill or lost
 class InFlight:
     """Records on the claiming session's connection."""
 
-    def __init__(
-        self, conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str
-    ) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pair: Pair, chunking: str) -> None:
         self.conn = conn
-        self.queries = queries
-        self.model = model
-        self._pair = {"source": queries.source.source_name, "model": model}
+        self.pair = pair
+        self.queries = pair.statements
+        self._pair = {"source": pair.source_name, "model": pair.model_name}
         self._chunking = chunking
         self._session: dict[str, Any] = {}
 
@@ -67,7 +65,7 @@ class InFlight:
                 for r in rows
                 if r[2] == solo
             ]
-            charge(self.conn, self.queries, self.model, dead, retry, may_review=solo)
+            charge(self.conn, self.pair, dead, retry, may_review=solo)
         return len(rows)
 
     def forget(self, tokens: Sequence[int]) -> None:

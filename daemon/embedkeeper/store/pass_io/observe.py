@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io import delete_log
-from embedkeeper.store.source.queries import SourceQueries
 from embedkeeper.store.state import sync_state
 from embedkeeper.store.state.sync_state import SyncState
 
@@ -25,13 +25,11 @@ class Observed:
     rechunk: bool = False  # some records were chunked with other settings: walk everything
 
 
-def observe(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str | None = None
-) -> Observed:
-    """`chunking`: the model's chunker fingerprint, for a pair's tables (None: not asked)."""
-    source = queries.source
+def observe(conn: psycopg.Connection[Any], pair: Pair, chunking: str | None = None) -> Observed:
+    """`chunking`: the model's chunker fingerprint (None: not asked)."""
+    source, queries = pair.source, pair.statements
     with mapped_errors("reading the sync state"):
-        seen = sync_state.load(conn, queries.source, model)
+        seen = sync_state.load(conn, pair)
         # Without the column there is nothing to read (and max() of NULLs would scan the table).
         newest = (
             conn.execute(queries.newest_update()).fetchone() if source.updated_at_column else None
@@ -40,7 +38,7 @@ def observe(
         log_at = delete_log.position(conn, source)
         fingerprint = sync_state.table_fingerprint(conn, source)
         rechunk = False
-        if chunking is not None and queries.names is not None:
+        if chunking is not None:
             row = conn.execute(queries.other_chunking_exists(), {"chunking": chunking}).fetchone()
             rechunk = bool(row and row[0])
     return Observed(seen, newest[0] if newest else None, log_at, fingerprint, rechunk)

@@ -14,18 +14,18 @@ import psycopg
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import ChunkedEmbedding, Claimed, Document, DocumentId, Rejected
 from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
 from embedkeeper.store.pass_io.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.pass_io.inflight import InFlight
 from embedkeeper.store.pass_io.writer import charge
-from embedkeeper.store.source.queries import SourceQueries
 
 
 class PgStore:
     def __init__(
         self,
         conn: psycopg.Connection[Any],
-        queries: SourceQueries,
+        pair: Pair,
         rules: ClaimRules,
         *,
         retry: RetryConfig,
@@ -33,15 +33,14 @@ class PgStore:
         write_conn: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
-        self.queries = queries
+        self.pair = pair
         self.rules = rules
-        self.model = rules.model
         self.retry = retry
         self.phases = list(phases)
         self.open_tokens: set[int] = set()  # in-flight records not yet closed
         self.held_by_peers: list[datetime | None] = []
         self.held_ids: list[DocumentId] = []  # the documents a peer held, passed over
-        self.inflight = InFlight(conn, queries, rules.model, rules.chunking)
+        self.inflight = InFlight(conn, pair, rules.chunking)
         self._open_write_conn = write_conn
         self._write_conn: psycopg.Connection[Any] | None = None
         self._writer: ChunkWriter | None = None
@@ -56,10 +55,7 @@ class PgStore:
         if self._writer is None:
             if self._open_write_conn is not None:
                 self._write_conn = self._open_write_conn()
-            assert self.queries.names is not None, "a pass writes a pair's tables"
-            self._writer = ChunkWriter(
-                self._write_conn or self.conn, self.queries, self.queries.names
-            )
+            self._writer = ChunkWriter(self._write_conn or self.conn, self.pair)
         return self._writer
 
     def close(self) -> None:
@@ -75,7 +71,7 @@ class PgStore:
         while phase < len(self.phases):
             with mapped_errors("claiming documents"):
                 result = claim_batch(
-                    self.conn, self.queries, self.rules, self.phases[phase], key, limit
+                    self.conn, self.pair, self.rules, self.phases[phase], key, limit
                 )
             self.held_by_peers += result.held_by_peers
             self.held_ids += result.held_ids
@@ -94,7 +90,7 @@ class PgStore:
         again = [d for d in documents if d.id in holding]
         if again:
             with mapped_errors("releasing claims"):
-                release(self.conn, self.queries, self.model, again)
+                release(self.conn, self.pair, again)
             documents = [d for d in documents if d.id not in holding]
         with self._holding_lock:
             self._holding.update(d.id for d in documents)
@@ -114,7 +110,7 @@ class PgStore:
             return
         with mapped_errors("recording failures"):
             writer = self.writer
-            charge(writer.conn, self.queries, self.model, rejected, self.retry)
+            charge(writer.conn, self.pair, rejected, self.retry)
         self.release([r.document for r in rejected])
 
     def begin(self, documents: Sequence[Document]) -> int:
@@ -141,6 +137,6 @@ class PgStore:
         if self.conn.closed:
             return  # the claims died with the session
         with mapped_errors("releasing claims"):
-            release(self.conn, self.queries, self.model, documents)
+            release(self.conn, self.pair, documents)
         with self._holding_lock:
             self._holding.difference_update(d.id for d in documents)

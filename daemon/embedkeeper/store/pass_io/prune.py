@@ -15,42 +15,38 @@ from psycopg import sql
 
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.pair.pair import Pair
 
 
-def prune_all(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
+def prune_all(conn: psycopg.Connection[Any], pair: Pair) -> int | None:
     """Everything that is no longer a document to embed: deleted, blank, or out of `where`."""
-    return _locked(conn, queries, queries.prune(), model, "pruning vectors of deleted documents")
+    return _locked(conn, pair, pair.statements.prune(), "pruning vectors of deleted documents")
 
 
-def prune_deleted(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> int | None:
+def prune_deleted(conn: psycopg.Connection[Any], pair: Pair) -> int | None:
     """Only documents whose key is gone (reads the source's key index, not its rows): the prune
     after deletes, when rows that changed were pruned by prune_changed."""
     return _locked(
-        conn, queries, queries.prune_deleted(), model, "pruning vectors of deleted documents"
+        conn, pair, pair.statements.prune_deleted(), "pruning vectors of deleted documents"
     )
 
 
-def prune_changed(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, since: datetime
-) -> int:
+def prune_changed(conn: psycopg.Connection[Any], pair: Pair, since: datetime) -> int:
     """Documents changed since `since` that went blank or out of scope (no lock: it deletes
     only what the walk's own rows say, and a peer doing the same deletes the same rows)."""
     with mapped_errors("pruning vectors of changed documents"):
-        row = conn.execute(queries.prune_changed(), {"model": model, "since": since}).fetchone()
+        row = conn.execute(
+            pair.statements.prune_changed(), {"model": pair.model_name, "since": since}
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
 def _locked(
-    conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    statement: sql.Composed,
-    model: str,
-    doing: str,
+    conn: psycopg.Connection[Any], pair: Pair, statement: sql.Composed, doing: str
 ) -> int | None:
     with mapped_errors(doing), conn.transaction():
-        pair = locks.pair_key(queries.source.source_name, model)
-        if not locks.take(conn, "pg_try_advisory_xact_lock", locks.PRUNE, pair):
+        key = locks.pair_key(pair.source_name, pair.model_name)
+        if not locks.take(conn, "pg_try_advisory_xact_lock", locks.PRUNE, key):
             return None
-        row = conn.execute(statement, {"model": model}).fetchone()
+        row = conn.execute(statement, {"model": pair.model_name}).fetchone()
     return int(row[0]) if row else 0

@@ -1,5 +1,5 @@
 """Failures charged: one attempt more for each rejected document, in the failures table of the
-statements' (source, model) pair. A changed text starts its count again (store/source/queries.py,
+(source, model) pair. A changed text starts its count again (store/source/queries.py,
 record_failures). Vectors are written by store/pass_io/chunk_writer.py.
 """
 
@@ -13,13 +13,12 @@ import psycopg
 from embedkeeper.config import RetryConfig
 from embedkeeper.logs import mask_secrets
 from embedkeeper.records import Rejected
-from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.pair.pair import Pair
 
 
 def charge(
     conn: psycopg.Connection[Any],
-    queries: SourceQueries,
-    model: str,
+    pair: Pair,
     rejected: Sequence[Rejected],
     retry: RetryConfig,
     *,
@@ -31,9 +30,9 @@ def charge(
         return
     with conn.transaction():
         conn.execute(
-            queries.record_failures(),
+            pair.statements.record_failures(),
             {
-                "model": model,
+                "model": pair.model_name,
                 "ids": [r.document.id for r in rejected],
                 "classes": [r.error_class for r in rejected],
                 "messages": [mask_secrets(r.message) for r in rejected],

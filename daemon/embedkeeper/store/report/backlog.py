@@ -24,7 +24,8 @@ import psycopg
 from psycopg import sql
 
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source.source_sql import SourceSql
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.source.source_sql import PairSql, SourceSql
 
 # A source with no statistics that the planner puts under this many documents is counted
 # instead: a small table may never be analyzed (autovacuum waits for 50 changed rows and a tenth
@@ -33,7 +34,7 @@ from embedkeeper.store.source.source_sql import SourceSql
 COUNT_BELOW = 10_000
 
 
-def model_figures(queries: SourceSql) -> sql.Composed:
+def model_figures(queries: PairSql) -> sql.Composed:
     """The pair's records, its parked failures with no record, and its failures in review."""
     return sql.SQL(
         """
@@ -84,15 +85,18 @@ def estimate_documents(conn: psycopg.Connection[Any], queries: SourceSql) -> int
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def measure_backlog(conn: psycopg.Connection[Any], queries: SourceSql, model: str) -> Backlog:
+def measure_backlog(conn: psycopg.Connection[Any], pair: Pair, *, made: bool) -> Backlog:
+    """`made`: whether the pair's tables exist (App.is_made); a pair not made yet has nothing
+    embedded, parked or in review, and its tables are not made by this read."""
+    queries = pair.statements
     documents = estimate_documents(conn, queries)
     counted = documents < COUNT_BELOW and never_analyzed(conn, queries)
     if counted:
         documents = count_documents(conn, queries)
-    embedded = parked = in_review = 0  # a pair not made yet (the source's own statements)
-    if queries.names is not None:
+    embedded = parked = in_review = 0
+    if made:
         with mapped_errors("counting the model's vectors"):
             row = conn.execute(model_figures(queries)).fetchone()
         assert row is not None
         embedded, parked, in_review = (int(v) for v in row)
-    return Backlog(model, documents, embedded, parked, in_review, counted)
+    return Backlog(pair.model_name, documents, embedded, parked, in_review, counted)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.pair.pair import Pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +42,19 @@ class Coverage:
         return {**asdict(self), "coverage_percent": self.coverage_percent}
 
 
-def measure(
-    conn: psycopg.Connection[Any], queries: SourceQueries, model: str, chunking: str
-) -> Coverage:
+def measure(conn: psycopg.Connection[Any], pair: Pair, chunking: str) -> Coverage:
     """`chunking`: the model's chunker fingerprint; a record made with other settings is stale."""
     with mapped_errors("measuring coverage"):
-        row = conn.execute(queries.coverage(), {"model": model, "chunking": chunking}).fetchone()
+        row = conn.execute(
+            pair.statements.coverage(), {"model": pair.model_name, "chunking": chunking}
+        ).fetchone()
     assert row is not None
     total, skipped, embedded, stale, failed, ignored, pending, chunks, truncated = (
         int(v) for v in row
     )
     return Coverage(
-        source=queries.source.source_name,
-        model=model,
+        source=pair.source_name,
+        model=pair.model_name,
         chunks=chunks,
         truncated=truncated,
         total=total,
@@ -67,16 +67,16 @@ def measure(
     )
 
 
-def measure_unmade(conn: psycopg.Connection[Any], queries: SourceQueries, model: str) -> Coverage:
+def measure_unmade(conn: psycopg.Connection[Any], pair: Pair) -> Coverage:
     """The coverage of a pair whose tables do not exist yet: nothing embedded, every document
     with a text pending. Read without making the tables (a read path runs no DDL)."""
     with mapped_errors("measuring coverage"):
-        row = conn.execute(queries.count_with_blank()).fetchone()
+        row = conn.execute(pair.statements.count_with_blank()).fetchone()
     assert row is not None
     total, skipped = int(row[0]), int(row[1])
     return Coverage(
-        source=queries.source.source_name,
-        model=model,
+        source=pair.source_name,
+        model=pair.model_name,
         total=total,
         embedded=0,
         stale=0,

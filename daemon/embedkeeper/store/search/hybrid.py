@@ -22,7 +22,7 @@ import numpy.typing as npt
 import psycopg
 
 from embedkeeper.store.search.nearest import EF_SEARCH, Hit, best_per_document, by_words, nearest
-from embedkeeper.store.source.source_sql import SourceSql
+from embedkeeper.store.source.source_sql import PairSql
 
 RRF_K = 60  # the paper's constant: the top few ranks of each list count, none dominates
 MIN_CANDIDATES = 20  # results taken from each side, at least (twice k where that is more)
@@ -30,7 +30,7 @@ MIN_CANDIDATES = 20  # results taken from each side, at least (twice k where tha
 
 def hybrid_nearest(
     conn: psycopg.Connection[Any],
-    queries: SourceSql,
+    queries: PairSql,
     query: npt.NDArray[np.float32],
     words: str,
     config: str,

@@ -31,7 +31,7 @@ from embedkeeper.records import DocumentId
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.pair.tables import PairNames
 from embedkeeper.store.pair.view import current_chunks
-from embedkeeper.store.source.source_sql import SourceSql
+from embedkeeper.store.source.source_sql import PairSql
 
 PASSAGE_CHARS = 1000  # of a chunk's passage, returned with each hit
 MAX_EF_SEARCH = 1000  # pgvector's bound for hnsw.ef_search
@@ -89,7 +89,7 @@ def operator_of(opclass: str | None) -> str:
 
 def nearest(
     conn: psycopg.Connection[Any],
-    queries: SourceSql,
+    queries: PairSql,
     query: npt.NDArray[np.float32],
     k: int,
     *,
@@ -123,7 +123,7 @@ def nearest(
 
 def explain_nearest(
     conn: psycopg.Connection[Any],
-    queries: SourceSql,
+    queries: PairSql,
     query: npt.NDArray[np.float32],
     k: int,
     *,
@@ -144,7 +144,7 @@ def explain_nearest(
 
 def by_words(
     conn: psycopg.Connection[Any],
-    queries: SourceSql,
+    queries: PairSql,
     query: npt.NDArray[np.float32],
     words: str,
     config: str,
@@ -168,7 +168,7 @@ def by_words(
 
 
 def words_statement(
-    queries: SourceSql,
+    queries: PairSql,
     query: npt.NDArray[np.float32],
     words: str,
     config: str,
@@ -211,10 +211,9 @@ def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
 
 
 def _prepare_nearest(
-    conn: psycopg.Connection[Any], queries: SourceSql, ef_search: int, k: int
+    conn: psycopg.Connection[Any], queries: PairSql, ef_search: int, k: int
 ) -> sql.Composed:
     """Settings for the search's transaction, and the statement in the index's order."""
-    assert queries.names is not None, "search reads a pair's chunks"
     opclass = _search_settings(conn, max(ef_search, k), queries.names)
     operator = operator_of(opclass)
     return _chunks_statement(queries, operator, sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s"))
@@ -225,7 +224,7 @@ def _nearest_params(query: npt.NDArray[np.float32], limit: int) -> dict[str, Any
 
 
 def _chunks_statement(
-    queries: SourceSql,
+    queries: PairSql,
     operator: str,
     rest: sql.Composable,
     extra: sql.Composable = NOTHING,
@@ -238,7 +237,6 @@ def _chunks_statement(
     applied outside the ranking on purpose: it hashes the document's whole text, so only the
     rows read (a page of the cursor, the limit) pay for it, never every chunk an exact scan
     sorts (190 ms a search at 4,000 chunks of long documents when it sat inside)."""
-    assert queries.names is not None, "search reads a pair's chunks"
     assert operator in OPERATORS.values()
     ranked = sql.SQL(
         "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"

@@ -15,7 +15,7 @@ from embedkeeper.config.values import quote_for_display
 from embedkeeper.errors import DimensionMismatch, SchemaMissing, SourceNotFound
 from embedkeeper.logs import event
 from embedkeeper.store.db import mapped_errors
-from embedkeeper.store.source.queries import SourceQueries
+from embedkeeper.store.source.source_sql import SourceSql
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def schema_revision(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row else None
 
 
-def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> SourceQueries:
+def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> SourceSql:
     """pgvector, embedkeeper's schema at head, the source table and its columns, the key type."""
     with mapped_errors("checking the database"):
         check_pgvector(conn)
@@ -161,7 +161,7 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
                 "run `embedkeeper migrate`"
             )
     info = inspect_source(conn, source)
-    queries = SourceQueries(source, info.key_family)
+    queries = SourceSql(source, info.key_family)
     _check_filter(conn, queries)
     return queries
 
@@ -169,7 +169,7 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
 TEXT_TYPES = {"text", "character varying", "character", "citext", "name"}
 
 
-def _check_filter(conn: psycopg.Connection[Any], queries: SourceQueries) -> None:
+def _check_filter(conn: psycopg.Connection[Any], queries: SourceSql) -> None:
     """Run the source query with LIMIT 0: a bad `where` or `text_expression`, or a missing
     privilege, shows up now; so does an expression that does not produce text."""
     statement = sql.SQL("SELECT {id}, {text} FROM {documents} AS s LIMIT 0").format(

@@ -1,6 +1,7 @@
 """Every statement that touches the user's table, built once per config with psycopg.sql.
 
-The names, the prunes and the coverage figures are in store/source/source_sql.py (SourceSql).
+The names, the prunes and the coverage figures are in store/source/source_sql.py (SourceSql for
+the source alone, PairSql for a pair's tables).
 
 The discovery query is an anti-join against the pair's records (embedkeeper.<pair>_documents) on
 their primary key, walked in key order from a keyset cursor (`after`), so one batch reads only
@@ -18,19 +19,20 @@ from psycopg import sql
 from embedkeeper.store import locks
 from embedkeeper.store.source.source_sql import (
     TRUE,
+    PairSql,
     Scope,
-    SourceSql,
     StaleBy,
     content_hash,
     table_identifier,
 )
 
-__all__ = ["Scope", "SourceQueries", "StaleBy", "content_hash", "table_identifier"]
+__all__ = ["PairQueries", "Scope", "StaleBy", "content_hash", "table_identifier"]
 
 
 @dataclass(frozen=True, slots=True)
-class SourceQueries(SourceSql):
-    """Every statement for one source: the claims and writes here, the rest in SourceSql."""
+class PairQueries(PairSql):
+    """Every statement of one (source, model) pair: the claims and writes here, the rest in
+    PairSql and SourceSql. Made once per pair, as Pair.statements (store/pair/pair.py)."""
 
     def claim(self, stale_by: StaleBy, *, after: bool, scope: Scope = "all") -> sql.Composed:
         """Pending documents after the cursor, each with a try of its session-level advisory lock.

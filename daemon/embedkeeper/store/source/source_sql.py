@@ -1,6 +1,8 @@
-"""The source's names as SQL, and the statements that read the source or a model's vectors as
-a whole: the prunes and the coverage figures. store/source/queries.py adds the claim and write
-statements.
+"""The source's names as SQL (SourceSql: the statements on the source alone), and a pair's
+statements that read the source and its tables as a whole (PairSql: the prunes and the coverage
+figures). store/source/queries.py adds the claim and write statements (PairQueries). Two types,
+not one with Optional pair tables: mypy refuses the source's statements where a pair's are
+meant.
 
 Identifiers from config go through sql.Identifier; the `[source] where` filter, the one fragment
 an operator writes, is inserted as trusted SQL in parentheses. Values are always parameters.
@@ -9,7 +11,7 @@ an operator writes, is inserted as trusted SQL in parentheses. Values are always
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Literal
 
 from psycopg import sql
 
@@ -44,45 +46,12 @@ TRUE = sql.SQL("TRUE")
 
 @dataclass(frozen=True, slots=True)
 class SourceSql:
-    """One source's names; `id_type` is the source key's type family: bigint, text or uuid.
-
-    `names` are the tables of a (source, model) pair (store/pair/tables.py): its records
-    (`vectors`), chunks and failures, which hold one model only. The statements that read or
-    write them need it; those on the source alone (the checks, the estimate, the delete log)
-    do not."""
+    """One source's names and the statements on the source alone (the checks, the estimate,
+    the delete log's prune walk); `id_type` is the source key's type family: bigint, text or
+    uuid. PairSql adds a (source, model) pair's tables."""
 
     source: SourceConfig
     id_type: str
-    names: PairNames | None = None
-
-    @classmethod
-    def for_pair(cls, source: SourceConfig, id_type: str, names: PairNames) -> Self:
-        """The statements of one (source, model) pair, over its own tables: a record carries
-        its document's hash and chunking (`%(chunking)s`, the chunker's fingerprint), and is
-        current only when both are."""
-        return cls(source, id_type, names)
-
-    @property
-    def pair(self) -> PairNames:
-        if self.names is None:
-            raise TypeError("these are a source's statements: a pair's need SourceSql.for_pair")
-        return self.names
-
-    @property
-    def vectors(self) -> sql.Composable:
-        """The pair's records: one per embedded document."""
-        return self.pair.documents
-
-    @property
-    def failures(self) -> sql.Composable:
-        return self.pair.failures
-
-    @staticmethod
-    def other_chunking(alias: str) -> sql.Composable:
-        """` OR <alias>.chunking <> %(chunking)s`: a record of other chunking settings is stale."""
-        return sql.SQL(" OR {} IS DISTINCT FROM %(chunking)s").format(
-            sql.Identifier(alias, "chunking")
-        )
 
     @property
     def table(self) -> sql.Composable:
@@ -136,7 +105,6 @@ class SourceSql:
         return sql.SQL("({t} IS NULL OR {t} !~ '[^[:space:]]')").format(t=self.text)
 
     def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
-        pair = {"embeddings": self.vectors, "failures": self.failures} if self.names else {}
         return sql.SQL(template).format(
             table=self.documents,
             id=self.id,
@@ -145,8 +113,66 @@ class SourceSql:
             blank=self.blank,
             text_hash=content_hash(self.text),
             id_type=sql.SQL(self.id_type),
-            **pair,
             **extra,
+        )
+
+    def newest_update(self) -> sql.Composed:
+        """The newest updated_at in the whole table (a backward step of its index)."""
+        return self._fmt("SELECT max({updated_at}) FROM {raw} AS s", raw=self.table)
+
+    def estimate_documents(self) -> sql.Composed:
+        """The planner's estimate of the documents in scope with a text (EXPLAIN only: nothing
+        is read but the catalog's statistics, the column's fraction of NULLs among them). It
+        follows the table's growth between ANALYZEs: the planner scales reltuples by the table's
+        current size."""
+        return self._fmt(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s WHERE {text} IS NOT NULL"
+        )
+
+    def never_analyzed(self) -> sql.Composed:
+        """Whether the source table has no statistics yet (reltuples -1: never analyzed)."""
+        return sql.SQL("SELECT reltuples < 0 FROM pg_class WHERE oid = {}::regclass").format(
+            sql.Literal(self.table.as_string(None))
+        )
+
+    def count_documents(self) -> sql.Composed:
+        """The documents in scope whose text is not NULL, counted (a scan of the source)."""
+        return self._fmt("SELECT count(*) FROM {table} AS s WHERE {text} IS NOT NULL")
+
+    def count_with_blank(self) -> sql.Composed:
+        """The documents in scope and how many of them are blank: the coverage of a pair whose
+        tables are not made yet (everything embeddable is pending)."""
+        return self._fmt("SELECT count(*), count(*) FILTER (WHERE {blank}) FROM {table} AS s")
+
+
+@dataclass(frozen=True, slots=True)
+class PairSql(SourceSql):
+    """The statements of one (source, model) pair that read or write its own tables
+    (store/pair/tables.py): its records (`vectors`: one per embedded document, carrying its
+    text's hash and chunking fingerprint, `%(chunking)s`), its chunks and failures, which hold
+    one model only. store/source/queries.py adds the claims and writes."""
+
+    names: PairNames
+
+    @property
+    def vectors(self) -> sql.Composable:
+        """The pair's records: one per embedded document."""
+        return self.names.documents
+
+    @property
+    def failures(self) -> sql.Composable:
+        return self.names.failures
+
+    @staticmethod
+    def other_chunking(alias: str) -> sql.Composable:
+        """` OR <alias>.chunking <> %(chunking)s`: a record of other chunking settings is stale."""
+        return sql.SQL(" OR {} IS DISTINCT FROM %(chunking)s").format(
+            sql.Identifier(alias, "chunking")
+        )
+
+    def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        return SourceSql._fmt(
+            self, template, embeddings=self.vectors, failures=self.failures, **extra
         )
 
     def prune(self) -> sql.Composed:
@@ -182,10 +208,6 @@ class SourceSql:
                 match=match,
             )
         )
-
-    def newest_update(self) -> sql.Composed:
-        """The newest updated_at in the whole table (a backward step of its index)."""
-        return self._fmt("SELECT max({updated_at}) FROM {raw} AS s", raw=self.table)
 
     def prune_changed(self) -> sql.Composed:
         """Vectors and failures of documents changed since `since` that are now blank or out
@@ -245,30 +267,6 @@ class SourceSql:
             "SELECT EXISTS (SELECT 1 FROM {embeddings} WHERE chunking < %(chunking)s)"
             " OR EXISTS (SELECT 1 FROM {embeddings} WHERE chunking > %(chunking)s)"
         )
-
-    def estimate_documents(self) -> sql.Composed:
-        """The planner's estimate of the documents in scope with a text (EXPLAIN only: nothing
-        is read but the catalog's statistics, the column's fraction of NULLs among them). It
-        follows the table's growth between ANALYZEs: the planner scales reltuples by the table's
-        current size."""
-        return self._fmt(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} AS s WHERE {text} IS NOT NULL"
-        )
-
-    def never_analyzed(self) -> sql.Composed:
-        """Whether the source table has no statistics yet (reltuples -1: never analyzed)."""
-        return sql.SQL("SELECT reltuples < 0 FROM pg_class WHERE oid = {}::regclass").format(
-            sql.Literal(self.table.as_string(None))
-        )
-
-    def count_documents(self) -> sql.Composed:
-        """The documents in scope whose text is not NULL, counted (a scan of the source)."""
-        return self._fmt("SELECT count(*) FROM {table} AS s WHERE {text} IS NOT NULL")
-
-    def count_with_blank(self) -> sql.Composed:
-        """The documents in scope and how many of them are blank: the coverage of a pair whose
-        tables are not made yet (everything embeddable is pending)."""
-        return self._fmt("SELECT count(*), count(*) FILTER (WHERE {blank}) FROM {table} AS s")
 
     def coverage(self) -> sql.Composed:
         """The coverage figures for one model in one scan of the source."""

@@ -10,14 +10,16 @@ import psycopg
 
 from embedkeeper.records import RunStats
 from embedkeeper.store.db import mapped_errors
+from embedkeeper.store.pair.pair import Pair
 
 
-def start_run(conn: psycopg.Connection[Any], source: str, model: str, trigger: str) -> int:
+def start_run(conn: psycopg.Connection[Any], pair: Pair, trigger: str) -> int:
+    """A run row for a pass of this pair, its process named (host, pid, database session)."""
     close_abandoned_runs(conn)
     row = conn.execute(
         "INSERT INTO embedkeeper.runs (source, model, trigger, host, pid, backend_pid)"
         " VALUES (%s, %s, %s, %s, %s, pg_backend_pid()) RETURNING id",
-        (source, model, trigger, socket.gethostname(), os.getpid()),
+        (pair.source_name, pair.model_name, trigger, socket.gethostname(), os.getpid()),
     ).fetchone()
     assert row is not None
     return int(row[0])

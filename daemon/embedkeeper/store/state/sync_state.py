@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 
 from embedkeeper.config import SourceConfig
+from embedkeeper.store.pair.pair import Pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +60,21 @@ def source_signature(source: SourceConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load(conn: psycopg.Connection[Any], source: SourceConfig, model: str) -> SyncState:
+def load(conn: psycopg.Connection[Any], pair: Pair) -> SyncState:
     row = conn.execute(
         "SELECT source_signature, watermark, table_fingerprint, swept_at, delete_log_position,"
         " deletes_baseline, deletes_logged FROM embedkeeper.sync_state"
         " WHERE source = %s AND model = %s",
-        (source.source_name, model),
+        (pair.source_name, pair.model_name),
     ).fetchone()
     return SyncState(None, None, None) if row is None else SyncState(*row)
 
 
-def record_sweep(conn: psycopg.Connection[Any], source: SourceConfig, model: str) -> None:
+def record_sweep(conn: psycopg.Connection[Any], pair: Pair) -> None:
     """A content-hash sweep of everything drained: the next one is due sweep_interval later."""
     conn.execute(
         "UPDATE embedkeeper.sync_state SET swept_at = now() WHERE source = %s AND model = %s",
-        (source.source_name, model),
+        (pair.source_name, pair.model_name),
     )
 
 
@@ -107,8 +108,7 @@ def same_file(a: str | None, b: str | None) -> bool:
 
 def save_fingerprint(
     conn: psycopg.Connection[Any],
-    model: str,
-    source: SourceConfig,
+    pair: Pair,
     fingerprint: str | None,
     log_position: int | None = None,
 ) -> None:
@@ -129,9 +129,9 @@ def save_fingerprint(
         WHERE s.source_signature = excluded.source_signature
         """,
         {
-            "source": source.source_name,
-            "model": model,
-            "signature": source_signature(source),
+            "source": pair.source_name,
+            "model": pair.model_name,
+            "signature": source_signature(pair.source),
             "fingerprint": fingerprint,
             "position": log_position,
             "baseline": deleted_count(fingerprint) if log_position is not None else None,
@@ -141,8 +141,7 @@ def save_fingerprint(
 
 def advance_watermark(
     conn: psycopg.Connection[Any],
-    model: str,
-    source: SourceConfig,
+    pair: Pair,
     seen: SyncState,
     watermark: datetime | None,
 ) -> bool:
@@ -163,9 +162,9 @@ def advance_watermark(
         RETURNING 1
         """,
         {
-            "source": source.source_name,
-            "model": model,
-            "signature": source_signature(source),
+            "source": pair.source_name,
+            "model": pair.model_name,
+            "signature": source_signature(pair.source),
             "watermark": watermark,
             "seen_signature": seen.signature,
             "seen_watermark": seen.watermark,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from embedkeeper.models.pairs import RelationNames
 from embedkeeper.store.upgrade.index import CarriedIndex
 
 
@@ -62,7 +63,7 @@ class UpgradeReport:
 def _model_lines(done: CarriedModel) -> list[str]:
     name = done.model
     arrived = f"  {name}: {done.vectors} vectors, {done.failures} failures"
-    arrived += f" -> embedkeeper.{done.base}_documents, _chunks, _failures"
+    arrived += f" -> embedkeeper.{RelationNames(done.base).documents}, _chunks, _failures"
     lines = [arrived]
     if done.superseded:
         lines.append(f"  {name}: {done.superseded} v0.1 vectors replaced by the pair's newer ones")
