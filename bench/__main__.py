@@ -17,6 +17,7 @@ from bench import (
     recovery,
     retrieval,
     search,
+    search_before,
 )
 
 BENCHMARKS = {
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "retrieval": retrieval.main,
     "questions": questions.main,
     "search": search.main,
+    "search_before": search_before.main,
     "full_text": full_text_cost.main,
 }
 

@@ -163,13 +163,18 @@ def test_documents_with_many_chunks_are_found_in_one_walk_of_the_index(make_app,
 
 
 @pytest.mark.parametrize("updated_at_column", [None, "updated_at"])
+@pytest.mark.parametrize("indexed", [False, True], ids=["exact scan", "hnsw index"])
 def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
-    make_app, conn, db_url, minilm, updated_at_column
+    make_app, conn, db_url, minilm, updated_at_column, indexed
 ):
     """Without an updated_at column the text's hash decides; with one, a row whose updated_at
-    moved is hashed (the others are taken as current unhashed)."""
+    moved is hashed (the others are taken as current unhashed). With an index the test sits
+    under the ranking's LIMIT, without one over the rows the sort yields: both leave it out
+    and still fill k."""
     ids = insert_docs(conn, TOPICS)
     app = embed_all(make_app, conn, db_url, updated_at_column=updated_at_column)
+    if indexed:
+        build_index(conn, app)
     conn.execute(
         "UPDATE public.docs SET body = 'Rye bread rises more slowly than wheat.',"
         " updated_at = now() + interval '1 second' WHERE id = %s",
@@ -183,6 +188,10 @@ def test_a_document_edited_after_embedding_is_not_served_until_embedded_again(
 
     assert ids[2] not in [h.document_id for h in hits]  # its chunks index the old text
     assert len(hits) == len(TOPICS) - 1
+    k = len(TOPICS) - 2
+    nearest_chunks = nearest(conn, pair, query, k, chunks=True)
+    assert ids[2] not in [h.document_id for h in nearest_chunks]
+    assert len(nearest_chunks) == k
     assert sorted(row[0] for row in in_view) == [i for i in ids if i != ids[2]]
     one_pass(app)
     again = nearest(conn, pair, query, 1)

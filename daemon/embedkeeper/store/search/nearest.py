@@ -11,8 +11,12 @@ filters rows out, so a filter does not starve the result; its relaxed order is w
 read are sorted here before each document's best is taken.
 
 A chunk is served only while its document's record holds the hash of the current text, as
-the pair's view serves them (store/pair_view.current_chunks says why and how): a document
-edited since it was embedded is left out until the next pass embeds it again.
+the pair's view serves them (store/pair/view.current_chunks says why and how): a document
+edited since it was embedded is left out until the next pass embeds it again. With a vector
+index the test sits under the ranking's LIMIT (the index scan feeds it row by row, and the
+iterative scan walks on past what it leaves out); without one, over the rows the sort yields
+(_prepare_nearest). At 200,000 chunks this search takes 1.04 x (documents) and 1.05 x
+(chunks) the p50 of 2539447's, which served stale chunks (BENCHMARKS.md, issue 23).
 """
 
 from __future__ import annotations
@@ -66,16 +70,23 @@ class Hit:
     score: float = 0.0
 
 
-# The opclass of the pair's vector index (%s: its chunks table), or NULL without one.
-INDEX_OPCLASS = (
-    "SELECT o.opcname FROM pg_index i"
+# A search's settings, in one statement (see _search_settings), and the opclass of the pair's
+# vector index (%s: its chunks table), or NULL without one.
+SEARCH_SETTINGS = (
+    "SELECT set_config('hnsw.ef_search', %s, true),"
+    " set_config('cursor_tuple_fraction', %s, true),"
+    " CASE WHEN string_to_array(v.extversion, '.')::int[] >= '{0,8}' THEN"
+    " set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+    " || set_config('ivfflat.iterative_scan', 'relaxed_order', true) END,"
+    " (SELECT o.opcname FROM pg_index i"
     " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam"
     " JOIN pg_opclass o ON o.oid = i.indclass[0]"
     " JOIN pg_attribute t ON t.attrelid = i.indrelid AND t.attnum = i.indkey[0]"
     " WHERE i.indrelid = to_regclass(%s) AND a.amname IN ('hnsw', 'ivfflat')"
     " AND i.indisvalid AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL"
     " AND t.attname = 'embedding'"
-    " ORDER BY o.opcname NOT LIKE '%%\\_cosine\\_ops', x.relname LIMIT 1"
+    " ORDER BY o.opcname NOT LIKE '%%\\_cosine\\_ops', x.relname LIMIT 1)"
+    " FROM pg_extension AS v WHERE v.extname = 'vector'"
 )
 
 
@@ -103,19 +114,24 @@ def nearest(
     page = max(4 * k, 40)
     rows: list[tuple[Any, ...]] = []
     with mapped_errors("searching"), conn.transaction():
-        statement = _prepare_nearest(conn, queries, ef_search, k)
-        if chunks:  # one statement, no cursor to open and close; 2k read, k current kept
-            rows = conn.execute(statement, _nearest_params(query, 2 * k)).fetchall()
+        statement, current_inside = _prepare_nearest(conn, queries, ef_search, k)
+        if chunks:  # one statement, no cursor; where stale rows are left out after the
+            # ranking's LIMIT (no index), 2k are read and k current kept
+            limit = k if current_inside else 2 * k
+            rows = conn.execute(statement, _nearest_params(query, limit)).fetchall()
         else:
-            with conn.cursor(name=CURSOR) as cursor:
-                cursor.execute(statement, _nearest_params(query, MAX_CHUNKS_READ))
-                while True:
-                    fetched = cursor.fetchmany(page)
-                    rows += fetched
-                    if len(fetched) < page or len(rows) >= MAX_CHUNKS_READ:
-                        break
-                    if len({row[0] for row in rows}) >= k:
-                        break
+            # DECLARE and FETCH by hand: the cursor ends with the transaction, no CLOSE sent
+            conn.execute(_declared(statement), _nearest_params(query, MAX_CHUNKS_READ))
+            fetch = sql.SQL("FETCH FORWARD {} FROM {}").format(
+                sql.Literal(page), sql.Identifier(CURSOR)
+            )
+            while True:
+                fetched = conn.execute(fetch).fetchall()
+                rows += fetched
+                if len(fetched) < page or len(rows) >= MAX_CHUNKS_READ:
+                    break
+                if len({row[0] for row in rows}) >= k:
+                    break
     rows.sort(key=lambda row: float(row[4]))  # the iterative scan's order is relaxed
     hits = _hits(rows, (VECTOR,))
     return hits[:k] if chunks else best_per_document(hits)[:k]
@@ -133,12 +149,10 @@ def explain_nearest(
     """The plan PostgreSQL makes for nearest's statement (its cursor's, for documents), with
     the settings nearest runs it under: what to check that the pair's index serves it."""
     with mapped_errors("explaining a search"), conn.transaction():
-        statement = _prepare_nearest(conn, queries, ef_search, k)
-        explain: sql.Composable = sql.SQL("EXPLAIN ")
-        if not chunks:
-            explain = sql.SQL("EXPLAIN DECLARE {} CURSOR FOR ").format(sql.Identifier(CURSOR))
+        statement, _ = _prepare_nearest(conn, queries, ef_search, k)
+        explained = statement if chunks else _declared(statement)
         params = _nearest_params(query, 2 * k if chunks else MAX_CHUNKS_READ)
-        rows = conn.execute(explain + statement, params).fetchall()
+        rows = conn.execute(sql.SQL("EXPLAIN ") + explained, params).fetchall()
     return "\n".join(str(row[0]) for row in rows)
 
 
@@ -212,11 +226,25 @@ def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
 
 def _prepare_nearest(
     conn: psycopg.Connection[Any], queries: PairSql, ef_search: int, k: int
-) -> sql.Composed:
-    """Settings for the search's transaction, and the statement in the index's order."""
+) -> tuple[sql.Composed, bool]:
+    """Settings for the search's transaction, and the statement in the index's order; True
+    where it leaves out the chunks of a changed text inside the ranking (under its LIMIT).
+
+    With a vector index, the index scan yields rows one at a time to the join that tests them,
+    so the test costs only the rows read, and the scan (iterative in pgvector 0.8) goes on past
+    those it leaves out: a LIMIT of k gives k current chunks, and the source is read once a
+    row. Without one, the ranking is a sort of every chunk, so the test is applied to the rows
+    that come out of it (_chunks_statement) rather than to every chunk sorted."""
     opclass = _search_settings(conn, max(ef_search, k), queries.names)
     operator = operator_of(opclass)
-    return _chunks_statement(queries, operator, sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s"))
+    ranked = sql.SQL(" ORDER BY rank_distance LIMIT %(limit)s")
+    if opclass is None:
+        return _chunks_statement(queries, operator, ranked), False
+    return _ranked_chunks(queries, operator, current_chunks(queries)) + ranked, True
+
+
+def _declared(statement: sql.Composable) -> sql.Composed:
+    return sql.SQL("DECLARE {} CURSOR FOR ").format(sql.Identifier(CURSOR)) + statement
 
 
 def _nearest_params(query: npt.NDArray[np.float32], limit: int) -> dict[str, Any]:
@@ -237,18 +265,7 @@ def _chunks_statement(
     applied outside the ranking on purpose: it hashes the document's whole text, so only the
     rows read (a page of the cursor, the limit) pay for it, never every chunk an exact scan
     sorts (190 ms a search at 4,000 chunks of long documents when it sat inside)."""
-    assert operator in OPERATORS.values()
-    ranked = sql.SQL(
-        "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"
-        " left(c.passage, %(chars)s) AS passage, c.embedding {operator} %(q)s AS rank_distance"
-        "{extra} FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id"
-    ).format(
-        operator=sql.SQL(operator),
-        extra=extra,
-        chunks=queries.names.chunks,
-        documents=queries.documents,
-        id=queries.id,
-    )
+    ranked = _ranked_chunks(queries, operator, NOTHING, extra)
     return sql.SQL(
         "SELECT n.document_id, n.chunk, n.distance, n.passage, n.rank_distance"
         " FROM ({ranked}{rest}) AS n JOIN {documents} AS s ON {id} = n.document_id{current}{order}"
@@ -262,6 +279,27 @@ def _chunks_statement(
     )
 
 
+def _ranked_chunks(
+    queries: PairSql, operator: str, where: sql.Composable, extra: sql.Composable = NOTHING
+) -> sql.Composed:
+    """The pair's chunks joined to the source (its `where` applied), each with its cosine
+    distance to %(q)s, its passage's start and its distance by `operator`; `where`: our own
+    join and filter (current_chunks), or nothing."""
+    assert operator in OPERATORS.values()
+    return sql.SQL(
+        "SELECT c.document_id, c.chunk, c.embedding <=> %(q)s AS distance,"
+        " left(c.passage, %(chars)s) AS passage, c.embedding {operator} %(q)s AS rank_distance"
+        "{extra} FROM {chunks} AS c JOIN {documents} AS s ON {id} = c.document_id{where}"
+    ).format(
+        operator=sql.SQL(operator),
+        extra=extra,
+        chunks=queries.names.chunks,
+        documents=queries.documents,
+        id=queries.id,
+        where=where,
+    )
+
+
 def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hit]:
     return [
         Hit(r[0], int(r[1]), float(r[2]), r[3] or "", found_by, 1.0 - float(r[2])) for r in rows
@@ -271,30 +309,18 @@ def _hits(rows: Sequence[tuple[Any, ...]], found_by: tuple[str, ...]) -> list[Hi
 def _search_settings(
     conn: psycopg.Connection[Any], ef_search: int, names: PairNames | None = None
 ) -> str | None:
-    """The scan's candidate list, and let the HNSW (or IVFFlat) scan go on past it when the
-    join filters some out (pgvector 0.8 and later; an older pgvector searches without it); and
-    the planner told that a cursor's first rows are what count (CURSOR_TUPLE_FRACTION). With
-    `names`, the same round trip reads the opclass of the pair's vector index (None: none)."""
+    """In one round trip: the scan's candidate list; the HNSW (or IVFFlat) scan let go on past
+    it when the join filters some rows out, where the installed pgvector has that (0.8 and
+    later: an older one rejects the setting, so its version is read in the statement rather
+    than the setting tried in a savepoint, two round trips more a search); the planner told
+    that a cursor's first rows are what count (CURSOR_TUPLE_FRACTION); and with `names`, the
+    opclass of the pair's vector index (None: none)."""
     row = conn.execute(
-        "SELECT set_config('hnsw.ef_search', %s, true),"
-        f" set_config('cursor_tuple_fraction', %s, true), ({INDEX_OPCLASS})",
+        SEARCH_SETTINGS,
         (
             str(min(max(1, ef_search), MAX_EF_SEARCH)),
             str(CURSOR_TUPLE_FRACTION),
             names.chunks.as_string(conn) if names is not None else None,
         ),
     ).fetchone()
-    unknown_setting = (
-        psycopg.errors.UndefinedObject,
-        psycopg.errors.InvalidParameterValue,
-        psycopg.errors.InvalidName,
-    )
-    try:
-        with conn.transaction():  # a savepoint: an unknown setting must not end the search
-            conn.execute(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('ivfflat.iterative_scan', 'relaxed_order', true)"
-            )
-    except unknown_setting:
-        pass
-    return None if row is None or row[2] is None else str(row[2])
+    return None if row is None or row[3] is None else str(row[3])
