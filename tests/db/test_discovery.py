@@ -287,3 +287,20 @@ def test_a_50_mb_text_is_read_and_chunked_in_bounded_memory(conn, db_url, make_a
         " ORDER BY 1"
     ).fetchall()
     assert rows == [(1, 16, True), (2, 1, False)]
+
+
+def test_a_where_filter_with_a_percent_sign_is_embedded_and_counted(make_app, conn, db_url):
+    """`%` in `[source] where` (modulo, LIKE) is doubled for the parameter parser, so every
+    statement holding it must be sent with parameters: the write's upsert and the coverage of
+    a pair not made yet were sent without, and PostgreSQL got `id %% 2` (a syntax error)."""
+    ids = insert_docs(conn, [f"text number {i}" for i in range(6)])
+    app = make_app(source_config(db_url, where="id % 2 = 0"))
+    pair = app.pair(app.config.models[0])
+    before = app.coverage(conn, pair)  # no tables yet: counted from the source alone
+    assert (before.total, before.pending) == (3, 3)
+
+    one_pass(app)
+
+    after = app.coverage(conn, pair)
+    assert (after.total, after.embedded, after.pending) == (3, 3, 0)
+    assert sorted(vectors(conn)) == [i for i in ids if i % 2 == 0]

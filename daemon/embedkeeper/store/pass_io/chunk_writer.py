@@ -1,17 +1,18 @@
 """Writes for a (source, model) pair: a document's record and all its chunks, replaced at once.
 
-One transaction: first the fence on the settings (store/pair/tables.py, fence_chunking: a batch
-chunked otherwise than the pair's recorded settings raises ChunkingMismatch, nothing written);
-then the batch's records are staged by binary COPY into a session temp table; the
-records of the staged documents whose current text still hashes to what was embedded are
-upserted (the fence, a primary-key probe of the source per document), returning their ids;
-those documents' old chunks are deleted; their new chunks are copied straight into the chunks
-table (one block of binary COPY, store/pass_io/chunk_copy.py: no staging of the chunks, which are
-most
-of the bytes). A reader in another session sees a document's old chunks or its new ones,
-never a mix (PostgreSQL makes the transaction's writes visible together), and a document edited
-while its batch was embedded gets nothing from this batch: its old record, now stale, and its old
-chunks stay until the pass embeds the new text.
+One transaction: the batch's records are staged by binary COPY into a session temp table; the
+records of the staged documents whose current text still hashes to what was embedded, and
+whose chunking is the pair's recorded settings, are upserted (the fences: a primary-key probe
+of the source per document, and the pair's row of embedkeeper.pairs held FOR SHARE in the same
+statement, so a `migrate` adopting other settings waits for the write), returning their ids;
+where fewer come back than were staged, store/pair/tables.py fence_chunking says whether the
+batch's settings are not the pair's and raises ChunkingMismatch (the transaction rolls back:
+nothing of the batch is written); those documents' old chunks are deleted; their new chunks are
+copied straight into the chunks table (one block of binary COPY, store/pass_io/chunk_copy.py: no
+staging of the chunks, which are most of the bytes). A reader in another session sees a
+document's old chunks or its new ones, never a mix (PostgreSQL makes the transaction's writes
+visible together), and a document edited while its batch was embedded gets nothing from this
+batch: its old record, now stale, and its old chunks stay until the pass embeds the new text.
 """
 
 from __future__ import annotations
@@ -55,15 +56,18 @@ class ChunkWriter:
         if self._storage is None:
             self._storage = self._prepare()
         with self.conn.transaction():
-            # First, before anything is written: the batch's settings are the pair's.
-            fence_chunking(
-                self.conn,
-                self.names,
-                {e.chunking for e in embedded},
-                record_if_none=not self._settings_recorded,
-            )
+            settings = {e.chunking for e in embedded}
+            if not self._settings_recorded:  # the first write: the pair may record ours
+                fence_chunking(self.conn, self.names, settings, record_if_none=True)
             self._stage(embedded)
-            written = [row[0] for row in self.conn.execute(self._upsert_records()).fetchall()]
+            # The record's upsert holds the pair's settings FOR SHARE and writes only rows of
+            # those (the fence in the statement: no round trip of its own on every write).
+            params = {"pair_source": self.names.source, "pair_model": self.names.model}
+            written = [r[0] for r in self.conn.execute(self._upsert_records(), params)]
+            if len(written) < len(embedded):
+                # Texts that changed, or a batch of other settings: the fence says which, and
+                # raises (nothing of the batch is then written: the transaction rolls back).
+                fence_chunking(self.conn, self.names, settings, record_if_none=False)
             if written:
                 self.conn.execute(self._delete_chunks(), {"ids": written})
                 kept = set(written)
@@ -134,6 +138,9 @@ class ChunkWriter:
                     SELECT {text}::text AS body FROM {table} AS s
                     WHERE {id} = st.document_id LIMIT 1) AS cur
                 WHERE cur.body IS NOT NULL AND {body_hash} = st.content_hash
+                  AND st.chunking IS NOT DISTINCT FROM (
+                      SELECT p.chunking FROM embedkeeper.pairs AS p
+                      WHERE p.source = %(pair_source)s AND p.model = %(pair_model)s FOR SHARE)
             ), written AS (
                 INSERT INTO {records} AS r (document_id, content_hash, chunking, chunk_count,
                     token_count, truncated, source_updated_at, embedded_at)

@@ -71,7 +71,7 @@ def measure_unmade(conn: psycopg.Connection[Any], pair: Pair) -> Coverage:
     """The coverage of a pair whose tables do not exist yet: nothing embedded, every document
     with a text pending. Read without making the tables (a read path runs no DDL)."""
     with mapped_errors("measuring coverage"):
-        row = conn.execute(pair.statements.count_with_blank()).fetchone()
+        row = conn.execute(pair.statements.count_with_blank(), {}).fetchone()
     assert row is not None
     total, skipped = int(row[0]), int(row[1])
     return Coverage(
