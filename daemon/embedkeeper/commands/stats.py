@@ -72,7 +72,7 @@ def collect(
 ) -> list[ModelStats]:
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
-        pairs = [app.pair(m, s) for s, m in config.chosen_pairs(source, model)]
+        pairs = app.chosen(source, model)
         return [
             ModelStats(
                 run_figures(conn, pair.source_name, pair.model_name, since_s),

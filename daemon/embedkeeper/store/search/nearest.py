@@ -15,8 +15,8 @@ the pair's view serves them (store/pair/view.current_chunks says why and how): a
 edited since it was embedded is left out until the next pass embeds it again. With a vector
 index the test sits under the ranking's LIMIT (the index scan feeds it row by row, and the
 iterative scan walks on past what it leaves out); without one, over the rows the sort yields
-(_prepare_nearest). At 200,000 chunks this search takes 1.04 x (documents) and 1.05 x
-(chunks) the p50 of 2539447's, which served stale chunks (BENCHMARKS.md, issue 23).
+(_prepare_nearest). At 200,000 chunks its p50 is 0.59 x (documents) and 1.02 x (chunks)
+2539447's, which served stale chunks (`python -m bench search_before`; BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -115,9 +115,8 @@ def nearest(
     rows: list[tuple[Any, ...]] = []
     with mapped_errors("searching"), conn.transaction():
         statement, current_inside = _prepare_nearest(conn, queries, ef_search, k)
-        if chunks:  # one statement, no cursor; where stale rows are left out after the
-            # ranking's LIMIT (no index), 2k are read and k current kept
-            limit = k if current_inside else 2 * k
+        if chunks:  # one statement, no cursor
+            limit = _chunks_read(k, current_inside)
             rows = conn.execute(statement, _nearest_params(query, limit)).fetchall()
         else:
             # DECLARE and FETCH by hand: the cursor ends with the transaction, no CLOSE sent
@@ -149,9 +148,11 @@ def explain_nearest(
     """The plan PostgreSQL makes for nearest's statement (its cursor's, for documents), with
     the settings nearest runs it under: what to check that the pair's index serves it."""
     with mapped_errors("explaining a search"), conn.transaction():
-        statement, _ = _prepare_nearest(conn, queries, ef_search, k)
+        statement, current_inside = _prepare_nearest(conn, queries, ef_search, k)
         explained = statement if chunks else _declared(statement)
-        params = _nearest_params(query, 2 * k if chunks else MAX_CHUNKS_READ)
+        params = _nearest_params(
+            query, _chunks_read(k, current_inside) if chunks else MAX_CHUNKS_READ
+        )
         rows = conn.execute(sql.SQL("EXPLAIN ") + explained, params).fetchall()
     return "\n".join(str(row[0]) for row in rows)
 
@@ -241,6 +242,12 @@ def _prepare_nearest(
     if opclass is None:
         return _chunks_statement(queries, operator, ranked), False
     return _ranked_chunks(queries, operator, current_chunks(queries)) + ranked, True
+
+
+def _chunks_read(k: int, current_inside: bool) -> int:
+    """The rows a search for the k nearest chunks reads: k where the ranking leaves stale
+    chunks out under its LIMIT, else 2k (the stale ones are left out after it)."""
+    return k if current_inside else 2 * k
 
 
 def _declared(statement: sql.Composable) -> sql.Composed:
