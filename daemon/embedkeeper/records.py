@@ -30,6 +30,9 @@ class Document:
     # The tokens the model will see, where the chunker counted them (a chunk that fits the
     # window by construction); None: the backend counts.
     token_count: int | None = None
+    # Its record was made under this pass's vector settings: the vectors of its passages that
+    # are still in the text may be kept (sync/chunked.py) rather than embedded again.
+    reusable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,17 @@ class ChunkedEmbedding:
     document: Document
     chunking: str
     chunks: tuple[EmbeddedChunk, ...]
-    token_count: int
+    token_count: int  # the tokens the model sees of all its chunks, sent or reused
     truncated: bool
+    # Of those, the chunks (and their tokens) whose vectors the document already had for the
+    # same passage and vector settings: kept, never sent to the model (sync/chunked.py).
+    reused_chunks: int = 0
+    reused_tokens: int = 0
+
+    @property
+    def embedded_tokens(self) -> int:
+        """The tokens the model was sent for this document."""
+        return self.token_count - self.reused_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +96,10 @@ class RunStats:
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # claimed but not written: a peer did it, or the text changed meanwhile
-    tokens: int = 0
+    tokens: int = 0  # tokens sent to the model
+    chunks: int = 0  # chunks sent to the model (of documents written)
+    reused_chunks: int = 0  # chunks whose stored vector was kept: never sent
+    reused_tokens: int = 0  # their tokens
     batches: int = 0
     drained: bool = False  # a whole sweep claimed nothing: everything looked at was done
     started: float = field(default_factory=time.monotonic)
@@ -102,6 +117,9 @@ class RunStats:
             failed=self.failed + later.failed,
             skipped=self.skipped + later.skipped,
             tokens=self.tokens + later.tokens,
+            chunks=self.chunks + later.chunks,
+            reused_chunks=self.reused_chunks + later.reused_chunks,
+            reused_tokens=self.reused_tokens + later.reused_tokens,
             batches=self.batches + later.batches,
             drained=later.drained,
             started=self.started,

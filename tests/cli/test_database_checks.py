@@ -104,7 +104,7 @@ def test_unmigrated_database_exits_1_asking_for_migrate(tmp_path, bare_url):
 
     line = assert_one_error_line(result, 1, "embedkeeper: error:")
     assert line == (
-        "embedkeeper: error: embedkeeper's schema is missing, this version needs 0009; "
+        "embedkeeper: error: embedkeeper's schema is missing, this version needs 0010; "
         "run `embedkeeper migrate`"
     )
 
@@ -123,10 +123,10 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
     coverage = cli("coverage", "--json")
 
     assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.startswith("embedkeeper schema at revision 0009 in postgresql://")
-    assert "schema_migrated revision=0009" in migrated.stderr
+    assert migrated.stdout.startswith("embedkeeper schema at revision 0010 in postgresql://")
+    assert "schema_migrated revision=0010" in migrated.stderr
     assert again.returncode == 0, again.stderr
-    assert "schema_current revision=0009" in again.stderr
+    assert "schema_current revision=0010" in again.stderr
     assert coverage.returncode == 0, coverage.stderr
     assert json.loads(coverage.stdout) == [
         {
@@ -145,7 +145,7 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
         }
     ]
     with psycopg.connect(bare_url) as conn:
-        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == "0009"
+        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == "0010"
         id_type = scalar(
             conn,
             "SELECT format_type(atttypid, NULL) FROM pg_attribute"

@@ -1,18 +1,25 @@
 """`/metrics` from the first seconds after start (the coverage gauges do not wait one
-coverage_interval), the tokens counter against the runs it counts, the backlog gauge, and the
-bounded history of `embedkeeper.runs` that the daemon keeps."""
+coverage_interval), the tokens, chunks and reuse counters against the runs they count, the backlog
+gauge, and the bounded history of `embedkeeper.runs` that the daemon keeps."""
 
 from __future__ import annotations
 
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import pytest
 
+from embedkeeper.app import App
+from embedkeeper.records import RunStats
+from embedkeeper.service.metrics import Metrics
+from embedkeeper.service.progress import Progress
+from embedkeeper.service.worker import Worker
 from tests.cli.helpers import scalar, wait_for
 from tests.conftest import insert_docs
 from tests.standin import StandIn
@@ -80,6 +87,16 @@ def test_coverage_gauges_are_served_within_seconds_of_start(cli, conn, server):
     tokens = scalar(conn, "SELECT sum(tokens) FROM embedkeeper.runs WHERE model = 'nomic'")
     assert tokens > 0
     assert metric(text, "embedkeeper_tokens_total") == tokens
+    chunks = scalar(conn, "SELECT sum(chunks_embedded) FROM embedkeeper.runs WHERE model = 'nomic'")
+    assert chunks == 10  # ten short texts, one chunk each, all sent
+    assert metric(text, "embedkeeper_chunks_embedded_total") == chunks
+    # Nothing to reuse on a first pass: the counters are served, at the runs' 0.
+    reused = conn.execute(
+        "SELECT sum(chunks_reused), sum(tokens_reused) FROM embedkeeper.runs WHERE model = 'nomic'"
+    ).fetchone()
+    assert reused == (0, 0)
+    assert metric(text, "embedkeeper_reused_chunks_total") == 0
+    assert metric(text, "embedkeeper_reused_tokens_total") == 0
 
     child.process.send_signal(signal.SIGTERM)
     assert child.wait(30) == 0
@@ -106,3 +123,34 @@ def test_the_daemon_prunes_runs_older_than_keep(cli, conn, server):
     ).fetchall()
     assert [a[0] for a in ages][:2] == [29, 1]
     assert {a[0] for a in ages[2:]} == {0}  # the tick's own passes (schedule, sweep) are kept
+
+
+def test_each_batch_adds_what_it_sent_and_what_it_reused():
+    """The daemon's worker turns a pass's running totals into each batch's counts."""
+    metrics = Metrics([("docs", "nomic")])
+    worker = Worker(cast(App, None), threading.Event(), metrics)  # _beat needs no app
+    worker.pair = ("docs", "nomic")
+    progress = Progress("nomic", None, bar=False)
+    try:
+        worker._beat(
+            RunStats(ok=2, chunks=5, tokens=200, reused_chunks=3, reused_tokens=120),
+            progress=progress,
+        )
+        first = metrics.render().decode()
+        worker._beat(  # the totals after a second batch, which reused nothing
+            RunStats(ok=3, chunks=7, tokens=260, reused_chunks=3, reused_tokens=120),
+            progress=progress,
+        )
+        second = metrics.render().decode()
+    finally:
+        progress.close()
+
+    expected = {
+        "embedkeeper_documents_embedded_total": (2, 3),
+        "embedkeeper_tokens_total": (200, 260),
+        "embedkeeper_chunks_embedded_total": (5, 7),
+        "embedkeeper_reused_chunks_total": (3, 3),
+        "embedkeeper_reused_tokens_total": (120, 120),
+    }
+    for name, values in expected.items():
+        assert (metric(first, name), metric(second, name)) == values, name

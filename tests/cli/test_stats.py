@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from embedkeeper.records import RunStats
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.state.runs import finish_run, start_run
 from tests.conftest import insert_docs
 from tests.standin import StandIn
 
@@ -29,7 +34,8 @@ def test_stats_json_figures_are_the_backfills_run(cli, conn, server):
     assert cli("backfill").returncode == 0
     conn.execute("ANALYZE public.docs")
     run = conn.execute(
-        "SELECT docs_ok, docs_failed, tokens, docs_per_s, tokens_per_s, finished_at"
+        "SELECT docs_ok, docs_failed, tokens, docs_per_s, tokens_per_s, finished_at,"
+        " chunks_embedded, chunks_reused, tokens_reused"
         " FROM embedkeeper.runs WHERE model = 'nomic' AND status = 'ok'"
     ).fetchone()
     assert run is not None
@@ -46,6 +52,17 @@ def test_stats_json_figures_are_the_backfills_run(cli, conn, server):
     assert (stats["docs_per_s"], stats["tokens_per_s"]) == run[3:5]
     assert (stats["median_docs_per_s"], stats["median_tokens_per_s"]) == run[3:5]
     assert stats["recent_docs_per_s"] == [run[3]]
+    # A first backfill sends every chunk: 12 short texts, one chunk each, nothing reused.
+    assert run[6:] == (12, 0, 0)
+    assert (stats["tokens_embedded"], stats["tokens_reused"]) == (run[2], 0)
+    assert (stats["chunks_embedded"], stats["chunks_reused"]) == (12, 0)
+    assert stats["tokens_reused_percent"] == 0
+    (recent,) = stats["recent_passes"]
+    assert (recent["docs_embedded"], recent["tokens_embedded"], recent["chunks_embedded"]) == (
+        12,
+        run[2],
+        12,
+    )
     assert stats["last_success_at"] == run[5].isoformat()
     assert 0 <= stats["last_success_age_s"] < 120
     assert (stats["pending"], stats["eta_s"], stats["in_review"]) == (0, 0.0, 0)
@@ -82,6 +99,44 @@ def test_stats_text_shows_the_figures_and_a_sparkline(cli, conn):
     # 100 documents, no vector: 100 pending at the median 30 docs/s
     assert "  backlog       ~100 pending (estimate), ETA 3.3 s at the median rate" in lines
     assert "  in review     0" in lines
+
+
+def test_stats_show_what_an_edit_cost(cli, conn):
+    """A pass that re-embedded an edited document sent 2 chunks and kept 3: `stats` shows both,
+    in JSON and in text, beside the first backfill that sent everything."""
+    pair = cast(Pair, SimpleNamespace(source_name="docs", model_name="minilm"))
+    backfill = start_run(conn, pair, "backfill")
+    finish_run(conn, backfill, RunStats(ok=4, chunks=10, tokens=400), status="ok")
+    edit = start_run(conn, pair, "schedule")
+    finish_run(
+        conn,
+        edit,
+        RunStats(ok=1, chunks=5, tokens=200, reused_chunks=3, reused_tokens=120),
+        status="ok",
+    )
+
+    result = cli("stats", "--json")
+
+    assert result.returncode == 0, result.stderr
+    (stats,) = json.loads(result.stdout)
+    assert (stats["tokens"], stats["tokens_embedded"], stats["tokens_reused"]) == (600, 600, 120)
+    assert (stats["chunks_embedded"], stats["chunks_reused"]) == (15, 3)
+    assert stats["tokens_reused_percent"] == 17  # 120 of 720
+    passes = [
+        (p["run_id"], p["tokens_embedded"], p["tokens_reused"], p["chunks_embedded"])
+        for p in stats["recent_passes"]
+    ]
+    assert passes == [(backfill, 400, 0, 10), (edit, 200, 120, 5)]
+    assert stats["recent_passes"][-1]["chunks_reused"] == 3
+
+    text = cli("stats")
+
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "  documents     5 embedded, 0 failed, 600 tokens" in lines
+    assert "  chunks        15 embedded, 3 reused (120 tokens, 17 % of the tokens)" in lines
+    (last,) = [line for line in lines if line.startswith("  last pass ")]
+    assert "(1 documents, 3 of 8 chunks reused, finished " in last
 
 
 def test_a_bad_window_is_a_usage_error(cli):

@@ -50,7 +50,8 @@ def test_migrate_records_the_settings_and_adopts_new_ones_which_fence_the_old_wr
 ):
     old, new = config(db_url, chunk_tokens=100), config(db_url, chunk_tokens=80)
     old_print, new_print = (model_chunking(c.models[0]).fingerprint for c in (old, new))
-    assert (old_print, new_print) == ("text:100:32:1024:chars", "text:80:32:1024:chars")
+    assert old_print.startswith("text:cdc1:100:1024:chars;v=")
+    assert new_print.startswith("text:cdc1:80:1024:chars;v=")
     names = PairNames.of("docs", "nullm")
     pair = Pair.of(old.source, old.models[0], "bigint")
     a, b = insert_docs(conn, ["first text", "second text"])
@@ -106,12 +107,37 @@ def test_migrate_adopts_records_of_the_old_none_fingerprint_once(conn, db_url):
     conn.execute(insert, (b, md5("two"), "text:126:32:1024:tokens"))
 
     make_pairs(settings)
-    assert recorded(conn, "minilm") == "none:128"
-    assert records(conn, names) == [(a, "none:128"), (b, "text:126:32:1024:tokens")]
+    whole_print = model_chunking(settings.models[0]).fingerprint
+    assert whole_print.startswith("none:128;v=")
+    assert recorded(conn, "minilm") == whole_print
+    assert records(conn, names) == [(a, whole_print), (b, "text:126:32:1024:tokens")]
 
     conn.execute(insert, (c, md5("three"), "none"))  # a record of some other window
     make_pairs(settings)
     assert records(conn, names)[-1] == (c, "none")
+
+
+def test_migrate_relabels_settings_recorded_before_they_named_the_vectors_settings(conn, db_url):
+    """A pair recorded before the fingerprint ended in ";v=" (the vectors' settings), with
+    settings otherwise the config's, is relabelled: its documents are not embedded again."""
+    minilm = {"name": "minilm", "dimensions": 384, "chunking": "none", "max_tokens": 128}
+    settings = source_config(db_url, models=[minilm])
+    names = PairNames.of("docs", "minilm")
+    ensure_pair(conn, names, PairRecord("public.docs", "bigint", 384, "vector"))
+    conn.execute("UPDATE embedkeeper.pairs SET chunking = 'none:128'")
+    a, b = insert_docs(conn, ["one", "two"])
+    insert = sql.SQL(
+        "INSERT INTO {} (document_id, content_hash, chunking, chunk_count, token_count,"
+        " truncated) VALUES (%s, %s, %s, 1, 1, false)"
+    ).format(names.documents)
+    conn.execute(insert, (a, md5("one"), "none:128"))
+    conn.execute(insert, (b, md5("two"), "none:256"))  # of another window: stays stale
+
+    make_pairs(settings)
+
+    whole_print = model_chunking(settings.models[0]).fingerprint
+    assert recorded(conn, "minilm") == whole_print
+    assert records(conn, names) == [(a, whole_print), (b, "none:256")]
 
 
 def test_a_pass_of_other_settings_stops_with_the_mismatch_and_writes_nothing(conn, db_url):
@@ -129,5 +155,5 @@ def test_a_pass_of_other_settings_stops_with_the_mismatch_and_writes_nothing(con
     finally:
         app.close()
     assert type(error.value).__name__ == "ChunkingMismatch"
-    assert "this process chunks with text:80:32:1024:chars" in str(error.value)
+    assert "this process chunks with text:cdc1:80:1024:chars;v=" in str(error.value)
     assert records(conn, PairNames.of("docs", "nullm")) == []

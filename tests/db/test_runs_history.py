@@ -1,11 +1,19 @@
 """The bounded history of `embedkeeper.runs`: runs older than `[runs] keep` are pruned, in
-batches, by the finish-time index (migration 0006), never by a scan of the whole table."""
+batches, by the finish-time index (migration 0006), never by a scan of the whole table. And what
+each run records of its pass: what it sent to the model beside what it reused (migration 0010)."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import cast
 
-from embedkeeper.store.state.runs import PRUNE, prune_runs
+from embedkeeper.records import RunStats
+from embedkeeper.store.pair.pair import Pair
+from embedkeeper.store.state.runs import PRUNE, finish_run, prune_runs, start_run
+from tests.conftest import insert_docs, one_pass, source_config
+from tests.fakes import ScriptedBackend
+from tests.pairs import CHUNKS
 
 
 def add_runs(conn, count: int, days_ago: float) -> None:
@@ -47,3 +55,46 @@ def test_the_prune_reads_a_range_of_the_finish_time_index(conn):
     plan = json.dumps(row[0])
     assert '"Index Name": "runs_finished_idx"' in plan
     assert "Seq Scan" not in plan
+
+
+def test_a_finished_run_records_what_it_embedded_and_what_it_reused(conn):
+    pair = cast(Pair, SimpleNamespace(source_name="docs", model_name="minilm"))
+    run_id = start_run(conn, pair, "schedule")
+    stats = RunStats(ok=2, chunks=5, tokens=200, reused_chunks=3, reused_tokens=120)
+
+    finish_run(conn, run_id, stats, status="ok")
+
+    row = conn.execute(
+        "SELECT status, docs_ok, tokens, chunks_embedded, chunks_reused, tokens_reused"
+        " FROM embedkeeper.runs WHERE id = %s",
+        (run_id,),
+    ).fetchone()
+    assert row == ("ok", 2, 200, 5, 3, 120)
+
+
+def test_a_pass_records_the_chunks_it_sent(conn, db_url, make_app):
+    """Until a pass reuses vectors, every chunk written was sent: the run's chunks_embedded is
+    the pair's chunks, and nothing is counted reused."""
+    insert_docs(conn, ["one short text", "another " * 400, "a third text"])
+    app = make_app(source_config(db_url), ScriptedBackend())
+
+    result = one_pass(app)
+
+    chunks = conn.execute(f"SELECT count(*) FROM {CHUNKS}").fetchone()  # noqa: S608
+    assert chunks is not None
+    assert chunks[0] > 3  # the long text is cut in several
+    row = conn.execute(
+        "SELECT docs_ok, tokens, chunks_embedded, chunks_reused, tokens_reused"
+        " FROM embedkeeper.runs WHERE trigger = 'backfill'"
+    ).fetchone()
+    assert row == (3, result.stats.tokens, chunks[0], 0, 0)
+    assert result.stats.tokens > 0
+
+
+def test_runs_from_before_the_columns_read_zero(conn):
+    """Migration 0010 adds the columns with DEFAULT 0: older rows need no rewrite."""
+    add_runs(conn, 2, days_ago=1)
+    rows = conn.execute(
+        "SELECT chunks_embedded, chunks_reused, tokens_reused FROM embedkeeper.runs"
+    ).fetchall()
+    assert rows == [(0, 0, 0), (0, 0, 0)]

@@ -9,8 +9,11 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.store.report.backlog import estimate_documents, measure_backlog
+from embedkeeper.commands.stats import ModelStats
+from embedkeeper.records import RunStats
+from embedkeeper.store.report.backlog import Backlog, estimate_documents, measure_backlog
 from embedkeeper.store.state.run_stats import BY_STATUS, LAST_SUCCESS, MEDIANS, RECENT, run_figures
+from embedkeeper.store.state.runs import finish_run
 from tests.conftest import insert_docs, source_config
 from tests.pairs import made_pair
 
@@ -74,6 +77,39 @@ def test_figures_are_those_of_the_runs_in_the_window(conn):
     ).fetchone()
     assert finished is not None
     assert figures.last_success_at == finished[0]
+
+
+def test_what_the_passes_sent_and_reused_adds_up_and_shows_per_pass(conn):
+    """tokens and chunks_embedded: what the model was sent; *_reused: what was kept."""
+    first = add_run(conn, ago_s=3000, ok=4, tokens=900)  # a first backfill: everything sent
+    finish_run(conn, first, RunStats(ok=4, tokens=900, chunks=9), status="ok")
+    edit = add_run(conn, ago_s=1000, ok=2)
+    finish_run(
+        conn,
+        edit,
+        RunStats(ok=2, chunks=5, tokens=200, reused_chunks=3, reused_tokens=120),
+        status="ok",
+    )
+    add_run(conn, ago_s=500, model="other", ok=7, tokens=70)  # another model's: not counted
+
+    figures = run_figures(conn, "docs", "minilm", DAY_S)
+
+    assert (figures.tokens, figures.tokens_reused) == (1100, 120)
+    assert (figures.chunks_embedded, figures.chunks_reused) == (14, 3)
+    assert [(p.run_id, p.tokens, p.tokens_reused) for p in figures.recent] == [
+        (first, 900, 0),
+        (edit, 200, 120),
+    ]
+    assert [(p.chunks_embedded, p.chunks_reused) for p in figures.recent] == [(9, 0), (5, 3)]
+
+    shown = ModelStats(figures, Backlog("minilm", 0, 0, 0, 0), "docs").as_json()
+    assert shown["tokens"] == shown["tokens_embedded"] == 1100
+    assert (shown["tokens_reused"], shown["tokens_reused_percent"]) == (120, 10)  # 120 of 1220
+    assert (shown["chunks_embedded"], shown["chunks_reused"]) == (14, 3)
+    last = shown["recent_passes"][-1]
+    assert last["run_id"] == edit
+    assert (last["docs_embedded"], last["tokens_embedded"], last["tokens_reused"]) == (2, 200, 120)
+    assert (last["chunks_embedded"], last["chunks_reused"]) == (5, 3)
 
 
 def test_a_shorter_window_and_a_success_older_than_it(conn):

@@ -130,9 +130,14 @@ def test_migrate_carries_every_v01_row_into_the_pairs_tables(tmp_path, v01_url):
         in result.stderr
     )
     with psycopg.connect(v01_url) as conn:
+        # minilm's config chunks: its records are carried stale ("none"); nullm's keeps texts
+        # whole: they are carried current, under its settings (the fingerprint's base "none").
+        nullm_print = scalar(conn, "SELECT chunking FROM embedkeeper.pairs WHERE model = 'nullm'")
+        assert nullm_print.partition(";v=")[0] == "none"
+        carried_as = {"docs__minilm": "none", "docs__nullm": nullm_print}
         for base, before in (("docs__minilm", minilm_before), ("docs__nullm", nullm_before)):
             expected = {
-                doc: (*carried, "none", 1, 0, 0, len(texts[doc]), texts[doc])
+                doc: (*carried, carried_as[base], 1, 0, 0, len(texts[doc]), texts[doc])
                 for doc, carried in before.items()
             }
             assert pair_vectors(conn, base) == expected
@@ -236,10 +241,14 @@ def test_a_model_kept_whole_is_carried_under_its_window_and_nothing_is_embedded_
         chunkings = conn.execute(
             "SELECT DISTINCT chunking FROM embedkeeper.docs__minilm_documents"
         ).fetchall()
-        assert chunkings == [("none:128",)]
-        assert conn.execute(
-            "SELECT model, chunking FROM embedkeeper.pairs ORDER BY model"
-        ).fetchall() == [("minilm", "none:128"), ("nullm", "none")]
+        pairs = conn.execute("SELECT model, chunking FROM embedkeeper.pairs ORDER BY model")
+        recorded = {model: chunking for model, chunking in pairs}
+        assert chunkings == [(recorded["minilm"],)]
+        # The fingerprints name the window, then the vectors' settings (";v=").
+        assert {m: c.partition(";v=")[0] for m, c in recorded.items()} == {
+            "minilm": "none:128",
+            "nullm": "none",
+        }
     config = write_config(tmp_path, models=[whole, NULLM])
     result = run_cli(["coverage", "--json", "--config", str(config)], cli_env(tmp_path, v01_url))
     assert result.returncode == 0, result.stderr

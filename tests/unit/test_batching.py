@@ -1,4 +1,4 @@
-"""Pure helpers: batch splitting, vector checks, error text, secret masking, retry delays."""
+"""Pure helpers: vector checks, error text, secret masking, retry delays."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ import pytest
 from embedkeeper.logs import mask_secrets, mask_url
 from embedkeeper.records import clean_message
 from embedkeeper.retry import transient_delay_s
-from embedkeeper.sync.batching import halves, vector_problem
-
-
-@pytest.mark.parametrize(
-    ("items", "left", "right"), [([1], [1], []), ([1, 2], [1], [2]), ([1, 2, 3], [1, 2], [3])]
-)
-def test_halves(items, left, right):
-    assert halves(items) == (left, right)
+from embedkeeper.sync.batching import vector_problem
 
 
 @pytest.mark.parametrize(

@@ -202,7 +202,8 @@ def test_a_batch_chunked_on_several_threads_is_embedded_as_on_one(minilm, chunke
 def test_a_stop_leaves_the_groups_after_it_unfinished_and_none_half_done(minilm, chunker):
     docs = [document(i, long_text(4)) for i in range(6)]
     stop = Event()
-    outcome = embed_chunked(Sized(minilm, 4, stop, calls=1), docs, chunker, 384, stop)
+    # The first group (two documents of three chunks) takes two requests of four chunks.
+    outcome = embed_chunked(Sized(minilm, 4, stop, calls=2), docs, chunker, 384, stop)
     assert stop.is_set()
     embedded = [e.document.id for e in outcome.embedded]
     unfinished = [d.id for d in outcome.unfinished]

@@ -1,6 +1,7 @@
 """Chunking: every chunk fits the model's window (counted by the model's own tokenizer, with its
-special tokens and the prefix), the offsets slice the original text, nothing is left out, and a
-huge text costs bounded memory."""
+special tokens and the prefix), the offsets slice the original text, nothing is left out, a
+huge text costs bounded memory, and the boundaries are the content's: an edit changes only the
+chunks around it (chunking/boundaries.py)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_the_window_leaves_room_for_special_tokens_and_the_prefix(tokenizer):
 @pytest.mark.parametrize("prefix", ["", "passage: "])
 def test_every_chunk_fits_the_window_and_the_chunks_cover_the_text(tokenizer, method, prefix):
     window = Window.of(tokenizer, WINDOW, prefix)
-    chunker = make_chunker(method, window=window, tokenizer=tokenizer, overlap=32)
+    chunker = make_chunker(method, window=window, tokenizer=tokenizer)
     for text in LONG_TEXTS:
         chunks, capped = chunker.split(text)
         assert not capped
@@ -68,26 +69,26 @@ def test_every_chunk_fits_the_window_and_the_chunks_cover_the_text(tokenizer, me
         assert [c.seq for c in chunks] == list(range(len(chunks)))
         assert max(tokens_with_specials(tokenizer, prefix + c.text) for c in chunks) <= WINDOW
         assert_covers(text, chunks)
+        # In order, no overlap, and each chunk's count is its passage's own.
+        assert all(a.end <= b.start for a, b in itertools.pairwise(chunks))
+        counted = [len(tokenizer.encode(c.text, add_special_tokens=False)) for c in chunks]
+        assert [c.tokens for c in chunks] == counted
 
 
-def test_neighbours_overlap_and_cuts_fall_on_sentence_or_line_ends(tokenizer):
-    chunker = make_chunker(
-        "text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer, overlap=32
-    )
-    text = max(LONG_TEXTS, key=len)
-    chunks, _ = chunker.split(text)
-    pairs = list(itertools.pairwise(chunks))
-    shared = [text[b.start : a.end] for a, b in pairs if b.start < a.end]
-    # The splitter shares up to `overlap` tokens where a boundary allows, not at every cut.
-    assert len(shared) >= len(pairs) // 5
-    assert max(len(tokenizer.encode(s, add_special_tokens=False).ids) for s in shared) <= 32
-    # A cut in the middle of a word would leave a chunk ending in a letter followed by a letter.
-    mid_word = sum(
-        1
-        for c in chunks[:-1]
-        if c.end < len(text) and re.match(r"\w\w", text[c.end - 1 : c.end + 1])
-    )
-    assert mid_word <= len(chunks) // 10
+def test_cuts_fall_on_sentence_paragraph_or_line_ends(tokenizer):
+    chunker = make_chunker("text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
+    for text in LONG_TEXTS[:20]:
+        chunks, _ = chunker.split(text)
+        ends = [a.end for a in chunks[:-1]]
+        at_a_mark = [
+            end
+            for end in ends
+            if text[end - 1] in ".!?\"')]"
+            or "\n" in text[end : end + 3]
+            or re.match(r"\s*\n", text[end:])
+        ]
+        # Only text with no punctuation or line break for a whole chunk is cut elsewhere.
+        assert len(at_a_mark) >= 0.9 * len(ends), text[:80]
 
 
 def test_without_a_tokenizer_a_chunk_gets_three_characters_a_token(tokenizer):
@@ -97,6 +98,7 @@ def test_without_a_tokenizer_a_chunk_gets_three_characters_a_token(tokenizer):
     chunks, _ = chunker.split(text)
     assert max(len(c.text) for c in chunks) <= window.capacity * chunker_module.CHARS_PER_TOKEN
     assert chunker.fingerprint.endswith(":chars")
+    assert all(c.tokens is None for c in chunks)
     assert_covers(text, chunks)
 
 
@@ -109,14 +111,36 @@ def test_none_is_the_whole_text_in_one_chunk_and_blank_is_nothing():
 
 
 def test_the_fingerprint_changes_with_every_setting(tokenizer):
-    window = Window.of(tokenizer, WINDOW)
     prints = {
-        make_chunker(m, window=window, tokenizer=tokenizer, overlap=o, max_chunks=n).fingerprint
+        make_chunker(
+            m, window=Window.of(tokenizer, w), tokenizer=t, max_chunks=n, vectors=v
+        ).fingerprint
         for m in ("text", "markdown")
-        for o in (0, 32)
+        for w in (128, 256)
+        for t in (tokenizer, None)
         for n in (10, 1024)
+        for v in ("", "0123456789")
     }
-    assert len(prints) == 8
+    assert len(prints) == 32
+
+
+def test_the_vectors_settings_end_the_fingerprint():
+    """What decides a passage's vector besides its text (model, prefix, normalisation, window)
+    ends the fingerprint, so a change of it embeds again and a stored vector is kept only
+    under the settings it was made with; where the model is served from does not count."""
+    from embedkeeper.chunking.chunker import vectors_part
+    from embedkeeper.chunking.for_model import model_chunking
+    from embedkeeper.config import ModelConfig
+
+    def vectors(**settings: object) -> str:
+        return vectors_part(model_chunking(ModelConfig(name="m", **settings)).fingerprint)  # type: ignore[arg-type]
+
+    base = vectors()
+    assert len(base) == 10
+    assert vectors(prefix="passage: ") != base
+    assert vectors(normalize=False) != base
+    assert vectors(max_tokens=128) != base
+    assert vectors(batch_size=8, device="cpu", claim_size=16) == base
 
 
 def test_the_none_fingerprint_changes_with_the_window_the_model_cuts_at():
@@ -129,7 +153,8 @@ def test_the_none_fingerprint_changes_with_the_window_the_model_cuts_at():
         model = ModelConfig(name="m", model=MODEL, chunking="none", max_tokens=max_tokens)
         return model_chunking(model).fingerprint
 
-    assert [fingerprint(n) for n in (None, 128, 256)] == ["none", "none:128", "none:256"]
+    bases = [fingerprint(n).partition(";v=")[0] for n in (None, 128, 256)]
+    assert bases == ["none", "none:128", "none:256"]
 
 
 def test_max_chunks_caps_a_document_and_says_so(tokenizer):
@@ -227,19 +252,93 @@ def varied_texts(tokenizer, capacity: int) -> list[str]:
 
 @pytest.mark.parametrize("method", ["text", "markdown"])
 @pytest.mark.parametrize("by_tokens", [True, False])
-def test_a_text_that_fits_gets_the_very_chunk_the_splitter_makes(tokenizer, method, by_tokens):
+def test_a_text_that_fits_the_window_is_one_trimmed_chunk(tokenizer, method, by_tokens):
     window = Window.of(tokenizer, WINDOW)
-    chunker = make_chunker(
-        method, window=window, tokenizer=tokenizer if by_tokens else None, overlap=32
-    )
+    chunker = make_chunker(method, window=window, tokenizer=tokenizer if by_tokens else None)
     texts = varied_texts(tokenizer, window.capacity)
-    by_splitter = chunker._counted([chunker._split(text) for text in texts])  # counted as both are
-    assert chunker.split_many(texts) == by_splitter
-    assert [chunker.split(text) for text in texts] == by_splitter
-    # Both ways are exercised: texts the fast path takes whole, and texts left to the splitter.
-    assert chunker._whole is not None
-    whole = chunker._whole.chunks(texts)
-    assert sum(w is not None and len(w) == 1 for w in whole) > 100
-    assert sum(w is None for w in whole) > 20
+    splits = chunker.split_many(texts)
+    assert [chunker.split(text) for text in texts] == splits  # a batch cuts as one at a time
+    whole = fits = 0
+    for text, (chunks, capped) in zip(texts, splits, strict=True):
+        assert not capped
+        assert_covers(text, chunks)
+        body = text.strip(chunker_module.WHITESPACE)
+        size = len(tokenizer.encode(body, add_special_tokens=False)) if by_tokens else len(body)
+        if not body:
+            assert chunks == []
+        elif size <= window.capacity * (1 if by_tokens else chunker_module.CHARS_PER_TOKEN):
+            fits += 1
+            assert len(chunks) == 1
+            assert chunks[0].text.strip() == body.strip()
+            whole += chunks[0].text == body
+            if by_tokens:
+                assert chunks[0].tokens == size
+        else:
+            assert len(chunks) > 1
+    assert fits > 100
+    if method == "text":  # markdown keeps a multi-line chunk's indentation
+        assert whole == fits
     if by_tokens:  # the texts of capacity - 3 ... capacity + 3 tokens
-        assert [w is not None for w in whole[8:15]] == [True] * 4 + [False] * 3
+        assert [len(chunks) == 1 for chunks, _ in splits[8:15]] == [True] * 4 + [False] * 3
+
+
+def paragraphs(tokenizer, count: int) -> list[str]:
+    """Distinct paragraphs of Python's documentation of 130 to 230 tokens each (two hold more
+    than a chunk: each paragraph end is a cut)."""
+    found = []
+    for text in LONG_TEXTS:
+        for paragraph in text.split("\n\n"):
+            body = " ".join(paragraph.split())
+            if 130 <= len(tokenizer.encode(body, add_special_tokens=False)) <= 230:
+                found.append(body)
+    assert len(found) >= count
+    return sorted(set(found))[:count]
+
+
+def new_passages(chunker, old: str, new: str) -> list[str]:
+    before = {c.text for c in chunker.split(old)[0]}
+    return [c.text for c in chunker.split(new)[0] if c.text not in before]
+
+
+def test_an_edit_in_the_middle_of_a_40_chunk_document_changes_only_the_chunks_around_it(
+    tokenizer,
+):
+    chunker = make_chunker("text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
+    parts = paragraphs(tokenizer, 40)
+    text = "\n\n".join(parts)
+    assert len(chunker.split(text)[0]) >= 40
+    middle = len(text) // 2
+    sentence_end = text.index(". ", middle) + 2
+    inserted = text[:sentence_end] + "A sentence was inserted right here. " + text[sentence_end:]
+    word = re.compile(r"\b[a-z]{5,}\b").search(text, middle)
+    assert word is not None
+    changed = text[: word.start()] + "zebra" + text[word.end() :]
+    appended = text + "\n\nA paragraph appended at the end, of a sentence or two. The end."
+    for edited in (inserted, changed, appended):
+        assert 1 <= len(new_passages(chunker, text, edited)) <= 3
+
+
+def test_a_paragraph_moved_elsewhere_keeps_its_passage(tokenizer):
+    chunker = make_chunker("text", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
+    parts = paragraphs(tokenizer, 40)
+    moved = parts[:5] + parts[30:31] + parts[5:30] + parts[31:]
+    fresh = new_passages(chunker, "\n\n".join(parts), "\n\n".join(moved))
+    assert parts[30] not in fresh
+    assert len(fresh) <= 4
+
+
+def test_markdown_cuts_before_a_heading_and_around_a_code_block(tokenizer):
+    chunker = make_chunker("markdown", window=Window.of(tokenizer, WINDOW), tokenizer=tokenizer)
+    parts = paragraphs(tokenizer, 12)
+    code = "```python\n# not a heading\nprint('hello')\n```"
+    text = "\n\n".join(
+        [f"# Part one\n\n{parts[0]}", parts[1], f"## Part two\n\n{parts[2]}", code, parts[3]]
+        + [f"## Part {n}\n\n{parts[n]}\n\n{parts[n + 4]}" for n in range(4, 8)]
+    )
+    chunks, _ = chunker.split(text)
+    starts = {c.text.split("\n")[0] for c in chunks}
+    assert {"## Part two", "## Part 4", "## Part 7"} <= starts
+    assert all(not c.text.startswith("# not a heading") for c in chunks)
+    holding_code = [c.text for c in chunks if "print('hello')" in c.text]
+    assert len(holding_code) == 1
+    assert "```python" in holding_code[0]

@@ -82,6 +82,9 @@ class KeySpace:
     def release(self, documents):
         pass
 
+    def stored_vectors(self, passages):
+        return [None] * len(passages)
+
     def begin(self, documents):
         return 0
 

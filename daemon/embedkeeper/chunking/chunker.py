@@ -1,29 +1,32 @@
 """A Chunker: one document's text in, its chunks (with their character offsets) out.
 
 The same settings always cut a text the same way, and `fingerprint` names them: it is stored
-with each document's record, so changing the chunking makes every document stale. A text longer
-than SEGMENT_CHARS is split a segment at a time (cut at a paragraph, line or word break), so the
-splitter never holds more than one segment: a 50 MB text is chunked in bounded memory. The
-segments' chunks simply follow each other (no overlap across a segment's end). `max_chunks`
-caps the work one document may cost; a document cut there is reported as `capped`.
+with each document's record, so changing the chunking makes every document stale. It also names
+what else decides a chunk's vector (the model, its prefix, normalisation and window: `vectors`),
+so a stored vector is kept for an equal passage only where the fingerprint's `vectors` part is
+this chunker's (sync/chunked.py).
 
-Most short documents fit one chunk whole, and the splitter costs about 0.3 ms a text even then
-(it measures every semantic level of the text): `split_many` counts a batch's short texts with
-the tokenizer at once (`encode_batch_fast`, parallel in Rust) and gives each that fits its one
-chunk directly, the very chunk the splitter would return (trimmed as it trims; the unit tests
-compare the two).
+Each text is tokenized once, with offsets (the model's fast tokenizer, a batch at a time, the
+GIL released); a text that fits the window is one chunk, and a longer one is cut where
+boundaries.py's content-defined rule says, on those same tokens: a passage's token count is the
+document's tokens between its cuts, never counted again. Passages are exact slices of the text,
+trimmed of white space, in order, with no overlap. A text longer than SEGMENT_CHARS is cut a
+segment at a time (at a paragraph, line or word break), so the tokenizer never holds more than
+one segment: a 50 MB text is chunked in bounded memory. `max_chunks` caps the work one document
+may cost; a document cut there is reported as `capped`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from embedkeeper.chunking.boundaries import LOW_SHARE, bounds, candidates, cut_tokens
 from embedkeeper.chunking.tokenizer import Window
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
 Chunking = Literal["text", "markdown", "none"]
 CHUNKINGS: tuple[Chunking, ...] = ("text", "markdown", "none")
@@ -33,18 +36,19 @@ SEGMENT_CHARS = 1_000_000
 # token on English prose, so 3 leaves a margin of a quarter. Denser text (code, CJK) may still
 # exceed the window; the server then cuts it.
 CHARS_PER_TOKEN = 3
-# Texts of more characters than this per unit of a chunk's capacity (a token; a character
-# without a tokenizer) are not trimmed or counted for the fast path: they almost never fit (a
-# token of prose is about 4 characters), so counting them would only add to the splitter's
-# work, and a huge text is never copied. One that would fit still gets its chunk, from the
-# splitter.
-WHOLE_CHARS_PER_TOKEN = 10
-# What the splitter trims from a chunk: Rust's `char::is_whitespace`, the Unicode White_Space
-# property. Python's str.strip() would also trim the separators U+001C to U+001F.
+# The boundary rule counts a passage's tokens as the document's tokens between two cuts; the
+# passage tokenized alone may differ at its ends (a BPE merge across the cut), so a cut chunk
+# holds this many tokens fewer than the window allows. A text that fits whole needs no margin:
+# its count is the text's own.
+SLICE_MARGIN = 2
+# What a chunk is trimmed of: Rust's `char::is_whitespace` (the Unicode White_Space property),
+# as the tokenizer sees white space; Python's str.strip() would also trim U+001C to U+001F.
 WHITESPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+# The fingerprint's version of the boundary rule: a rule that cuts differently must change it.
+RULE = "cdc1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,48 +62,169 @@ class Chunk:
     tokens: int | None = None
 
 
-class _Splitter(Protocol):
-    def chunk_indices(self, text: str) -> list[tuple[int, str]]: ...
-
-
 @dataclass(frozen=True, slots=True)
-class WholeFit:
-    """Which texts the splitter would return whole, as one chunk: those whose trimmed text
-    holds at most `capacity` tokens of `tokenizer` (counted without special tokens, as the
-    splitter counts), or `capacity` characters without a tokenizer."""
+class _Rule:
+    """What the cuts of one chunker obey, in its unit (tokens, or characters)."""
 
-    capacity: int
-    tokenizer: Tokenizer | None
-    keep_indent: bool  # the markdown splitter keeps a multi-line chunk's indentation
+    whole: int  # the most a text may hold and be one chunk
+    high: int  # the most a cut chunk may hold
+    low: int  # where a chunk's content-defined end may first fall
+    sections: bool  # markdown: headings and code fences are cuts of their own
 
-    def chunks(self, texts: Sequence[str]) -> list[list[Chunk] | None]:
-        """Each text's chunks where it fits whole ([] for a blank text), else None."""
-        most_chars = self.capacity * WHOLE_CHARS_PER_TOKEN
-        short = [i for i, text in enumerate(texts) if len(text) <= most_chars]
-        trimmed = {i: _trim(texts[i], self.keep_indent) for i in short}
-        counts: dict[int, int | None]
-        if self.tokenizer is None:
-            counts = {i: None for i in trimmed}
-            fits = {i: len(body) <= self.capacity for i, (_, body) in trimmed.items()}
-        else:
-            bodies = [body for _, body in trimmed.values()]
-            encodings = self.tokenizer.encode_batch_fast(bodies, add_special_tokens=False)
-            tokens = {i: len(e) for i, e in zip(trimmed, encodings, strict=True)}
-            fits = {i: n <= self.capacity for i, n in tokens.items()}
-            counts = dict(tokens)
-        result: list[list[Chunk] | None] = [None] * len(texts)
-        for i, (start, body) in trimmed.items():
-            if not body:
-                result[i] = []
-            elif fits[i]:
-                result[i] = [Chunk(0, start, start + len(body), body, counts[i])]
+
+class Chunker:
+    def __init__(
+        self,
+        method: Chunking,
+        fingerprint: str,
+        max_chunks: int,
+        *,
+        rule: _Rule | None = None,
+        tokenizer: Tokenizer | None = None,
+        chunk_chars: int = 0,
+        extra_tokens: int = 0,
+    ) -> None:
+        self.method = method
+        self.fingerprint = fingerprint
+        self.max_chunks = max_chunks
+        self._rule = rule  # None: "none", the whole text
+        self._tokenizer = tokenizer
+        self.chunk_chars = chunk_chars  # about how many characters a chunk holds; 0: none
+        self.extra_tokens = extra_tokens  # the special tokens and the prefix's, around a chunk
+
+    @property
+    def vectors(self) -> str:
+        """The part of the fingerprint that decides a passage's vector (model, prefix,
+        normalisation, window): a stored vector of an equal passage is kept where it matches."""
+        return vectors_part(self.fingerprint)
+
+    def split(self, text: str) -> tuple[list[Chunk], bool]:
+        """The text's chunks in order, and whether max_chunks cut some text off."""
+        return self.split_many([text])[0]
+
+    def split_many(self, texts: Sequence[str]) -> list[tuple[list[Chunk], bool]]:
+        """split() of each text: the batch's texts tokenized together, once."""
+        if self._rule is None:  # "none": the whole text, which the model cuts at its window
+            return [([Chunk(0, 0, len(t), t)] if t.strip() else [], False) for t in texts]
+        short = [i for i, text in enumerate(texts) if len(text) <= SEGMENT_CHARS]
+        tokens = self._tokens([texts[i] for i in short])
+        result: list[tuple[list[Chunk], bool]] = [([], False)] * len(texts)
+        for index, text_tokens in zip(short, tokens, strict=True):
+            result[index] = self._capped(self._cut(texts[index], text_tokens, 0, 0))
+        for index, text in enumerate(texts):
+            if len(text) > SEGMENT_CHARS:  # a segment at a time, until the cap
+                result[index] = self._capped(self._cut_segments(text))
         return result
+
+    def _cut_segments(self, text: str) -> Iterator[Chunk]:
+        seq = 0
+        for offset, segment in _segments(text, SEGMENT_CHARS):
+            for chunk in self._cut(segment, self._tokens([segment])[0], offset, seq):
+                yield chunk
+                seq += 1
+
+    def _capped(self, chunks: Iterator[Chunk]) -> tuple[list[Chunk], bool]:
+        kept: list[Chunk] = []
+        for chunk in chunks:
+            if len(kept) == self.max_chunks:
+                return kept, True
+            kept.append(chunk)
+        return kept, False
+
+    def model_tokens(self, chunk: Chunk) -> int | None:
+        """The tokens the model sees for the chunk (its text's, the special tokens' and the
+        prefix's); None where the chunker has no tokenizer (the backend counts then)."""
+        return None if chunk.tokens is None else chunk.tokens + self.extra_tokens
+
+    def _tokens(self, segments: list[str]) -> list[_Tokens]:
+        """Each segment's tokens, in one batch of the tokenizer (with offsets); with no
+        tokenizer every character is a unit of the budget."""
+        if self._tokenizer is None:
+            return [_Characters(len(segment)) for segment in segments]
+        encodings = self._tokenizer.encode_batch(segments, add_special_tokens=False)
+        return [_Encoded(e) for e in encodings]
+
+    def _cut(self, text: str, tokens: _Tokens, offset: int, first_seq: int) -> Iterator[Chunk]:
+        """The chunks of one segment, trimmed; blank ones left out."""
+        assert self._rule is not None
+        rule = self._rule
+        count = tokens.count
+        if tokens.size_of_whole(text) <= rule.whole:
+            ends = [count]
+        else:
+            found = candidates(text, tokens.starting_at, sections=rule.sections)
+            ends = cut_tokens(text, count, found, low=rule.low, high=rule.high)
+        counted = self._tokenizer is not None
+        seq, begin, first_token = first_seq, 0, 0
+        for end_token in ends:
+            end = len(text) if end_token >= count else tokens.start_of(end_token)
+            start, body = _trim(text[begin:end], keep_indent=rule.sections)
+            if body:
+                at = offset + begin + start
+                size = end_token - first_token if counted else None
+                yield Chunk(seq, at, at + len(body), body, size)
+                seq += 1
+            begin, first_token = end, end_token
+
+
+class _Tokens(Protocol):
+    count: int
+
+    def size_of_whole(self, text: str) -> int:
+        """What the text holds of the budget, as one chunk (white space at its ends aside)."""
+        ...
+
+    def starting_at(self, position: int) -> int | None: ...
+
+    def start_of(self, token: int) -> int: ...
+
+
+class _Encoded:
+    """A segment's tokens as the tokenizer found them (its offsets, read a token at a time:
+    the boundary rule asks about a few of them, never all)."""
+
+    def __init__(self, encoding: Encoding) -> None:
+        self._encoding = encoding
+        self.count = len(encoding)
+
+    def size_of_whole(self, text: str) -> int:
+        return self.count  # white space is no token
+
+    def starting_at(self, position: int) -> int | None:
+        return self._encoding.char_to_token(position)
+
+    def start_of(self, token: int) -> int:
+        span = self._encoding.token_to_chars(token)
+        assert span is not None
+        return int(span[0])
+
+
+class _Characters:
+    """A segment with no tokenizer: each character a unit of the budget."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def size_of_whole(self, text: str) -> int:
+        return len(text.strip(WHITESPACE))
+
+    def starting_at(self, position: int) -> int | None:
+        return position if position < self.count else None
+
+    def start_of(self, token: int) -> int:
+        return token
+
+
+def vectors_part(fingerprint: str) -> str:
+    """What follows `;v=` in a fingerprint ("" for one made before it named its vectors)."""
+    _, _, vectors = fingerprint.partition(";v=")
+    return vectors
 
 
 def _trim(text: str, keep_indent: bool) -> tuple[int, str]:
-    """Where the chunk the splitter makes of the whole text starts, and its text: trimmed of
-    white space at both ends, or for markdown, where it spans lines, of leading line breaks
-    only (semantic-text-splitter's `Trim::PreserveIndentation`)."""
+    """Where a passage starts within its slice, and its text: trimmed of white space at both
+    ends, or for markdown, where it spans lines, of leading line breaks only (an indented
+    first line keeps its indentation)."""
     body = text.strip(WHITESPACE)
     if keep_indent and ("\n" in body or "\r" in body):
         head = text.lstrip("\r\n")
@@ -107,116 +232,49 @@ def _trim(text: str, keep_indent: bool) -> tuple[int, str]:
     return len(text) - len(text.lstrip(WHITESPACE)), body
 
 
-class Chunker:
-    def __init__(
-        self,
-        method: Chunking,
-        splitter: _Splitter | None,
-        fingerprint: str,
-        max_chunks: int,
-        whole: WholeFit | None = None,
-        chunk_chars: int = 0,
-        extra_tokens: int = 0,
-    ) -> None:
-        self.method = method
-        self._splitter = splitter
-        self.fingerprint = fingerprint
-        self.max_chunks = max_chunks
-        self._whole = whole
-        self.chunk_chars = chunk_chars  # about how many characters a full chunk holds; 0: none
-        self.extra_tokens = extra_tokens  # the special tokens and the prefix's, around a chunk
-
-    def split(self, text: str) -> tuple[list[Chunk], bool]:
-        """The text's chunks in order, and whether max_chunks cut some text off."""
-        return self.split_many([text])[0]
-
-    def split_many(self, texts: Sequence[str]) -> list[tuple[list[Chunk], bool]]:
-        """split() of each text; the texts that fit one chunk get it without the splitter."""
-        if self._whole is None:
-            return [self._split(text) for text in texts]
-        splits = [
-            (whole, False) if whole is not None else self._split(text)
-            for text, whole in zip(texts, self._whole.chunks(texts), strict=True)
-        ]
-        return self._counted(splits)
-
-    def model_tokens(self, chunk: Chunk) -> int | None:
-        """The tokens the model sees for the chunk (its text's, the special tokens' and the
-        prefix's); None where the chunker has no tokenizer (the backend counts then)."""
-        return None if chunk.tokens is None else chunk.tokens + self.extra_tokens
-
-    def _counted(self, splits: list[tuple[list[Chunk], bool]]) -> list[tuple[list[Chunk], bool]]:
-        """The splitter's chunks with their tokens, counted in one batch here, on the chunker's
-        thread, beside the model (the whole-text ones were counted when they were fitted)."""
-        tokenizer = self._whole.tokenizer if self._whole is not None else None
-        uncounted = [c for chunks, _ in splits for c in chunks if c.tokens is None]
-        if tokenizer is None or not uncounted:
-            return splits
-        encodings = tokenizer.encode_batch_fast(
-            [c.text for c in uncounted], add_special_tokens=False
-        )
-        counts = {id(c): len(e) for c, e in zip(uncounted, encodings, strict=True)}
-        return [
-            ([c if c.tokens is not None else replace(c, tokens=counts[id(c)]) for c in chunks], cut)
-            for chunks, cut in splits
-        ]
-
-    def _split(self, text: str) -> tuple[list[Chunk], bool]:
-        chunks: list[Chunk] = []
-        for chunk in self._chunks(text):
-            if len(chunks) == self.max_chunks:
-                return chunks, True
-            chunks.append(chunk)
-        return chunks, False
-
-    def _chunks(self, text: str) -> Iterator[Chunk]:
-        if self._splitter is None:  # "none": the whole text, which the model cuts at its window
-            if text.strip():
-                yield Chunk(0, 0, len(text), text)
-            return
-        seq = 0
-        for offset, segment in _segments(text, SEGMENT_CHARS):
-            for start, passage in self._splitter.chunk_indices(segment):
-                yield Chunk(seq, offset + start, offset + start + len(passage), passage)
-                seq += 1
-
-
 def make_chunker(
     method: Chunking,
     *,
     window: Window | None,
     tokenizer: Tokenizer | None,
-    overlap: int = 32,
     max_chunks: int = 1024,
+    vectors: str = "",
 ) -> Chunker:
     """A chunker for `method`: by the tokenizer's tokens when there is one, else by characters
     (CHARS_PER_TOKEN per token). `window` None (a model whose window is unknown) only with
-    "none".
+    "none". `vectors` names what else decides a vector (for_model.vectors_key); it ends the
+    fingerprint.
 
     With "none" the model cuts the whole text at its window, so the window decides what is
     embedded and its size is in the fingerprint ("none:512"); a bare "none" is the model's own
     window, which the config does not state (the fingerprint v0.1 records carried)."""
+    tail = f";v={vectors}" if vectors else ""
     if method == "none" or window is None:
         fingerprint = "none" if window is None else f"none:{window.size}"
-        return Chunker("none", None, fingerprint, max_chunks=1)
-    import semantic_text_splitter as sts
-
+        return Chunker("none", fingerprint + tail, max_chunks=1)
     capacity = window.capacity
-    overlap = max(0, min(overlap, capacity // 2))
-    splitter_class = sts.MarkdownSplitter if method == "markdown" else sts.TextSplitter
-    splitter: _Splitter
-    keep_indent = method == "markdown"
+    sections = method == "markdown"
     if tokenizer is not None:
-        splitter = splitter_class.from_huggingface_tokenizer(tokenizer, capacity, overlap=overlap)
-        whole = WholeFit(capacity, tokenizer, keep_indent)
-        unit, chunk_chars = "tokens", capacity * 4  # about 4 characters a token of prose
+        unit, whole, chars_per_unit = "tokens", capacity, 4  # ~4 characters a token of prose
+        extra = window.special + window.prefix
     else:
-        splitter = splitter_class(capacity * CHARS_PER_TOKEN, overlap=overlap * CHARS_PER_TOKEN)
-        whole = WholeFit(capacity * CHARS_PER_TOKEN, None, keep_indent)
-        unit, chunk_chars = "chars", capacity * CHARS_PER_TOKEN
-    fingerprint = f"{method}:{capacity}:{overlap}:{max_chunks}:{unit}"
-    extra = window.special + window.prefix if tokenizer is not None else 0
-    return Chunker(method, splitter, fingerprint, max_chunks, whole, chunk_chars, extra)
+        unit, whole, chars_per_unit = "chars", capacity * CHARS_PER_TOKEN, 1
+        extra = 0
+    high = max(1, whole - (SLICE_MARGIN if tokenizer is not None else 0))
+    rule = _Rule(whole, high, bounds(LOW_SHARE, high), sections)
+    # A cut chunk ends between `low` and `high`: about half-way on average (129 tokens of 252
+    # for MiniLM on Debian's documents, docs/design/edit-cost.md).
+    chunk_chars = (rule.low + rule.high) // 2 * chars_per_unit
+    fingerprint = f"{method}:{RULE}:{capacity}:{max_chunks}:{unit}{tail}"
+    return Chunker(
+        method,
+        fingerprint,
+        max_chunks,
+        rule=rule,
+        tokenizer=tokenizer,
+        chunk_chars=chunk_chars,
+        extra_tokens=extra,
+    )
 
 
 def _segments(text: str, size: int) -> Iterator[tuple[int, str]]:

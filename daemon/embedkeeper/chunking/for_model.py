@@ -9,6 +9,8 @@ fingerprint) without starting torch. A server with no tokenizer gets a character
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +29,7 @@ SERVER_WINDOW = 256
 # The most characters a token may stand for, for reading a text: ample margin (a token of
 # English prose is about 4 characters; of code or a base64 blob, more).
 CHARS_PER_TOKEN_BOUND = 32
+VECTORS_KEY_CHARS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,8 @@ def model_chunking(model: ModelConfig) -> ModelChunking:
         # tokenizer is read, so a model named by a hub id needs no local files for this.
         size = model.max_tokens
         window = None if size is None else Window(size, 0, 0)
-        return ModelChunking(make_chunker("none", window=window, tokenizer=None), 0)
+        chunker = make_chunker("none", window=window, tokenizer=None, vectors=vectors_key(model))
+        return ModelChunking(chunker, 0)
     where = f'[[models]] "{model.name}"'
     tokenizer, size = _tokenizer_and_window(model, where)
     if tokenizer is not None:
@@ -83,10 +87,30 @@ def model_chunking(model: ModelConfig) -> ModelChunking:
         model.chunking,
         window=window,
         tokenizer=tokenizer,
-        overlap=model.chunk_overlap,
         max_chunks=model.max_chunks,
+        vectors=vectors_key(model),
     )
     return ModelChunking(chunker, window.capacity)
+
+
+def vectors_key(model: ModelConfig) -> str:
+    """A short hash of what decides a passage's vector besides its text: the backend and the
+    model it names, the prefix, normalisation, the window (`max_tokens`), the dimensions asked
+    of a server and its options. It ends the chunking fingerprint, so a stored vector is kept
+    for an equal passage only under the same settings, and a change of them embeds again.
+    Where the model is served from (`url`, `device`), batch sizes and timeouts do not change a
+    vector and are left out."""
+    decides = {
+        "backend": model.backend,
+        "model": model.model,
+        "prefix": model.prefix,
+        "normalize": model.normalize,
+        "max_tokens": model.max_tokens,
+        "dimensions": model.dimensions if model.request_dimensions else None,
+        "options": dict(model.options or {}),
+    }
+    text = json.dumps(decides, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:VECTORS_KEY_CHARS]
 
 
 def _tokenizer_and_window(model: ModelConfig, where: str) -> tuple[Tokenizer | None, int]:

@@ -26,7 +26,8 @@ from embedkeeper.app import App, open_app
 from embedkeeper.commands.coverage import coverage_of, format_table
 from embedkeeper.config import Config, ModelConfig, SourceConfig
 from embedkeeper.logs import event
-from embedkeeper.service.progress import Progress
+from embedkeeper.records import RunStats
+from embedkeeper.service.progress import Progress, reused_percent
 from embedkeeper.service.signals import stop_on_signals
 from embedkeeper.store.db import connect
 from embedkeeper.store.index.deferred_index import indexes_deferred, note_live_index
@@ -148,6 +149,19 @@ def _server_counts(model: ModelConfig) -> bool:
     return model.is_http and model.tokenizer is None
 
 
+def summary_line(name: str, s: RunStats, deleted: int, counted: str = "") -> str:
+    """One pair's figures after its pass, and what the edit cost: the chunks sent to the model
+    beside those whose stored vector was kept, and the kept share of the tokens."""
+    share = reused_percent(s.reused_tokens, s.tokens)
+    return (
+        f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
+        f"{deleted} deleted, {s.tokens} tokens{counted} in {s.elapsed_s:.1f} s "
+        f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s); "
+        f"{s.chunks} chunks embedded, {s.reused_chunks} reused"
+        f" ({s.reused_tokens} tokens, {share or 0} % of the tokens)"
+    )
+
+
 def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     """Print each model's figures and the coverage table; exit 128 + the signal if SIGTERM (143)
     or SIGINT (130) stopped it (after the batch in flight), 4 if another process still held some
@@ -171,14 +185,8 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
         app.close()
     model_of = {config.pair_label(s, m): m for s, m in pairs}
     for name, outcome in result.results.items():
-        s = outcome.stats
-        model = model_of[name]
-        counted = " (the server's count)" if _server_counts(model) else ""
-        print(
-            f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
-            f"{outcome.deleted} deleted, {s.tokens} tokens{counted} in {s.elapsed_s:.1f} s "
-            f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s)"
-        )
+        counted = " (the server's count)" if _server_counts(model_of[name]) else ""
+        print(summary_line(name, outcome.stats, outcome.deleted, counted))
     print(format_table(result.coverage))
     if result.interrupted:
         print("interrupted: the batch in flight was finished or released", file=sys.stderr)

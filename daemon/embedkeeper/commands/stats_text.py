@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from embedkeeper.service.progress import reused_percent
+
 if TYPE_CHECKING:
     from embedkeeper.commands.stats import ModelStats
+    from embedkeeper.store.state.run_stats import PassRate, RunFigures
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -42,6 +45,26 @@ def _rate(docs_per_s: float, tokens_per_s: float) -> str:
     return f"{docs_per_s:,.1f} docs/s, {tokens_per_s:,.0f} tokens/s"
 
 
+def _chunks(runs: RunFigures) -> list[str]:
+    """What the window's passes sent to the model and what they kept of stored vectors; no line
+    where no pass counted a chunk (none embedded, or only runs from before alembic 0010)."""
+    if runs.chunks_embedded + runs.chunks_reused <= 0:
+        return []
+    share = reused_percent(runs.tokens_reused, runs.tokens)
+    return [
+        f"  chunks        {runs.chunks_embedded:,} embedded, {runs.chunks_reused:,} reused"
+        f" ({runs.tokens_reused:,} tokens, {share or 0} % of the tokens)"
+    ]
+
+
+def _kept(last: PassRate) -> str:
+    """The last pass's reuse, where it had some."""
+    if last.chunks_reused <= 0:
+        return ""
+    sent_and_kept = last.chunks_embedded + last.chunks_reused
+    return f", {last.chunks_reused:,} of {sent_and_kept:,} chunks reused"
+
+
 def format_model(stats: ModelStats, with_source: bool = False) -> list[str]:
     """One pair's block, headed by its model's name (`source/model` where `with_source`)."""
     runs, backlog, last = stats.runs, stats.backlog, stats.runs.last
@@ -54,11 +77,12 @@ def format_model(stats: ModelStats, with_source: bool = False) -> list[str]:
         f"  passes        {sum(runs.passes.values())}" + (f": {by_status}" if by_status else ""),
         f"  documents     {runs.docs_embedded:,} embedded, {runs.docs_failed:,} failed,"
         f" {runs.tokens:,} tokens",
+        *_chunks(runs),
     ]
     if last is not None and runs.median_docs_per_s is not None:
         lines += [
             f"  last pass     {_rate(last.docs_per_s, last.tokens_per_s)}"
-            f" ({last.docs_ok:,} documents, finished {_when(last.finished_at)})",
+            f" ({last.docs_ok:,} documents{_kept(last)}, finished {_when(last.finished_at)})",
             f"  median        {_rate(runs.median_docs_per_s, runs.median_tokens_per_s or 0.0)}"
             " (passes that embedded)",
         ]

@@ -9,6 +9,7 @@ demo table and the packaged MiniLM model.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -34,6 +35,8 @@ from embedkeeper.config.settings import (
 from embedkeeper.config.sources import check_model_sources, parse_sources
 from embedkeeper.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 
 def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelConfig:
     backend = values.get("backend", "sentence-transformers")
@@ -53,6 +56,15 @@ def _model(values: dict[str, Any], where: str, env: Mapping[str, str]) -> ModelC
     )
     if "timeout" in values:
         values["timeout_s"] = values.pop("timeout")
+    if "chunk_overlap" in values:
+        # Chunks are cut at sentence and paragraph ends chosen by their content
+        # (chunking/boundaries.py): a repeated tail would make an edit near a cut renew both.
+        values.pop("chunk_overlap")
+        log.warning(
+            "config: %s chunk_overlap no longer applies and is ignored: chunks are cut at"
+            " sentence and paragraph ends and share no text (docs/upgrading.md)",
+            where,
+        )
     if backend in DEFAULT_URLS:
         values.setdefault("url", DEFAULT_URLS[backend])
     if "claim_size" not in values:

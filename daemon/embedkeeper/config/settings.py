@@ -87,7 +87,6 @@ class ModelConfig:
     # Whole documents: cut into chunks that fit the window, each embedded (chunking/).
     chunking: Literal["text", "markdown", "none"] = "text"
     chunk_tokens: int | None = None  # None: the window less special tokens and the prefix
-    chunk_overlap: int = 32
     max_chunks: int = 1024  # a longer document is cut here, flagged truncated
     storage: Literal["vector", "halfvec"] = "vector"
     # HTTP backends (ollama, openai)

@@ -76,6 +76,26 @@ class Metrics:
             ["source", "model"],
             registry=r,
         )
+        # What a pass sent beside what it kept: chunks whose passage the document already had
+        # keep their stored vector and are never sent (their tokens are not in embedkeeper_tokens).
+        self.chunks = Counter(
+            "embedkeeper_chunks_embedded",
+            "Chunks sent to the model and written",
+            ["source", "model"],
+            registry=r,
+        )
+        self.reused_chunks = Counter(
+            "embedkeeper_reused_chunks",
+            "Chunks whose stored vector was kept: not sent to the model",
+            ["source", "model"],
+            registry=r,
+        )
+        self.reused_tokens = Counter(
+            "embedkeeper_reused_tokens",
+            "Tokens of the reused chunks: not sent to the model",
+            ["source", "model"],
+            registry=r,
+        )
         self.backlog = Gauge(
             "embedkeeper_backlog",
             "Documents still to embed, estimated without reading the source",
@@ -87,16 +107,36 @@ class Metrics:
         # Every series from the start, one per (source, model) pair: rate() needs the first
         # sample at 0.
         for source, model in pairs:
-            for counter in (self.embedded, self.failed, self.tokens):
+            for counter in (
+                self.embedded,
+                self.failed,
+                self.tokens,
+                self.chunks,
+                self.reused_chunks,
+                self.reused_tokens,
+            ):
                 counter.labels(source, model)
 
     def record_batch(
-        self, pair: tuple[str, str], seconds: float, ok: int, failed: int, tokens: int = 0
+        self,
+        pair: tuple[str, str],
+        seconds: float,
+        ok: int,
+        failed: int,
+        tokens: int = 0,
+        *,
+        chunks: int = 0,
+        reused_chunks: int = 0,
+        reused_tokens: int = 0,
     ) -> None:
+        """One batch's counts: `tokens` and `chunks` sent to the model, `reused_*` kept."""
         self.batch_seconds.labels(*pair).observe(seconds)
         self.embedded.labels(*pair).inc(ok)
         self.failed.labels(*pair).inc(failed)
         self.tokens.labels(*pair).inc(tokens)
+        self.chunks.labels(*pair).inc(chunks)
+        self.reused_chunks.labels(*pair).inc(reused_chunks)
+        self.reused_tokens.labels(*pair).inc(reused_tokens)
 
     def record_pass(self, pair: tuple[str, str], error: str | None) -> None:
         if error is None:

@@ -8,6 +8,9 @@ batch: a batch of 1,024 on CPU takes a minute, and a bar that jumps from 0 to 1,
 meanwhile. Slices are counted as they leave the model; the written counts catch up behind them
 (the batch is written while the next one is embedded), so what is shown is the larger of the two.
 Slices finish on the backend's threads and batches on the writer's: one lock guards the counts.
+
+Once a written batch kept stored vectors (chunks whose passage the document already had), the line
+says so: `reused_chunks` and `reused_pct`, the share of the pass's tokens that were not sent.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ def eta_s(done: int, total: int | None, elapsed_s: float) -> int | None:
     return round(max(total - done, 0) * elapsed_s / done)
 
 
+def reused_percent(reused_tokens: int, embedded_tokens: int) -> int | None:
+    """The share of the tokens that were reused rather than sent, in whole percent; None when
+    there were none. Never 0 or 100 unless it is exactly so: any reuse shows, and so does any
+    token sent."""
+    total = reused_tokens + embedded_tokens
+    if total <= 0:
+        return None
+    share = round(100 * reused_tokens / total)
+    return max(1, min(99, share)) if 0 < reused_tokens < total else share
+
+
 class Progress:
     """One pass's progress. `total` is what the pass is expected to do (a backfill knows it from
     coverage; a scheduled pass does not, and logs no ETA). `bar`: None draws one when stderr is
@@ -54,6 +68,7 @@ class Progress:
         self.sliced = 0  # documents the model has finished
         self.written = 0  # documents written, failed or skipped (RunStats.done)
         self.failed = 0
+        self.tokens = self.reused_chunks = self.reused_tokens = 0  # of the batches written
         self.last_tenth = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -82,6 +97,8 @@ class Progress:
         """A batch was written; `stats` are the pass's totals so far."""
         with self._lock:
             self.written, self.failed = stats.done, stats.failed
+            self.tokens, self.reused_chunks = stats.tokens, stats.reused_chunks
+            self.reused_tokens = stats.reused_tokens
             self._show(timed=False)
 
     def close(self) -> None:
@@ -105,7 +122,7 @@ class Progress:
         done = self.done
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
-            self._bar.set_postfix(failed=self.failed, refresh=False)
+            self._bar.set_postfix(failed=self.failed, **self._reused(), refresh=False)
             return
         tenth = 10 * done // self.total if self.total else 0
         if not timed and tenth <= self.last_tenth:
@@ -124,4 +141,14 @@ class Progress:
         )
         if self.total is not None:
             fields["eta_s"] = eta if eta is not None else "unknown"
+        fields.update(self._reused())
         event(log, logging.INFO, "progress", **fields)
+
+    def _reused(self) -> dict[str, object]:
+        """The reuse so far, once there is some: chunks kept, and their share of the tokens."""
+        if self.reused_chunks <= 0:
+            return {}
+        return {
+            "reused_chunks": self.reused_chunks,
+            "reused_pct": reused_percent(self.reused_tokens, self.tokens),
+        }

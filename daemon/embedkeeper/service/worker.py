@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 
 from embedkeeper.app import App
@@ -40,7 +41,7 @@ class Worker:
         self.busy = False
         self.heartbeat = time.monotonic()
         self.pair = ("", "")  # (source, model) of the pass in progress, for metrics
-        self.last_counts = (0, 0, 0)  # ok, failed, tokens of the pass so far: totals into deltas
+        self.last_counts = RunStats()  # the pass's totals at its last batch: totals into deltas
         self.passes_failed = 0
         self.runs_pruned_at: float | None = None
 
@@ -65,7 +66,7 @@ class Worker:
         for options in plans:
             if self.stop.is_set():
                 return
-            self.pair, self.last_counts = (pair.source_name, pair.model_name), (0, 0, 0)
+            self.pair, self.last_counts = (pair.source_name, pair.model_name), RunStats()
             self.heartbeat = time.monotonic()
             event(log, logging.INFO, "pass_start", model=name, trigger=options.trigger)
             progress = Progress(name, None, bar=False)
@@ -112,6 +113,10 @@ class Worker:
                 deleted=result.deleted,
                 docs_per_s=round(s.docs_per_s, 1),
                 elapsed_s=round(s.elapsed_s, 2),
+                tokens=s.tokens,
+                chunks=s.chunks,
+                reused_chunks=s.reused_chunks,
+                reused_tokens=s.reused_tokens,
             )
 
     def _sweep_due(self, pair: Pair) -> bool:
@@ -132,15 +137,18 @@ class Worker:
         progress.on_batch(stats)
         now = time.monotonic()
         if self.metrics is not None:
-            ok, failed, tokens = self.last_counts
+            last = self.last_counts
             self.metrics.record_batch(
                 self.pair,
                 now - self.heartbeat,
-                stats.ok - ok,
-                stats.failed - failed,
-                stats.tokens - tokens,
+                stats.ok - last.ok,
+                stats.failed - last.failed,
+                stats.tokens - last.tokens,
+                chunks=stats.chunks - last.chunks,
+                reused_chunks=stats.reused_chunks - last.reused_chunks,
+                reused_tokens=stats.reused_tokens - last.reused_tokens,
             )
-        self.last_counts, self.heartbeat = (stats.ok, stats.failed, stats.tokens), now
+        self.last_counts, self.heartbeat = replace(stats), now
 
     def restore_indexes(self) -> None:
         """Rebuild vector indexes that a `backfill --defer-index` dropped and never rebuilt (it

@@ -67,7 +67,10 @@ class BatchWriter:
         stats.ok += written
         stats.skipped += len(outcome.embedded) - written
         stats.failed += len(outcome.rejected)
-        stats.tokens += sum(e.token_count for e in outcome.embedded)
+        stats.tokens += sum(e.embedded_tokens for e in outcome.embedded)
+        stats.chunks += sum(len(e.chunks) - e.reused_chunks for e in outcome.embedded)
+        stats.reused_chunks += sum(e.reused_chunks for e in outcome.embedded)
+        stats.reused_tokens += sum(e.reused_tokens for e in outcome.embedded)
         stats.batches += 1
         if self.on_batch is not None:
             self.on_batch(stats)

@@ -1,21 +1,9 @@
-"""Pure helpers for shaping batches: splitting to isolate a poison document, checking vectors."""
+"""Pure helpers for batches: checking the vectors a backend returned."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import TypeVar
-
 import numpy as np
 import numpy.typing as npt
-
-T = TypeVar("T")
-
-
-def halves(items: Sequence[T]) -> tuple[Sequence[T], Sequence[T]]:
-    """Split a rejected batch in two; recursing on each half finds the culprits in O(k log n)."""
-    middle = math.ceil(len(items) / 2)
-    return items[:middle], items[middle:]
 
 
 def vector_problem(vector: npt.NDArray[np.float32], dimensions: int) -> str | None:

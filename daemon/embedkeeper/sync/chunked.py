@@ -18,12 +18,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Event
+from typing import TYPE_CHECKING
 
 from embedkeeper.backends import Backend
 from embedkeeper.chunking import Chunk, Chunker
-from embedkeeper.records import ChunkedEmbedding, Document, EmbeddedChunk, Rejected
+from embedkeeper.chunking.chunker import CHARS_PER_TOKEN
+from embedkeeper.records import ChunkedEmbedding, Document, DocumentId, EmbeddedChunk, Rejected
 from embedkeeper.sync.embedding import OnSlice, embed_claimed
 from embedkeeper.sync.store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# What the store holds for each (document, passage) asked: the vector, or None.
+StoredVectors = Callable[[Sequence[tuple[DocumentId, str]]], "list[npt.NDArray[np.float32] | None]"]
 
 # The splitter releases the GIL, so a batch's text is chunked on several threads at once: on a
 # GPU one core does not keep up with the model (the token chunker makes about 370 chunks a
@@ -61,6 +70,7 @@ def embed_chunked(
     dimensions: int,
     stop: Event | None = None,
     on_slice: OnSlice | None = None,
+    stored: StoredVectors | None = None,
 ) -> ChunkedOutcome:
     """Chunk and embed a batch. A batch of more text than one round of requests holds is cut
     into groups of documents; a thread chunks the groups in turn, ahead of the model, so that
@@ -70,7 +80,7 @@ def embed_chunked(
     threads = _chunk_threads(documents)
     if len(groups) == 1 and threads == 1:
         whole = chunker.split_many([d.text for d in documents])
-        return _embed_group(backend, documents, whole, chunker, dimensions, stop, on_slice)
+        return _embed_group(backend, documents, whole, chunker, dimensions, stop, on_slice, stored)
     outcome = ChunkedOutcome()
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunker")
     try:
@@ -80,7 +90,7 @@ def embed_chunked(
                 outcome.unfinished += group  # released uncharged, for the next try
                 continue
             done = _embed_group(
-                backend, group, splits_of[index](), chunker, dimensions, stop, on_slice
+                backend, group, splits_of[index](), chunker, dimensions, stop, on_slice, stored
             )
             outcome.embedded += done.embedded
             outcome.rejected += done.rejected
@@ -148,11 +158,15 @@ def _embed_group(
     dimensions: int,
     stop: Event | None,
     on_slice: OnSlice | None,
+    stored: StoredVectors | None,
 ) -> ChunkedOutcome:
+    kept = _kept_vectors(documents, splits, stored)
     pieces: dict[int, _Piece] = {}  # id() of the chunk's stand-in document -> its origin
     stand_ins: list[Document] = []
     for index, (document, (chunks, _capped)) in enumerate(zip(documents, splits, strict=True)):
         for chunk in chunks:
+            if (index, chunk.seq) in kept:
+                continue
             # The backend sees each chunk as a document of its own; `suspect` and the hash are
             # the document's, so a crash or a failure is still charged to the document.
             stand_in = Document(
@@ -170,8 +184,8 @@ def _embed_group(
         backend, stand_ins, dimensions, stop, _in_documents(on_slice, len(documents), stand_ins)
     )
 
-    vectors: list[dict[int, EmbeddedChunk]] = [{} for _ in documents]
-    tokens = [0] * len(documents)
+    vectors, reused_chunks, reused_tokens = _kept_chunks(kept, splits, chunker)
+    tokens = list(reused_tokens)
     cut_by_model = [False] * len(documents)
     for embedded in result.embedded:
         piece = pieces[id(embedded.document)]
@@ -204,9 +218,63 @@ def _embed_group(
                     done,
                     tokens[index],
                     truncated=capped or document.cut or cut_by_model[index],
+                    reused_chunks=reused_chunks[index],
+                    reused_tokens=reused_tokens[index],
                 )
             )
     return outcome
+
+
+def _kept_vectors(
+    documents: Sequence[Document],
+    splits: list[tuple[list[Chunk], bool]],
+    stored: StoredVectors | None,
+) -> dict[tuple[int, int], npt.NDArray[np.float32]]:
+    """The chunks whose vectors the documents already have, by (place in the batch, seq): a
+    passage equal to one of the document's stored passages, under the same vector settings
+    (the model, its prefix, normalisation and window), has the same vector, so it is kept and
+    not sent. Asked of the store once for the group, for documents claimed as reusable."""
+    if stored is None:
+        return {}
+    wanted = [
+        (index, chunk)
+        for index, (document, (chunks, _)) in enumerate(zip(documents, splits, strict=True))
+        if document.reusable
+        for chunk in chunks
+    ]
+    if not wanted:
+        return {}
+    found = stored([(documents[index].id, chunk.text) for index, chunk in wanted])
+    return {
+        (index, chunk.seq): vector
+        for (index, chunk), vector in zip(wanted, found, strict=True)
+        if vector is not None
+    }
+
+
+def _kept_chunks(
+    kept: dict[tuple[int, int], npt.NDArray[np.float32]],
+    splits: list[tuple[list[Chunk], bool]],
+    chunker: Chunker,
+) -> tuple[list[dict[int, EmbeddedChunk]], list[int], list[int]]:
+    """The kept vectors as each document's chunks by seq, and each document's count of kept
+    chunks and of their tokens."""
+    vectors: list[dict[int, EmbeddedChunk]] = [{} for _ in splits]
+    chunks = [0] * len(splits)
+    tokens = [0] * len(splits)
+    for (index, seq), vector in kept.items():
+        c = splits[index][0][seq]
+        vectors[index][seq] = EmbeddedChunk(c.seq, c.start, c.end, c.text, vector)
+        chunks[index] += 1
+        tokens[index] += _tokens_of(chunker, c)
+    return vectors, chunks, tokens
+
+
+def _tokens_of(chunker: Chunker, chunk: Chunk) -> int:
+    """The tokens the model would have seen of a kept chunk: the chunker's count, else (no
+    tokenizer) an estimate at CHARS_PER_TOKEN characters a token."""
+    counted = chunker.model_tokens(chunk)
+    return counted if counted is not None else max(1, len(chunk.text) // CHARS_PER_TOKEN)
 
 
 def _in_documents(
@@ -214,7 +282,10 @@ def _in_documents(
 ) -> OnSlice | None:
     """Progress is counted in documents: each part of chunks the model finishes moves it by
     its share of the batch's documents."""
-    if on_slice is None or not chunks:
+    if on_slice is None:
+        return None
+    if not chunks:  # every chunk kept: the documents are through at once
+        on_slice(documents)
         return on_slice
     total, done, told = len(chunks), 0, 0
 
@@ -242,7 +313,9 @@ def embed_chunked_batch(
     death meanwhile is charged to its documents); the documents it could not finish are
     released at once."""
     token = store.begin(documents)
-    outcome = embed_chunked(backend, documents, chunker, dimensions, stop, on_slice)
+    outcome = embed_chunked(
+        backend, documents, chunker, dimensions, stop, on_slice, store.stored_vectors
+    )
     store.release(outcome.unfinished)
     store.end(token)
     return outcome

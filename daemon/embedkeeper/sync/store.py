@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from embedkeeper.records import ChunkedEmbedding, Claimed, Document, Rejected
+from embedkeeper.records import ChunkedEmbedding, Claimed, Document, DocumentId, Rejected
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 class Store(Protocol):
@@ -19,6 +23,14 @@ class Store(Protocol):
 
     def fail(self, rejected: Sequence[Rejected]) -> None:
         """Charge one attempt to each document and release it."""
+        ...
+
+    def stored_vectors(
+        self, passages: Sequence[tuple[DocumentId, str]]
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """For each (document, passage): the vector the pair already holds for that passage of
+        that document, made under this pass's vector settings, or None. Asked only for documents
+        claimed as `reusable`."""
         ...
 
     def release(self, documents: Sequence[Document]) -> None: ...

@@ -247,7 +247,9 @@ def adopt_chunking(conn: psycopg.Connection[Any], names: PairNames, wanted: str)
     ("none:<window>") relabels its records of the bare "none" once: that fingerprint did not
     name the window, and this config's window is the one they were cut at, unless it changed
     in between (which that version did not notice either). So an upgrade does not embed every
-    whole-text document again for nothing. The caller owns the transaction."""
+    whole-text document again for nothing. Likewise a pair whose settings are this config's
+    but were recorded before the fingerprint named the vectors' settings (";v="): its records
+    take the new name. The caller owns the transaction."""
     pair = (names.source, names.model)
     with mapped_errors(f"adopting the chunking of {names.source}/{names.model}"):
         row = conn.execute(_SELECT_CHUNKING + " FOR UPDATE", pair).fetchone()
@@ -255,6 +257,19 @@ def adopt_chunking(conn: psycopg.Connection[Any], names: PairNames, wanted: str)
             raise _unrecorded(names)
         recorded: str | None = row[0]
         if recorded == wanted:
+            return None
+        if recorded is not None and _names_its_vectors_now(recorded, wanted):
+            # Settings recorded before the fingerprint named the vectors' settings (";v="),
+            # the same otherwise: the records are relabelled, not embedded again (their vectors
+            # were made by this model, as far as that version could tell).
+            conn.execute(
+                sql.SQL("UPDATE {} SET chunking = %s WHERE chunking = %s").format(names.documents),
+                (wanted, recorded),
+            )
+            conn.execute(
+                "UPDATE embedkeeper.pairs SET chunking = %s WHERE source = %s AND model = %s",
+                (wanted, *pair),
+            )
             return None
         if recorded is None and wanted.startswith("none:"):
             conn.execute(
@@ -268,6 +283,13 @@ def adopt_chunking(conn: psycopg.Connection[Any], names: PairNames, wanted: str)
             (wanted, *pair),
         )
     return recorded
+
+
+def _names_its_vectors_now(recorded: str, wanted: str) -> bool:
+    """`wanted` is `recorded` with the vectors' settings added (";v=..."): the upgrade of a
+    fingerprint, not a change of the chunking."""
+    base, marker, _ = wanted.partition(";v=")
+    return bool(marker) and ";v=" not in recorded and base == recorded
 
 
 def ensure_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRecord) -> bool:

@@ -14,13 +14,14 @@ statement's snapshot may predate a peer's commit that landed just before its unl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from embedkeeper.chunking.chunker import vectors_part
 from embedkeeper.records import Claimed, Document, DocumentId
 from embedkeeper.store import locks
 from embedkeeper.store.locks import claim_space
@@ -115,20 +116,22 @@ def _still_pending(
     if not docs:
         return []
     queries, model = pair.statements, pair.model_name
-    existing = {
-        row[0]: (bytes(row[1]), row[2])
-        for row in conn.execute(
-            queries.existing_vectors(), {"model": model, "ids": [d.id for d in docs]}
-        )
-        if row[3] is None or row[3] == rules.chunking
-    }
+    rows = conn.execute(queries.existing_vectors(), {"model": model, "ids": [d.id for d in docs]})
+    existing: dict[object, tuple[bytes, datetime | None]] = {}
+    reusable: set[object] = set()  # records of our vector settings: their passages' vectors
+    vectors = vectors_part(rules.chunking)
+    for row in rows:
+        if row[3] is None or row[3] == rules.chunking:
+            existing[row[0]] = (bytes(row[1]), row[2])
+        if vectors and row[3] is not None and vectors_part(row[3]) == vectors:
+            reusable.add(row[0])
     pending: list[Document] = []
     done: list[Document] = []
     touch: list[Document] = []
     for doc in docs:
         current = existing.get(doc.id)
         if current is None or current[0] != doc.content_hash:
-            pending.append(doc)
+            pending.append(replace(doc, reusable=True) if doc.id in reusable else doc)
         elif _newer(doc.updated_at, current[1]):
             touch.append(doc)
         else:

@@ -9,8 +9,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 
+from embedkeeper.chunking.chunker import vectors_part
 from embedkeeper.config import RetryConfig
 from embedkeeper.records import ChunkedEmbedding, Claimed, Document, DocumentId, Rejected
 from embedkeeper.store.db import mapped_errors
@@ -19,6 +22,12 @@ from embedkeeper.store.pass_io.chunk_writer import ChunkWriter
 from embedkeeper.store.pass_io.claims import ClaimRules, Phase, claim_batch, release
 from embedkeeper.store.pass_io.inflight import InFlight
 from embedkeeper.store.pass_io.writer import charge
+
+
+def as_array(embedding: Any) -> npt.NDArray[np.float32]:
+    """A vector as pgvector's adapter reads it (numpy for vector, HalfVector for halfvec)."""
+    values = embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding
+    return np.asarray(values, dtype=np.float32)
 
 
 class PgStore:
@@ -62,6 +71,26 @@ class PgStore:
         """Close the write session, if one was opened (the claiming one is the caller's)."""
         if self._write_conn is not None:
             self._write_conn.close()
+
+    def stored_vectors(
+        self, passages: Sequence[tuple[DocumentId, str]]
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """The vectors a re-embedded document may keep (store/source/queries.py stored_vectors),
+        read in the claiming session: one round trip a batch, only for documents claimed as
+        reusable, none in a first backfill."""
+        found: list[npt.NDArray[np.float32] | None] = [None] * len(passages)
+        if not passages:
+            return found
+        params = {
+            "ids": [document_id for document_id, _ in passages],
+            "passages": [passage for _, passage in passages],
+            "vectors": vectors_part(self.rules.chunking),
+        }
+        with mapped_errors("reading the stored vectors of re-embedded documents"):
+            rows = self.conn.execute(self.pair.statements.stored_vectors(), params).fetchall()
+        for place, embedding in rows:
+            found[place - 1] = as_array(embedding)
+        return found
 
     def claim(self, after: object | None, limit: int) -> Claimed:
         """Claim in the pass's phases in turn; the cursor is (phase, key within the phase)."""

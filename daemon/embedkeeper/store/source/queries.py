@@ -168,6 +168,25 @@ class PairQueries(PairSql):
             """,
         )
 
+    def stored_vectors(self) -> sql.Composed:
+        """The vectors the pair holds for these (document, passage) pairs, by their place in
+        the arrays (1-based), where the document's record was made under `vectors` (the
+        fingerprint's part after `;v=`: model, prefix, normalisation, window). A hash join on
+        the key and the passage's text: a document's chunks are found by the chunks table's
+        primary key, and no passage is hashed."""
+        return self._fmt(
+            """
+            SELECT DISTINCT ON (w.i) w.i, c.embedding
+            FROM unnest(%(ids)s::{id_type}[], %(passages)s::text[])
+                 WITH ORDINALITY AS w(document_id, passage, i)
+            JOIN {embeddings} AS e ON e.document_id = w.document_id
+            JOIN {chunks} AS c ON c.document_id = w.document_id AND c.passage = w.passage
+            WHERE split_part(e.chunking, ';v=', 2) = %(vectors)s
+            ORDER BY w.i
+            """,
+            chunks=self.names.chunks,
+        )
+
     def touch(self) -> sql.Composed:
         """updated_at moved but the text did not: record the new time, skip the model."""
         return self._fmt(

@@ -52,9 +52,12 @@ def finish_run(
     deleted: int = 0,
     error: str | None = None,
 ) -> None:
+    """The run's outcome and counts: `tokens` and `chunks_embedded` are what the model was sent,
+    `chunks_reused` and `tokens_reused` what the documents kept of their stored vectors."""
     conn.execute(
         "UPDATE embedkeeper.runs SET status = %s, finished_at = now(), docs_ok = %s,"
         " docs_failed = %s, docs_skipped = %s, docs_deleted = %s, tokens = %s,"
+        " chunks_embedded = %s, chunks_reused = %s, tokens_reused = %s,"
         " docs_per_s = %s, tokens_per_s = %s, error = %s WHERE id = %s",
         (
             status,
@@ -63,6 +66,9 @@ def finish_run(
             stats.skipped,
             deleted,
             stats.tokens,
+            stats.chunks,
+            stats.reused_chunks,
+            stats.reused_tokens,
             round(stats.docs_per_s, 3),
             round(stats.tokens_per_s, 3),
             error,
