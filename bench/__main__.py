@@ -8,6 +8,7 @@ from bench import (
     chunked_backfill,
     chunker,
     database_path,
+    edit_cost,
     full_text_cost,
     hnsw,
     instances,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "search": search.main,
     "search_before": search_before.main,
     "full_text": full_text_cost.main,
+    "edit_cost": edit_cost.main,
 }
 
 

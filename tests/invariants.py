@@ -49,6 +49,7 @@ def check_invariants(
     ).fetchone()
     assert orphans == (0,), "vectors of deleted documents"
     check_whole(conn, records, chunks)
+    check_passages(conn, source, records, chunks)
     check_chunking(conn, records, (table, model), chunking)
     stale = [r[0] for r in rows if r[2] and not r[3] and r[4] is None]
     if settled:
@@ -86,6 +87,25 @@ def check_whole(conn: psycopg.Connection[Any], records: sql.SQL, chunks: sql.SQL
         ).format(records=records, chunks=chunks)
     ).fetchall()
     assert half == [], f"records whose chunks are not all there: {[r[0] for r in half]}"
+
+
+def check_passages(
+    conn: psycopg.Connection[Any], source: sql.Identifier, records: sql.SQL, chunks: sql.SQL
+) -> None:
+    """Every chunk of a current record is its passage of the current text: text[char_start:
+    char_end] (PostgreSQL's substr counts characters as Python does). A vector kept from an
+    earlier text (reuse) must still sit on its passage."""
+    misplaced = conn.execute(
+        sql.SQL(
+            "SELECT c.document_id, c.chunk FROM {chunks} c"
+            " JOIN {records} e ON e.document_id = c.document_id"
+            " JOIN {s} s ON s.id = c.document_id"
+            " WHERE e.content_hash = decode(md5(s.body), 'hex')"
+            " AND substr(s.body, c.char_start + 1, c.char_end - c.char_start) <> c.passage"
+            " ORDER BY 1, 2 LIMIT 10"
+        ).format(chunks=chunks, records=records, s=source)
+    ).fetchall()
+    assert misplaced == [], f"chunks that are not their passage of the current text: {misplaced}"
 
 
 def check_chunking(
