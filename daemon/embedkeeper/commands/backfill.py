@@ -153,12 +153,16 @@ def summary_line(name: str, s: RunStats, deleted: int, counted: str = "") -> str
     """One pair's figures after its pass, and what the edit cost: the chunks sent to the model
     beside those whose stored vector was kept, and the kept share of the tokens."""
     share = reused_percent(s.reused_tokens, s.tokens)
+    reused = (
+        f"{s.reused_chunks} reused ({s.reused_tokens} tokens, {share or 0} % of the tokens)"
+        if s.reused_chunks
+        else "none reused"
+    )
     return (
         f"{name}: {s.ok} embedded, {s.failed} failed, {s.skipped} skipped, "
         f"{deleted} deleted, {s.tokens} tokens{counted} in {s.elapsed_s:.1f} s "
         f"({s.docs_per_s:.1f} docs/s, {s.tokens_per_s:.0f} tokens/s); "
-        f"{s.chunks} chunks embedded, {s.reused_chunks} reused"
-        f" ({s.reused_tokens} tokens, {share or 0} % of the tokens)"
+        f"{s.chunks} chunks embedded, {reused}"
     )
 
 
