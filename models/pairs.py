@@ -13,27 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pgvector.sqlalchemy import HALFVEC, VECTOR
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    Column,
-    DateTime,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    PrimaryKeyConstraint,
-    Table,
-    Text,
-    func,
-    text,
-)
+from .schema import SCHEMA
 
-from .tables import DOCUMENT_ID_TYPES, FAILURE_STATUSES, SCHEMA
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 MAX_NAME = 63  # PostgreSQL's identifier length (NAMEDATALEN - 1)
 Storage = Literal["vector", "halfvec"]
@@ -157,7 +142,28 @@ def pair_tables(
     base: str, key_type: str, dimensions: int, storage: Storage = "vector"
 ) -> tuple[Table, Table, Table]:
     """(documents, chunks, failures) of the pair whose names start with `base`; every table,
-    index and constraint named by RelationNames."""
+    index and constraint named by RelationNames. SQLAlchemy is imported here, where tables are
+    made: a pass, a search or a report names a pair's tables without it."""
+    from pgvector.sqlalchemy import HALFVEC, VECTOR
+    from sqlalchemy import (
+        Boolean,
+        CheckConstraint,
+        Column,
+        DateTime,
+        ForeignKeyConstraint,
+        Index,
+        Integer,
+        LargeBinary,
+        MetaData,
+        PrimaryKeyConstraint,
+        Table,
+        Text,
+        func,
+        text,
+    )
+
+    from .tables import DOCUMENT_ID_TYPES, FAILURE_STATUSES
+
     names = RelationNames(base)
     meta = MetaData(schema=SCHEMA)
     key: Any = DOCUMENT_ID_TYPES[key_type]

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.types import TypeEngine
 
-SCHEMA = "embedkeeper"
+from .schema import SCHEMA
 
 # Source key type family -> the document_id column type.
 DOCUMENT_ID_TYPES: dict[str, TypeEngine[Any]] = {

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from embedkeeper.errors import ConfigError, DatabaseError, DimensionMismatch, SchemaMissing
 from embedkeeper.models.pairs import RelationNames, Storage, pair_base_name, pair_tables
-from embedkeeper.models.tables import SCHEMA
+from embedkeeper.models.schema import SCHEMA
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
 
