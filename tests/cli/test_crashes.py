@@ -98,9 +98,7 @@ def test_kill_9_in_a_reusing_pass_loses_nothing_and_keeps_every_vector_true(cli,
     # the documents written after the kill kept their first two.
     assert reused[0] >= 2 * (20 - 5)
     check_invariants(conn)
-    rows = conn.execute(
-        "SELECT passage, embedding FROM embedkeeper.docs__minilm_chunks"
-    ).fetchall()
+    rows = conn.execute("SELECT passage, embedding FROM embedkeeper.docs__minilm_chunks").fetchall()
     assert len(rows) == 3 * 20
     for passage, embedding in rows:
         expected = unit_vector(passage, 384)

@@ -27,6 +27,6 @@ def test_the_tables_still_load_where_they_are_made() -> None:
     from embedkeeper.models import metadata
     from embedkeeper.models.pairs import pair_tables
 
-    documents, chunks, failures = pair_tables("docs__minilm", "bigint", 384)
+    _, chunks, _ = pair_tables("docs__minilm", "bigint", 384)
     assert chunks.name == "docs__minilm_chunks"
     assert "runs" in {t.name for t in metadata.sorted_tables}
