@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 PARAGRAPH, SENTENCE, LINE, SECTION = 3, 2, 1, 4
 # One anchor in DIVISORS[level] candidates of that level, chosen by the unit's hash.
@@ -51,16 +52,27 @@ SECTION_LOW = 3
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    token: int  # the chunk would end before this token
+    position: int  # a chunk would end here, before the token that starts at this character
     level: int
-    unit_start: int  # the unit ending here: text[unit_start:unit_end], the text since the
-    unit_end: int  # candidate before (its hash decides whether this one is an anchor)
+    unit_start: int  # the unit ending here is text[unit_start:position], the text since the
+    # candidate before (its hash decides whether this one is an anchor)
+
+
+class Tokens(Protocol):
+    """A text's tokens as the boundary rule asks about them: how many, where one starts, and
+    which one starts at a character (None: none does there)."""
+
+    count: int
+
+    def start_of(self, token: int) -> int: ...
+
+    def starting_at(self, position: int) -> int | None: ...
 
 
 def _unit_hash(text: str, candidate: Candidate) -> int:
     """CRC-32 of the stripped unit: stable across processes and versions (unlike Python's
     salted `hash()`), in C, and spread well enough for a divisor of 8."""
-    unit = text[candidate.unit_start : candidate.unit_end].strip()
+    unit = text[candidate.unit_start : candidate.position].strip()
     return zlib.crc32(unit.encode("utf-8", "surrogatepass"))
 
 
@@ -83,13 +95,10 @@ def _section_cuts(text: str) -> list[int]:
     return cuts
 
 
-TokenAt = Callable[[int], "int | None"]  # the token that starts at a character, if one does
-
-
-def candidates(text: str, token_at: TokenAt, *, sections: bool = False) -> list[Candidate]:
-    """Each candidate cut of the text, in order, one per token (the highest level there).
-    A cut lies after white space, so a token starts there; one that does not (a character the
-    tokenizer drops, or the text's end) is no candidate."""
+def candidates(text: str, *, sections: bool = False) -> list[Candidate]:
+    """Each candidate cut of the text, in order, by character: after the white space that
+    ends a paragraph, sentence or line, so a token starts there. No token is looked up here:
+    the rule compares characters with the starts of a few tokens (cut_tokens)."""
     found: list[tuple[int, int]] = []
     for match in _CANDIDATE.finditer(text):
         mark = match.group()
@@ -101,80 +110,102 @@ def candidates(text: str, token_at: TokenAt, *, sections: bool = False) -> list[
     result: list[Candidate] = []
     previous = 0
     for position, level in found:
-        token = token_at(position)
-        if not token:  # None, or the first token: no cut
-            continue
-        if result and result[-1].token == token:
+        if result and result[-1].position == position:
             if level > result[-1].level:
-                last = result[-1]
-                result[-1] = Candidate(token, level, last.unit_start, last.unit_end)
+                result[-1] = Candidate(position, level, result[-1].unit_start)
             continue
-        result.append(Candidate(token, level, previous, position))
+        result.append(Candidate(position, level, previous))
         previous = position
     return result
 
 
 def cut_tokens(
-    text: str, count: int, found: Sequence[Candidate], *, low: int, high: int
+    text: str, tokens: Tokens, found: Sequence[Candidate], *, low: int, high: int
 ) -> list[int]:
     """The token index where each chunk of a text too long for one ends (the last is
-    `count`)."""
+    `tokens.count`). A candidate lies `size` tokens after a chunk's start exactly when its
+    character lies between the starts of the tokens at that distance, so the scan compares
+    characters, and only a chosen cut's token is looked up (a handful a chunk, not every line
+    end of a hard-wrapped text)."""
+    count = tokens.count
+    first = tokens.start_of(0)
+    last = tokens.start_of(count - 1)
+    usable = [c for c in found if first < c.position <= last]
     ends: list[int] = []
     start = 0
     index = 0
     while start < count:
-        while index < len(found) and found[index].token <= start:
+        if count - start <= high:
+            ends.append(count)  # the rest fits: the last chunk
+            break
+        begin = tokens.start_of(start)
+        while index < len(usable) and usable[index].position <= begin:
             index += 1
-        start = _next_cut(text, count, found, index, start, low, high)
+        start = _next_cut(text, tokens, usable, index, start, low, high)
         ends.append(start)
     return ends
 
 
 def _next_cut(
     text: str,
-    count: int,
+    tokens: Tokens,
     found: Sequence[Candidate],
     index: int,
     start: int,
     low: int,
     high: int,
 ) -> int:
-    """Where the chunk starting at token `start` ends; found[index:] lie after `start`. Of the
-    candidates between `low` and `high` tokens, those of the highest level decide: the first
-    anchor among them, else the one of smallest hash. Only those are hashed."""
-    if count - start <= high:
-        return count  # the rest fits: the last chunk
+    """Where the chunk starting at token `start` ends; found[index:] lie after its start. Of
+    the candidates between `low` and `high` tokens on, those of the highest level decide: the
+    first anchor among them, else the one of smallest hash. Only those are hashed."""
+    reach = tokens.start_of(start + high)
+    least = tokens.start_of(start + low)
+    section_least = tokens.start_of(start + low // SECTION_LOW)
     in_reach: list[Candidate] = []
-    last_under: int | None = None
+    last_under: Candidate | None = None
     for candidate in found[index:]:
-        size = candidate.token - start
-        if size > high:
+        if candidate.position > reach:
             break
-        last_under = candidate.token
-        level = candidate.level
-        if size < low and not (level == SECTION and size >= low // SECTION_LOW):
-            continue
-        if level == SECTION:
-            return candidate.token  # a markdown section starts here
-        in_reach.append(candidate)
-    if not in_reach:
-        return last_under if last_under is not None else start + high
-    return _chosen(text, in_reach)
+        last_under = candidate
+        if candidate.level == SECTION and candidate.position >= section_least:
+            cut = _token_of(tokens, candidate, start)
+            if cut is not None:
+                return cut  # a markdown section starts here
+        if candidate.position >= least and candidate.level != SECTION:
+            in_reach.append(candidate)
+    while in_reach:
+        chosen = _chosen(text, in_reach)
+        cut = _token_of(tokens, chosen, start)
+        if cut is not None:
+            return cut
+        in_reach.remove(chosen)  # no token starts there (a character the tokenizer drops)
+    if last_under is not None:
+        cut = _token_of(tokens, last_under, start)
+        if cut is not None:
+            return cut
+    return start + high  # no candidate: a text with no punctuation or line break
 
 
-def _chosen(text: str, in_reach: Sequence[Candidate]) -> int:
+def _token_of(tokens: Tokens, candidate: Candidate, start: int) -> int | None:
+    """The token a cut at the candidate ends the chunk before; None if no token starts there
+    or it would not move past `start`."""
+    token = tokens.starting_at(candidate.position)
+    return token if token is not None and token > start else None
+
+
+def _chosen(text: str, in_reach: Sequence[Candidate]) -> Candidate:
     """Of candidates in reach, those of the highest level: the first anchor, else the one of
     smallest hash."""
     top = max(candidate.level for candidate in in_reach)
-    best: tuple[int, int] | None = None
+    best: tuple[int, Candidate] | None = None
     for candidate in in_reach:
         if candidate.level != top:
             continue
         unit_hash = _unit_hash(text, candidate)
         if unit_hash % DIVISORS[top] == 0:
-            return candidate.token  # an anchor
+            return candidate  # an anchor
         if best is None or unit_hash < best[0]:
-            best = (unit_hash, candidate.token)
+            best = (unit_hash, candidate)
     assert best is not None
     return best[1]
 

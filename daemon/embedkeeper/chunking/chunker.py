@@ -152,8 +152,8 @@ class Chunker:
         if tokens.size_of_whole(text) <= rule.whole:
             ends = [count]
         else:
-            found = candidates(text, tokens.starting_at, sections=rule.sections)
-            ends = cut_tokens(text, count, found, low=rule.low, high=rule.high)
+            found = candidates(text, sections=rule.sections)
+            ends = cut_tokens(text, tokens, found, low=rule.low, high=rule.high)
         counted = self._tokenizer is not None
         seq, begin, first_token = first_seq, 0, 0
         for end_token in ends:
