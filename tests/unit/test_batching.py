@@ -58,3 +58,23 @@ def test_transient_delay_grows_and_is_capped():
     delays = [transient_delay_s(n, 8.0, rng) for n in range(1, 10)]
     assert 0.5 <= delays[0] <= 1.0
     assert all(4.0 <= d <= 8.0 for d in delays[4:])
+
+
+def test_vectors_checked_together_get_the_verdict_each_gets_alone() -> None:
+    from embedkeeper.sync.batching import vector_problems
+
+    good = np.ones(4, dtype=np.float32)
+    vectors = [
+        good,
+        np.array([1.0, np.nan, 0.0, 0.0], dtype=np.float32),
+        np.zeros(4, dtype=np.float32),
+        np.ones(3, dtype=np.float32),
+        np.ones((2, 2), dtype=np.float32),
+        np.array([0.0, 0.0, np.inf, 1.0], dtype=np.float32),
+        good * -1,
+    ]
+    expected = [vector_problem(v, 4) for v in vectors]
+    assert vector_problems(vectors, 4) == expected
+    assert [p is None for p in expected] == [True, False, False, False, False, False, True]
+    assert vector_problems([], 4) == []
+    assert vector_problems([np.ones(3, dtype=np.float32)], 4) == [expected[3]]

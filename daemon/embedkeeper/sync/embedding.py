@@ -24,7 +24,7 @@ from threading import Event
 from embedkeeper.backends import Backend
 from embedkeeper.errors import BackendUnavailable, InputRejected
 from embedkeeper.records import Document, DocumentId, Embedded, Rejected, clean_message
-from embedkeeper.sync.batching import vector_problem
+from embedkeeper.sync.batching import vector_problems
 
 
 class Refusals:
@@ -128,8 +128,8 @@ def _embed(
         )
     good: list[Embedded] = []
     bad_vectors: list[Rejected] = []
-    for result in results:
-        problem = vector_problem(result.vector, dimensions)
+    problems = vector_problems([result.vector for result in results], dimensions)
+    for result, problem in zip(results, problems, strict=True):
         if problem is None:
             good.append(result)
         else:

@@ -63,13 +63,18 @@ class ChunkWriter:
             # The record's upsert holds the pair's settings FOR SHARE and writes only rows of
             # those (the fence in the statement: no round trip of its own on every write).
             params = {"pair_source": self.names.source, "pair_model": self.names.model}
-            written = [r[0] for r in self.conn.execute(self._upsert_records(), params)]
+            rows = self.conn.execute(self._upsert_records(), params).fetchall()
+            written = [r[0] for r in rows]
             if len(written) < len(embedded):
                 # Texts that changed, or a batch of other settings: the fence says which, and
                 # raises (nothing of the batch is then written: the transaction rolls back).
                 fence_chunking(self.conn, self.names, settings, record_if_none=False)
+            # Only a replaced record can have chunks (the chunks' foreign key): a document
+            # embedded the first time has none to delete (a first backfill deletes nothing).
+            replaced = [r[0] for r in rows if r[1]]
+            if replaced:
+                self.conn.execute(self._delete_chunks(), {"ids": replaced})
             if written:
-                self.conn.execute(self._delete_chunks(), {"ids": written})
                 kept = set(written)
                 self._copy_chunks([e for e in embedded if e.document.id in kept], self._storage)
         self._settings_recorded = True
@@ -153,11 +158,11 @@ class ChunkWriter:
                     truncated = excluded.truncated,
                     source_updated_at = excluded.source_updated_at,
                     embedded_at = excluded.embedded_at
-                RETURNING document_id
+                RETURNING document_id, xmax <> 0 AS replaced
             ), cleared AS (
                 DELETE FROM {failures} AS f USING written AS w WHERE f.document_id = w.document_id
             )
-            SELECT document_id FROM written
+            SELECT document_id, replaced FROM written
             """
         ).format(
             staged=self._staged_documents,
