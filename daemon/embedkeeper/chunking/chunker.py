@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from embedkeeper.chunking.boundaries import LOW_SHARE, bounds, candidates, cut_tokens
+from embedkeeper.chunking.boundaries import LOW_SHARE, Tokens, bounds, candidates, cut_tokens
 from embedkeeper.chunking.tokenizer import Window
 
 if TYPE_CHECKING:
@@ -167,16 +167,12 @@ class Chunker:
             begin, first_token = end, end_token
 
 
-class _Tokens(Protocol):
-    count: int
+class _Tokens(Tokens, Protocol):
+    """boundaries.Tokens, and what a text that fits whole holds of the budget."""
 
     def size_of_whole(self, text: str) -> int:
         """What the text holds of the budget, as one chunk (white space at its ends aside)."""
         ...
-
-    def starting_at(self, position: int) -> int | None: ...
-
-    def start_of(self, token: int) -> int: ...
 
 
 class _Encoded:

@@ -6,8 +6,8 @@ backend's request size, so a long document fills whole requests rather than padd
 A document is done when every one of its chunks has its vector: a chunk the backend rejects fails
 its document (and only it, as poison isolation does for whole documents), and a chunk left
 unfinished by an outage or a stop leaves its document unfinished, released uncharged. A batch of
-long documents is chunked a group at a time on threads, ahead of the model (semantic-text-splitter
-and the tokenizer release the GIL): the chunker's time hides behind the model's, and a batch of
+long documents is chunked a group at a time on threads, ahead of the model (the tokenizer releases
+the GIL): the chunker's time hides behind the model's, and a batch of
 much text is chunked on several threads at once.
 """
 
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 # What the store holds for each (document, passage) asked: the vector, or None.
 StoredVectors = Callable[[Sequence[tuple[DocumentId, str]]], "list[npt.NDArray[np.float32] | None]"]
 
-# The splitter releases the GIL, so a batch's text is chunked on several threads at once: on a
-# GPU one core does not keep up with the model (the token chunker makes about 370 chunks a
+# The tokenizer releases the GIL, so a batch's text is chunked on several threads at once: on a
+# GPU one core does not keep up with the model (the chunker makes about 4,500 chunks a
 # CPU-second, bench/chunker.py; a GPU embeds thousands), and with a fast backend the chunker
 # would otherwise be the pass's longest step. A slice of less text than SLICE_CHARS (about 100
 # chunks) is not worth a thread of its own; a claim of a local model's default size (about a
