@@ -5,6 +5,8 @@ source's `where` holds on the words' side too."""
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 
@@ -188,3 +190,46 @@ def test_an_unknown_text_search_configuration_names_those_the_database_has(make_
     assert "english" in message
     assert "simple" in message
     assert full_text_config(conn, names) is None
+
+
+def test_a_chunk_is_ranked_with_the_words_of_the_chunk_before_it(make_app, conn, db_url, minilm):
+    """A content-defined chunk often starts at the answer, while the words of the question it
+    answers end the chunk before (a FAQ's question, a changelog entry's heading): the answer
+    ranks above passages that hold one of the question's words more often. Chunks written as a
+    pass leaves them (records of the current text), so where the cuts fall is the test's."""
+    faq = [
+        "Questions and answers about the frobnitz daemon.",
+        "Q: Why does the frobnitz daemon refuse to start after an upgrade?",
+        "A stale lock file is left behind in /run by the old version during an upgrade; delete"
+        " it and the service comes back.",
+    ]
+    upgrades = [f"Upgrade {i}: the notes of upgrade {i} list each upgrade." for i in range(6)]
+    app = make_app(source_config(db_url, full_text="english"))
+    pair = app.pair(app.config.models[0])
+    app.ensure_tables(conn, pair, 384)
+    documents = [("\n\n".join(faq), faq), *((text, [text]) for text in upgrades)]
+    with conn.cursor() as cur:
+        for doc, (text, passages) in enumerate(documents, start=1):
+            cur.execute("INSERT INTO public.docs (id, body) VALUES (%s, %s)", (doc, text))
+            cur.execute(
+                "INSERT INTO embedkeeper.docs__minilm_documents (document_id, content_hash,"
+                " chunking, chunk_count, token_count, truncated)"
+                " VALUES (%s, %s, 'x', %s, 0, false)",
+                (doc, hashlib.md5(text.encode()).digest(), len(passages)),
+            )
+            for chunk, passage in enumerate(passages):
+                start = text.index(passage)
+                vector = minilm.model.encode(passage, normalize_embeddings=True)
+                cur.execute(
+                    "INSERT INTO embedkeeper.docs__minilm_chunks VALUES (%s, %s, %s, %s, %s, %s)",
+                    (doc, chunk, start, start + len(passage), passage, vector),
+                )
+    question = "frobnitz daemon won't start after upgrade"
+    vector = minilm.model.encode(question, normalize_embeddings=True)
+
+    found = by_words(conn, pair.statements, vector, question, "english", 10)
+
+    ranked = [(h.document_id, h.chunk) for h in found]
+    # The answer holds one of the words ("upgrade"), once; each of the others holds it 4 times.
+    assert ranked.index((1, 2)) < min(ranked.index((doc, 0)) for doc in range(2, 8))
+    assert ranked[:2] == [(1, 1), (1, 2)]  # the question (every word), then its answer

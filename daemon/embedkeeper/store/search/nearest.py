@@ -175,7 +175,12 @@ def by_words(
     how many of the words a passage holds). On 25 such questions over 130 Debian READMEs and
     Python module pages, the words alone found the answering document in their first 5 for 6
     questions with every word, 21 with every-then-any. A question in websearch_to_tsquery's
-    own syntax ("a phrase", -word) is taken as written: only the chunks that match it."""
+    own syntax ("a phrase", -word) is taken as written: only the chunks that match it.
+
+    A chunk is ranked with the words of the chunk before it as well: a content-defined
+    chunk often starts at the answer, while the words that say what it answers (a FAQ's
+    question, a changelog entry's package and version, a section's heading) end the chunk
+    before. A chunk must still hold one of the words itself (the GIN index finds those)."""
     statement, params = words_statement(queries, query, words, config, limit)
     with mapped_errors("searching by words"):
         rows = conn.execute(statement, params).fetchall()
@@ -194,6 +199,7 @@ def words_statement(
     no user text is ever formatted into the statement; a subquery, so the planner takes it as
     one value and the GIN index serves it."""
     every = sql.SQL("websearch_to_tsquery(%(config)s::regconfig, %(words)s)")
+    window = sql.SQL("(coalesce(w.full_text, ''::tsvector) || c.full_text)")
     if EXPLICIT_SYNTAX.search(words):
         any_word = every
     else:
@@ -204,17 +210,20 @@ def words_statement(
             ")::tsquery"
         )
     ranks = sql.SQL(
-        ", c.full_text @@ {every} AS every_word,"
-        " CASE WHEN c.full_text @@ {every} THEN ts_rank_cd(c.full_text, {every})"
-        " ELSE ts_rank(c.full_text, {any}) END AS words_rank"
-    ).format(every=every, any=any_word)
+        ", {window} @@ {every} AS every_word,"
+        " CASE WHEN {window} @@ {every} THEN ts_rank_cd({window}, {every})"
+        " ELSE ts_rank({window}, {any}) END AS words_rank"
+    ).format(window=window, every=every, any=any_word)
+    before = sql.SQL(
+        " LEFT JOIN {chunks} AS w ON w.document_id = c.document_id AND w.chunk = c.chunk - 1"
+    ).format(chunks=queries.names.chunks)
     rest = sql.SQL(
         " WHERE c.full_text @@ {any}"
         " ORDER BY every_word DESC, words_rank DESC, c.document_id, c.chunk LIMIT %(limit)s"
     ).format(any=any_word)
     order = sql.SQL(" ORDER BY n.every_word DESC, n.words_rank DESC, n.document_id, n.chunk")
     params = {"q": query, "words": words, "config": config, "limit": limit, "chars": PASSAGE_CHARS}
-    return _chunks_statement(queries, COSINE, rest, ranks, order), params
+    return _chunks_statement(queries, COSINE, rest, ranks, order, joins=before), params
 
 
 def best_per_document(hits: Sequence[Hit]) -> list[Hit]:
@@ -264,6 +273,8 @@ def _chunks_statement(
     rest: sql.Composable,
     extra: sql.Composable = NOTHING,
     order: sql.Composable = NOTHING,
+    *,
+    joins: sql.Composable = NOTHING,
 ) -> sql.Composed:
     """The pair's chunks joined to the source (its `where` applied), each with its cosine
     distance to %(q)s, its passage's start and its distance by `operator` (the index's: ORDER
@@ -271,8 +282,9 @@ def _chunks_statement(
     that come out, those of the current text only (store/pair_view.current_chunks). The test is
     applied outside the ranking on purpose: it hashes the document's whole text, so only the
     rows read (a page of the cursor, the limit) pay for it, never every chunk an exact scan
-    sorts (190 ms a search at 4,000 chunks of long documents when it sat inside)."""
-    ranked = _ranked_chunks(queries, operator, NOTHING, extra)
+    sorts (190 ms a search at 4,000 chunks of long documents when it sat inside). `joins`: our
+    own join of the chunks to others, that `extra` and `rest` may read."""
+    ranked = _ranked_chunks(queries, operator, joins, extra)
     return sql.SQL(
         "SELECT n.document_id, n.chunk, n.distance, n.passage, n.rank_distance"
         " FROM ({ranked}{rest}) AS n JOIN {documents} AS s ON {id} = n.document_id{current}{order}"
