@@ -49,9 +49,10 @@ def cmd_switch(args: argparse.Namespace, config: Config) -> int:
             if current == model.name:
                 print(f"source {name}: model {model.name} serves embedkeeper.{name} already")
                 return 0
-            lacking = missing(app.coverage(conn, pair)) if app.is_made(conn, pair) else None
+            coverage = app.coverage(conn, pair) if app.is_made(conn, pair) else None
+            lacking = None if coverage is None else missing(coverage)
             if lacking != 0 and not args.force:
-                raise IncompletePair(_refusal(app.coverage(conn, pair), lacking, name, model.name))
+                raise IncompletePair(_refusal(coverage, lacking, name, model.name))
             switch_to(conn, pair.names, expected=current, missing=lacking or 0)
     finally:
         app.close()
@@ -60,12 +61,12 @@ def cmd_switch(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _refusal(coverage: Coverage, lacking: int | None, source: str, model: str) -> str:
+def _refusal(coverage: Coverage | None, lacking: int | None, source: str, model: str) -> str:
     fix = (
         f"run `embedkeeper backfill --source {source} --model {model}` (or let the daemon"
         " catch up), or switch with --force"
     )
-    if lacking is None:
+    if coverage is None or lacking is None:
         return f"{source}/{model} has nothing embedded yet (no tables): {fix}"
     parts = {
         "pending": coverage.pending,
