@@ -263,3 +263,26 @@ def test_a_least_privilege_role_may_not_drop_and_is_told_who_may(worker_url, con
     )
     assert conn.execute("SELECT count(*) FROM embedkeeper.pairs").fetchone() == (2,)
     assert serving_model(conn, "documents") == "minilm"
+
+
+def test_a_switch_gives_up_rather_than_hold_searches_behind_a_long_query(conn, db_url):
+    from embedkeeper.store.serving.switches import ViewBusy
+
+    insert_docs(conn, ["one", "two"])
+    backfilled(two_models(db_url))
+    with psycopg.connect(db_url) as report:  # a long report: its transaction holds the view
+        report.execute("SELECT count(*) FROM embedkeeper.docs").fetchone()
+        started = time.monotonic()
+        with pytest.raises(ViewBusy) as busy:
+            switch_to(conn, PairNames.of("docs", "small"), expected="minilm", lock_timeout_s=0.3)
+        waited_s = time.monotonic() - started
+        report.rollback()
+
+    assert str(busy.value).startswith(
+        "a query has held embedkeeper.docs for over 0.3 s, so the switch gave up"
+    )
+    assert waited_s < 5
+    assert serving_model(conn, "docs") == "minilm"  # nothing changed
+    assert len(recent_switches(conn, "docs")) == 1
+    switch_to(conn, PairNames.of("docs", "small"), expected="minilm")
+    assert set(served_dimensions(conn)) == {8}

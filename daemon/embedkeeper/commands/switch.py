@@ -13,7 +13,7 @@ import argparse
 
 from embedkeeper.app import open_app
 from embedkeeper.config import Config
-from embedkeeper.errors import EmbedkeeperError, SchemaMissing
+from embedkeeper.errors import EmbedkeeperError, NotOwner, SchemaMissing
 from embedkeeper.store.db import connect
 from embedkeeper.store.report.coverage import Coverage
 from embedkeeper.store.serving.switches import serving_model, switch_to
@@ -53,7 +53,13 @@ def cmd_switch(args: argparse.Namespace, config: Config) -> int:
             lacking = None if coverage is None else missing(coverage)
             if lacking != 0 and not args.force:
                 raise IncompletePair(_refusal(coverage, lacking, name, model.name))
-            switch_to(conn, pair.names, expected=current, missing=lacking or 0)
+            try:
+                switch_to(conn, pair.names, expected=current, missing=lacking or 0)
+            except NotOwner as exc:
+                raise NotOwner(
+                    f"{exc}: `embedkeeper switch {name} {model.name}`"
+                    + (" --force" if args.force else "")
+                ) from exc
     finally:
         app.close()
     forced = f" (forced: {lacking} documents missing)" if lacking else ""

@@ -85,7 +85,10 @@ def point_serving_view(conn: psycopg.Connection[Any], source: str, names: PairNa
         with mapped_errors(f"making the serving view embedkeeper.{source}"), conn.transaction():
             conn.execute(statement)  # in a savepoint: the messages below read the catalog
     except DatabaseError as exc:
-        raise _explained(conn, source, pair, exc, (columns, storage)) from exc
+        explained = _explained(conn, source, pair, exc, (columns, storage))
+        if explained is exc:
+            raise
+        raise explained from exc
 
 
 def _explained(

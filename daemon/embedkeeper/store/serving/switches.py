@@ -13,12 +13,13 @@ from typing import Any
 
 import psycopg
 
-from embedkeeper.errors import EmbedkeeperError
+from embedkeeper.errors import DatabaseError, EmbedkeeperError
 from embedkeeper.store import locks
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.pair.tables import PairNames
 from embedkeeper.store.serving.serving_view import point_serving_view
 
+LOCK_TIMEOUT_S = 5.0  # how long a switch waits for the queries under way on the view
 _SERVING = "SELECT to_model FROM embedkeeper.switches WHERE source = %s ORDER BY id DESC LIMIT 1"
 
 
@@ -56,24 +57,50 @@ class SwitchRaced(EmbedkeeperError):
     """Another switch of this source ran meanwhile; run the command again."""
 
 
+class ViewBusy(EmbedkeeperError):
+    """A long query holds the serving view; the switch gave up rather than hold searches."""
+
+
 def switch_to(
-    conn: psycopg.Connection[Any], names: PairNames, *, expected: str, missing: int = 0
+    conn: psycopg.Connection[Any],
+    names: PairNames,
+    *,
+    expected: str,
+    missing: int = 0,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> None:
     """Point the source's serving view at the pair and record the switch, in one transaction:
     a reader sees the old pair or the new. `expected`: the serving model the caller checked
-    against; another switch that moved it meanwhile makes this one stop, changing nothing."""
+    against; another switch that moved it meanwhile makes this one stop, changing nothing.
+
+    The swap's lock waits for the queries under way on the view, and every search that starts
+    meanwhile queues behind it: a report that has read the view for minutes would hold search
+    that long. So it waits `lock_timeout_s` at most, then gives up, changing nothing."""
     source = names.source
-    with mapped_errors(f"switching the serving view of {source}"), conn.transaction():
-        # Two switches of one source at once: the second waits, then finds the first's row.
-        locks.take(conn, "pg_advisory_xact_lock", locks.SERVING, source)
-        now = _serving(conn, source)
-        if now != expected:
-            raise SwitchRaced(
-                f'another switch of source "{source}" ran meanwhile (model "{now}" serves it'
-                " now); run the command again"
+    try:
+        with mapped_errors(f"switching the serving view of {source}"), conn.transaction():
+            # Two switches of one source at once: the second waits, then finds the first's row.
+            locks.take(conn, "pg_advisory_xact_lock", locks.SERVING, source)
+            now = _serving(conn, source)
+            if now != expected:
+                raise SwitchRaced(
+                    f'another switch of source "{source}" ran meanwhile (model "{now}" serves'
+                    " it now); run the command again"
+                )
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true)",
+                (f"{round(lock_timeout_s * 1000)}ms",),
             )
-        point_serving_view(conn, source, names)
-        _record(conn, source, now, names.model, missing)
+            point_serving_view(conn, source, names)
+            _record(conn, source, now, names.model, missing)
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise ViewBusy(
+                f"a query has held embedkeeper.{source} for over {lock_timeout_s:g} s, so the"
+                " switch gave up rather than hold the searches queued behind it (nothing"
+                " changed); run it again, or end that query (pg_stat_activity)"
+            ) from exc
+        raise
 
 
 def settle_serving(conn: psycopg.Connection[Any], source: str, first: str) -> tuple[str, bool]:
