@@ -286,3 +286,19 @@ def test_a_switch_gives_up_rather_than_hold_searches_behind_a_long_query(conn, d
     assert len(recent_switches(conn, "docs")) == 1
     switch_to(conn, PairNames.of("docs", "small"), expected="minilm")
     assert set(served_dimensions(conn)) == {8}
+
+
+def test_a_vector_pair_and_a_halfvec_pair_cannot_take_turns_and_the_refusal_says_why(conn, db_url):
+    from embedkeeper.store.serving.serving_view import ServingViewError
+
+    half = {**SMALL, "name": "half", "storage": "halfvec"}
+    make_pairs(source_config(db_url, models=[MINILM, half]))
+
+    with pytest.raises(ServingViewError) as refused:
+        switch_to(conn, PairNames.of("docs", "half"), expected="minilm")
+
+    message = str(refused.value)
+    assert message.startswith("the serving view embedkeeper.docs cannot show docs/half in place:")
+    assert "embedding vector) differ from the pair's" in message
+    assert "a vector pair and a halfvec pair cannot take turns behind one view" in message
+    assert serving_model(conn, "docs") == "minilm"

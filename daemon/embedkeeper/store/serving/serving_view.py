@@ -57,10 +57,6 @@ def view_columns(conn: psycopg.Connection[Any], view: sql.Identifier) -> list[st
     return [str(row[0]) for row in rows]
 
 
-def serving_view_exists(conn: psycopg.Connection[Any], source: str) -> bool:
-    return bool(view_columns(conn, serving_view(source)))
-
-
 def point_serving_view(conn: psycopg.Connection[Any], source: str, names: PairNames) -> None:
     """Make the source's serving view, or replace it, to show the pair's view. The caller owns
     the transaction (a switch records itself in the same one)."""
