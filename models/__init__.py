@@ -16,6 +16,7 @@ __all__ = [
     "metadata",
     "registered_models",
     "runs",
+    "switches",
     "sync_state",
 ]
 

@@ -138,6 +138,68 @@ def pair_base_name(source: str, model: str) -> str:
     return f"{plain[: MAX_NAME - LONGEST_ENDING - DIGEST_CHARS - 3]}___{digest}"
 
 
+# embedkeeper's own relations in its schema at alembic head: its tables, their indexes and
+# sequences (tests/db/test_serving_names.py holds this to the catalog). No serving view may
+# take one of these names.
+OWN_RELATIONS = frozenset(
+    {
+        "alembic_version",
+        "alembic_version_pkc",
+        "deferred_indexes",
+        "deferred_indexes_pkey",
+        "deleted_documents",
+        "deleted_documents_id_seq",
+        "deleted_documents_pkey",
+        "deleted_documents_source_idx",
+        "embeddings",
+        "embeddings_pkey",
+        "failures",
+        "failures_pkey",
+        "inflight",
+        "inflight_id_seq",
+        "inflight_pair_idx",
+        "inflight_pkey",
+        "models",
+        "models_pkey",
+        "pairs",
+        "pairs_base_name_key",
+        "pairs_pkey",
+        "runs",
+        "runs_finished_idx",
+        "runs_id_seq",
+        "runs_pair_started_idx",
+        "runs_pkey",
+        "runs_running_idx",
+        "switches",
+        "switches_id_seq",
+        "switches_pkey",
+        "switches_source_idx",
+        "sync_state",
+        "sync_state_pkey",
+    }
+)
+PAIR_MARK = "__"  # every name of every pair holds it (pair_base_name: `__` or `___`)
+
+
+def serving_name_problem(source: str) -> str | None:
+    """Why `embedkeeper.<source>`, the source's serving view, cannot be named so; None when
+    it can. The serving name is the source's name itself (what an application writes in its
+    SQL), so rather than hash an awkward one it is refused, by the config, with the fix.
+
+    It can never be a pair's relation: each of those holds `__` (a plain base is
+    `<source>__<model>`, a hashed one holds `___`), and a serving name may not. Nor one of
+    embedkeeper's own tables, indexes or sequences (OWN_RELATIONS), nor longer than PostgreSQL
+    keeps (it would cut the name, and two sources' names could meet). Two sources' serving
+    names never meet: source names are unique."""
+    if PAIR_MARK in source:
+        return f'it holds "{PAIR_MARK}", which marks the names of the pairs\' tables and views'
+    if source in OWN_RELATIONS:
+        return "embedkeeper has a table or index of that name"
+    if len(source.encode()) > MAX_NAME:
+        return f"it is longer than PostgreSQL's {MAX_NAME} bytes"
+    return None
+
+
 def pair_tables(
     base: str, key_type: str, dimensions: int, storage: Storage = "vector"
 ) -> tuple[Table, Table, Table]:

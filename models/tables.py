@@ -228,3 +228,21 @@ pairs = Table(
     CheckConstraint("storage IN ('vector', 'halfvec')", name="pairs_storage_check"),
     CheckConstraint("key_type IN ('bigint', 'text', 'uuid')", name="pairs_key_type_check"),
 )
+
+# Each change of a source's serving model (the view embedkeeper.<source> that applications
+# search, store/serving/): which model it left (NULL: the first, set by `migrate`) and which it
+# took, when, and by which database role. The newest row of a source names the model that serves
+# it now; it is written in the transaction that replaces the view, so the two never disagree.
+switches = Table(
+    "switches",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("from_model", Text, nullable=True),
+    Column("to_model", Text, nullable=False),
+    now_column("switched_at"),
+    Column("switched_by", Text, nullable=False, server_default=text("current_user")),
+    # `switch --force` onto a pair that was not complete: how many documents it lacked then
+    Column("missing", BigInteger, nullable=False, server_default=text("0")),
+    Index("switches_source_idx", "source", "id"),
+)

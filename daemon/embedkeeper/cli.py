@@ -1,7 +1,8 @@
 """The `embedkeeper` command: argparse subcommands and exit codes.
 
 Exit codes: 0 every embeddable document is embedded; 1 fatal (config, database, model);
-2 usage; 3 finished, but some documents are in review; 128 + the signal (143 SIGTERM, 130 SIGINT)
+2 usage; 3 finished, but some documents are in review; 5 `switch` refused: the pair lacks
+documents; 128 + the signal (143 SIGTERM, 130 SIGINT)
 a one-shot command stopped by a signal. An EmbedkeeperError becomes one line on
 stderr (the traceback too with -v); anything else is a bug and keeps its traceback.
 """
@@ -37,6 +38,9 @@ HANDLERS = {
     "index": "embedkeeper.commands.index:cmd_index",
     "deletes": "embedkeeper.commands.deletes:cmd_deletes",
     "search": "embedkeeper.commands.search:cmd_search",
+    "models": "embedkeeper.commands.models:cmd_models",
+    "switch": "embedkeeper.commands.switch:cmd_switch",
+    "drop": "embedkeeper.commands.drop:cmd_drop",
     "demo": "embedkeeper.commands.demo:cmd_demo",
 }
 
@@ -116,10 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUESTION", help="the text to search for")
     p.add_argument(
         "--model",
-        help="the [[models]] name (default: with --source, the first model that embeds that"
-        " source; else the first)",
+        help="the [[models]] name (default: the model that serves the source, see"
+        " `embedkeeper models`)",
     )
-    p.add_argument("--source", help="the source to search (default: the first the model embeds)")
+    p.add_argument(
+        "--source",
+        help="the source to search (default: with --model, the first the model embeds; else"
+        " the first)",
+    )
     p.add_argument("-k", type=_positive, default=10, help="how many documents (default 10)")
     p.add_argument(
         "--chunks", action="store_true", help="the k nearest chunks (default: each document once)"
@@ -135,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--vector-only",
         action="store_true",
         help="rank by the vectors alone, where the source has full_text (default: both)",
+    )
+    p = add("models", "each source's pairs: coverage, size, last pass, which serves; switches")
+    p.add_argument("--json", action="store_true", help="pairs and switches as a JSON object")
+    p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")
+    p = add("switch", "make another model's pair serve a source (embedkeeper.<source>)")
+    p.add_argument("source", metavar="SOURCE", help="the source's name")
+    p.add_argument("model", metavar="MODEL", help="the [[models]] name to serve it")
+    p.add_argument("--force", action="store_true", help="switch even if the pair lacks documents")
+    p = add("drop", "drop a pair's tables, view, indexes and rows (as the owner)")
+    p.add_argument("source", metavar="SOURCE", help="the source's name")
+    p.add_argument("model", metavar="MODEL", help="the model's name")
+    p.add_argument(
+        "--force", action="store_true", help="drop it even though the config still embeds it"
     )
     p = add("failures", "documents in review: list, retry or ignore them")
     p.add_argument("action", choices=("list", "retry", "ignore"))

@@ -10,6 +10,7 @@
     |   +-- SourceNotFound      the configured table or column does not exist, or has a bad type
     |   +-- DimensionMismatch   the model's vectors do not fit what is configured or stored
     |   +-- NotIndexOwner       building or dropping an index needs the owner of the table
+    |   +-- NotOwner            switching a serving view or dropping a pair needs their owner
     +-- ModelError              the model cannot be loaded or used
     +-- BackendError
         +-- BackendUnavailable  (also Transient) the server or device cannot embed now
@@ -85,6 +86,11 @@ class DimensionMismatch(DatabaseError):
 class NotIndexOwner(DatabaseError):
     """A pair's vector index needs the owner of its chunks table; run this as the role that
     migrated."""
+
+
+class NotOwner(DatabaseError):
+    """This needs the owner of schema embedkeeper's views and tables; run it as the role that
+    ran `embedkeeper migrate`."""
 
 
 class ModelError(EmbedkeeperError):

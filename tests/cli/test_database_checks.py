@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from embedkeeper.store.source.preflight import HEAD_REVISION
 from tests.cli.conftest import Cli
 from tests.cli.helpers import assert_one_error_line, count_rows, scalar
 from tests.conftest import Server, insert_docs
@@ -104,7 +105,7 @@ def test_unmigrated_database_exits_1_asking_for_migrate(tmp_path, bare_url):
 
     line = assert_one_error_line(result, 1, "embedkeeper: error:")
     assert line == (
-        "embedkeeper: error: embedkeeper's schema is missing, this version needs 0010; "
+        f"embedkeeper: error: embedkeeper's schema is missing, this version needs {HEAD_REVISION}; "
         "run `embedkeeper migrate`"
     )
 
@@ -123,10 +124,12 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
     coverage = cli("coverage", "--json")
 
     assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.startswith("embedkeeper schema at revision 0010 in postgresql://")
-    assert "schema_migrated revision=0010" in migrated.stderr
+    assert migrated.stdout.startswith(
+        f"embedkeeper schema at revision {HEAD_REVISION} in postgresql://"
+    )
+    assert f"schema_migrated revision={HEAD_REVISION}" in migrated.stderr
     assert again.returncode == 0, again.stderr
-    assert "schema_current revision=0010" in again.stderr
+    assert f"schema_current revision={HEAD_REVISION}" in again.stderr
     assert coverage.returncode == 0, coverage.stderr
     assert json.loads(coverage.stdout) == [
         {
@@ -145,7 +148,7 @@ def test_migrate_then_coverage_works_on_a_bare_database(tmp_path, bare_url):
         }
     ]
     with psycopg.connect(bare_url) as conn:
-        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == "0010"
+        assert scalar(conn, "SELECT version_num FROM embedkeeper.alembic_version") == HEAD_REVISION
         id_type = scalar(
             conn,
             "SELECT format_type(atttypid, NULL) FROM pg_attribute"

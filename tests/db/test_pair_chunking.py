@@ -62,7 +62,8 @@ def test_migrate_records_the_settings_and_adopts_new_ones_which_fence_the_old_wr
 
     make_pairs(new)  # the operator adopts the new settings
     assert recorded(conn) == new_print
-    said = capsys.readouterr().out.splitlines()[-1]
+    # the pair's line (the source's serving view has the last)
+    said = capsys.readouterr().out.splitlines()[-2]
     assert said.endswith(
         f"; chunking {new_print} (was {old_print}): every document is embedded again"
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from embedkeeper.commands.backfill import backfill
+from embedkeeper.commands.migrate import make_pairs
 from tests.cli.helpers import paragraphs
 from tests.conftest import source_config
 
@@ -46,7 +47,9 @@ def documents(conn, db_url, make_app):
             "INSERT INTO public.documents VALUES (%s, %s)",
             [(i, text) for i, text in enumerate(texts, start=1)],
         )
-    app = make_app(source_config(db_url, table="public.documents"))
+    config = source_config(db_url, table="public.documents")
+    make_pairs(config)  # `migrate`: the pair's tables and view, the serving view
+    app = make_app(config)
     assert backfill(app, app.config.models).exit_code == 0
 
 
@@ -97,8 +100,6 @@ def test_the_python_search_snippet_runs_with_only_the_url_set(db_url, documents)
 def test_the_full_text_snippet_runs_as_pasted_once_migrate_has_made_the_column(
     conn, db_url, documents, make_app
 ):
-    from embedkeeper.commands.migrate import make_pairs
-
     make_pairs(source_config(db_url, table="public.documents", full_text="english"))
 
     rows = conn.execute(snippet(SQL_PAGE, "sql full text")).fetchall()

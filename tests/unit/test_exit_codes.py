@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from embedkeeper.commands.backfill import EXIT_IN_REVIEW, EXIT_STILL_HELD
+from embedkeeper.commands.switch import EXIT_INCOMPLETE
 from embedkeeper.service.signals import Interrupted, Received
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,8 @@ def test_the_backfill_unit_counts_a_stop_and_review_as_success_but_not_held_docu
 
 def test_the_documented_table_has_every_code():
     codes = documented_exit_codes()
-    assert set(codes) == {0, 1, 2, EXIT_IN_REVIEW, EXIT_STILL_HELD, 130, 143}
+    assert set(codes) == {0, 1, 2, EXIT_IN_REVIEW, EXIT_STILL_HELD, EXIT_INCOMPLETE, 130, 143}
     assert "SIGTERM" in codes[143]
     assert "SuccessExitStatus=3 130 143" in codes[143]
     assert "claim_lease" in codes[EXIT_STILL_HELD]
+    assert "--force" in codes[EXIT_INCOMPLETE]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -19,6 +20,7 @@ from embedkeeper.store.db import connect, database_url, mapped_errors
 from embedkeeper.store.pair.full_text import set_full_text
 from embedkeeper.store.pair.tables import adopt_chunking
 from embedkeeper.store.pair.view import replace_view
+from embedkeeper.store.serving.switches import settle_serving
 from embedkeeper.store.source.preflight import HEAD_REVISION, inspect_source, schema_revision
 from embedkeeper.store.upgrade.carry import carry_v01
 
@@ -144,5 +146,24 @@ def make_pairs(config: Config) -> None:
                         f"chunking {chunking} (was {replaced}): every document is embedded again"
                     )
                 print("; ".join(said))
+            for source in config.sources:
+                print(make_serving_view(conn, config, source))
     finally:
         app.close()
+
+
+def make_serving_view(conn: psycopg.Connection[Any], config: Config, source: SourceConfig) -> str:
+    """The source's serving view embedkeeper.<source>, first showing `serve` (else the first
+    model that embeds the source), later the model `switch` chose; what it did, in a line."""
+    name = source.source_name
+    first = source.serve or next(m.name for s, m in config.pairs() if s is source)
+    serving, now = settle_serving(conn, name, first)
+    line = f"source {name}: serving view embedkeeper.{name} shows model {serving}"
+    if now:
+        return f"{line} (set now)"
+    if source.serve and source.serve != serving:
+        return (
+            f"{line}; serve = {source.serve!r} is read only when the view is first made:"
+            f" run `embedkeeper switch {name} {source.serve}` to change it"
+        )
+    return line

@@ -16,7 +16,9 @@ import json
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,13 +28,14 @@ import psycopg
 from embedkeeper.app import open_app
 from embedkeeper.backends import Backend
 from embedkeeper.config import Config, ModelConfig, SourceConfig
-from embedkeeper.errors import ModelError, SchemaMissing, UsageError
+from embedkeeper.errors import ConfigError, ModelError, SchemaMissing, UsageError
 from embedkeeper.records import Document
 from embedkeeper.store.db import connect
 from embedkeeper.store.pair.full_text import full_text_config
 from embedkeeper.store.pair.tables import PairNames, vector_column_type
 from embedkeeper.store.search.hybrid import hybrid_nearest
 from embedkeeper.store.search.nearest import EF_SEARCH, VECTOR, Hit, nearest
+from embedkeeper.store.serving.switches import serving_model
 
 SNIPPET_CHARS = 100
 BY_VECTOR = "vector"  # the JSON's `ranking`: by cosine similarity, `score` = 1 - distance
@@ -43,9 +46,11 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     question = args.query.strip()
     if not question:
         raise UsageError("search: the question is empty")
-    source, model = searched_pair(config, args.source, args.model)
     app = open_app(config)
     with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
+        source, model = searched_pair(
+            config, args.source, args.model, serving=partial(serving_model, conn)
+        )
         pair = app.pair(model, source)
         names, queries = pair.names, pair.statements
         if not app.is_made(conn, pair):
@@ -95,15 +100,29 @@ def searched_by(names: PairNames, words_config: str | None, *, vector_only: bool
 
 
 def searched_pair(
-    config: Config, source: str | None, model: str | None
+    config: Config,
+    source: str | None,
+    model: str | None,
+    serving: Callable[[str], str | None] = lambda _: None,
 ) -> tuple[SourceConfig, ModelConfig]:
-    """The pair a search reads: `--model` (else, with `--source`, the first model that embeds
-    that source, else the first model) and `--source` (else the first source the model
-    embeds). A model that does not embed the source is a ConfigError naming both."""
-    if model is None and source is not None:
-        return config.chosen_pairs(source, None)[0]
-    chosen = config.model(model) if model else config.models[0]
-    return config.chosen_pairs(source, chosen.name)[0]
+    """The pair a search reads: `--model` and `--source` (else the first source the model
+    embeds); without `--model`, the source's serving model (`serving` reads it: the one
+    `migrate` set or `switch` chose), else the first model that embeds the source (a database
+    `migrate` has not given serving views). A model that does not embed the source is a
+    ConfigError naming both."""
+    if model is not None:
+        return config.chosen_pairs(source, config.model(model).name)[0]
+    chosen = config.source_named(source) if source else config.source
+    served = serving(chosen.source_name)
+    if served is None:
+        return config.chosen_pairs(chosen.source_name, None)[0]
+    if served not in {m.name for m in config.models}:
+        raise ConfigError(
+            f'source "{chosen.source_name}" is served by model "{served}", which is not in'
+            " [[models]]: search it with --model, or `embedkeeper switch` the source to a"
+            " configured model"
+        )
+    return config.chosen_pairs(chosen.source_name, served)[0]
 
 
 def pair_dimensions(conn: psycopg.Connection[Any], names: PairNames) -> int:

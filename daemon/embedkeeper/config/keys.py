@@ -36,6 +36,7 @@ SOURCE_KEYS: dict[str, Parser] = {
     "where": nonempty_str,
     "watermark_lag": parse_duration,
     "full_text": str_value,
+    "serve": nonempty_str,
 }
 
 SECTIONS: dict[str, dict[str, Parser]] = {

@@ -61,6 +61,9 @@ class SourceConfig:
     # passage is in the top 5 for 0.889 of them with words, 0.711 by vectors alone (bench
     # questions); its write cost does not show beside a model on a CPU (BENCHMARKS.md).
     full_text: str | None = "english"
+    # The model whose pair the serving view embedkeeper.<name> shows when `migrate` first makes
+    # it; None: the first model that embeds the source. Later, `embedkeeper switch` moves it.
+    serve: str | None = None
 
     @property
     def source_name(self) -> str:

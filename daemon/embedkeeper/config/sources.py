@@ -1,9 +1,12 @@
 """The sources of a config: `[source]` (one) or `[[sources]]` (several), their names, and which
 models apply to which.
 
-A source's name files its vectors (`embedkeeper.<source>__<model>_...`), so names must be unique,
-and a model's `sources` list must name sources that exist. Pure: config/loader.py hands it the
-parsed TOML document; it reads neither a file nor the environment.
+A source's name files its vectors (`embedkeeper.<source>__<model>_...`) and names its serving view
+(`embedkeeper.<source>`, which may not be a name a pair's relation or embedkeeper's own table
+can take: models/pairs.py serving_name_problem), so names must be unique; a model's `sources`
+list must name sources that exist, and a source's `serve` a model that embeds it. Pure:
+config/loader.py hands it the parsed TOML document; it reads neither a file nor the
+environment.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from embedkeeper.config.keys import parse_section
 from embedkeeper.config.settings import DEMO_SOURCE, ModelConfig, SourceConfig
 from embedkeeper.config.values import split_qualified_name
 from embedkeeper.errors import ConfigError
+from embedkeeper.models.pairs import MAX_NAME, OWN_RELATIONS, PAIR_MARK, serving_name_problem
 
 
 def parse_sources(document: Mapping[str, Any], in_file: bool) -> tuple[SourceConfig, ...]:
@@ -63,7 +67,22 @@ def make_source(values: dict[str, Any], where: str) -> SourceConfig:
         values["watermark_lag_s"] = values.pop("watermark_lag")
     if "full_text" in values:  # "" says off; left out, the default ("english")
         values["full_text"] = values["full_text"].strip() or None
-    return SourceConfig(schema=schema, table=table, **values)
+    source = SourceConfig(schema=schema, table=table, **values)
+    if problem := serving_name_problem(source.source_name):
+        raise ConfigError(
+            f'config: {where} is named "{source.source_name}", which cannot name its serving'
+            f" view embedkeeper.{source.source_name}: {problem}; give it another name, e.g."
+            f' name = "{_plainer(source.source_name)}"'
+        )
+    return source
+
+
+def _plainer(name: str) -> str:
+    """A name the serving view can take, to suggest."""
+    while PAIR_MARK in name:
+        name = name.replace(PAIR_MARK, "_")
+    name = name[:MAX_NAME].rstrip("_") or "documents"
+    return f"{name}_docs" if name in OWN_RELATIONS else name
 
 
 def _entry_label(entry: object, index: int) -> str:
@@ -96,9 +115,25 @@ def check_model_sources(models: Sequence[ModelConfig], sources: Sequence[SourceC
                     f'config: [[models]] "{model.name}" sources names "{name}", which is not a '
                     f"source{hint} (sources: {', '.join(names)})"
                 )
+    for source in sources:
+        if source.serve is not None:
+            _check_serve(source, models)
     for name in names:
         if not any(model.sources is None or name in model.sources for model in models):
             raise ConfigError(
                 f'config: no model applies to source "{name}": every [[models]] entry lists '
                 f"other sources; add it to one's sources, or remove the source"
             )
+
+
+def _check_serve(source: SourceConfig, models: Sequence[ModelConfig]) -> None:
+    """`serve` names a model that embeds the source."""
+    name, serve = source.source_name, source.serve
+    embedding = [m.name for m in models if m.sources is None or name in m.sources]
+    if serve not in embedding:
+        close = difflib.get_close_matches(serve or "", embedding, n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        raise ConfigError(
+            f'config: source "{name}" serve = "{serve}" is not a model that embeds it{hint}'
+            f" (its models: {', '.join(embedding)})"
+        )

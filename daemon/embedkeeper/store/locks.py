@@ -32,6 +32,9 @@ INDEX = "embedkeeper:index"  # (INDEX, model): a deferring backfill holds it sha
 MIGRATE = "embedkeeper:migrate"  # one migration at a time (alembic/env.py)
 DEMO = "embedkeeper:demo"  # one demo corpus load at a time
 PAIRS = "embedkeeper:pairs"  # (PAIRS, base name): one instance makes a pair's tables at a time
+SERVING = (
+    "embedkeeper:serving"  # (SERVING, source): one switch of a source's serving view at a time
+)
 
 
 def claim_space(source: str, model: str) -> str:

@@ -26,6 +26,7 @@ from psycopg import sql
 from embedkeeper.errors import ConfigError
 from embedkeeper.store.db import mapped_errors
 from embedkeeper.store.pair.tables import PairNames
+from embedkeeper.store.serving.serving_view import drop_serving_view_of
 
 COLUMN = "full_text"
 # The column's generation expression as PostgreSQL prints it: to_tsvector('english'::regconfig, …
@@ -77,6 +78,9 @@ def set_full_text(
         if current == target:
             return None
         if current is not None:
+            # The source's serving view may read the pair's view: it goes too, and `migrate`
+            # makes it again once the pair's view is back (its grants with it: docs/operations.md)
+            drop_serving_view_of(conn, names)
             conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(names.view))
             conn.execute(
                 sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(

@@ -19,7 +19,7 @@ from embedkeeper.store.source.source_sql import SourceSql
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0010"  # tests/db/test_schema.py checks this against alembic's head
+HEAD_REVISION = "0011"  # tests/db/test_schema.py checks this against alembic's head
 KEY_FAMILIES = {
     "smallint": "bigint",
     "integer": "bigint",
@@ -149,8 +149,8 @@ def schema_revision(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row else None
 
 
-def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> SourceSql:
-    """pgvector, embedkeeper's schema at head, the source table and its columns, the key type."""
+def check_schema(conn: psycopg.Connection[Any]) -> None:
+    """pgvector, and embedkeeper's schema at head."""
     with mapped_errors("checking the database"):
         check_pgvector(conn)
         revision = schema_revision(conn)
@@ -160,6 +160,11 @@ def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> Sourc
                 f"embedkeeper's schema is {state}, this version needs {HEAD_REVISION}; "
                 "run `embedkeeper migrate`"
             )
+
+
+def check_database(conn: psycopg.Connection[Any], source: SourceConfig) -> SourceSql:
+    """pgvector, embedkeeper's schema at head, the source table and its columns, the key type."""
+    check_schema(conn)
     info = inspect_source(conn, source)
     queries = SourceSql(source, info.key_family)
     _check_filter(conn, queries)
