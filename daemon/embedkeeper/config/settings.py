@@ -57,9 +57,9 @@ class SourceConfig:
     watermark_lag_s: float = 300.0
     # A PostgreSQL text search configuration ("english", "simple"): each chunk also gets a
     # tsvector and a GIN index, and `search` ranks by words as well as by meaning. None: off
-    # (`full_text = ""`). On by default: on 45 questions typed as people type them, the answering
-    # passage is in the top 5 for 0.889 of them with words, 0.711 by vectors alone (bench
-    # questions); its write cost does not show beside a model on a CPU (BENCHMARKS.md).
+    # (`full_text = ""`). On by default: on 121 questions typed as people type them, the
+    # answering passage is in the top 5 for 0.719 of them with words, 0.636 by vectors alone
+    # (bench questions); its write cost does not show beside a model on a CPU (BENCHMARKS.md).
     full_text: str | None = "english"
     # The model whose pair the serving view embedkeeper.<name> shows when `migrate` first makes
     # it; None: the first model that embeds the source. Later, `embedkeeper switch` moves it.
