@@ -8,7 +8,9 @@ round, in turn for each leg: its vectors are truncated and `backfill` runs as a 
 (docs/s from its summary line, and over the process's wall time); then `run --once` with
 nothing pending, as a process, alternated. Both legs run the same way on the same server and
 alternate A B A B, because this machine is shared and its speed moves between minutes: only
-the ratios of one run are comparable.
+the ratios of one run are comparable. A backfill's CPU time (the command's and the server's:
+the postmaster's own and its children's, exited backends included) gives documents per
+CPU-second, which other work on the machine moves far less than documents per second.
 
 BENCH_V01_BEFORE names a third tree of this project (e.g. `git archive` of the commit before a
 change, with its models/ and migrations links), run as a leg of its own in the same rounds: a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,7 +86,7 @@ class Leg:
         return [str(EMBEDKEEPER), *args, "--config", str(self.config)]
 
     def run(self, *args: str) -> tuple[float, str]:
-        """The command's wall time and its stdout; fails loudly."""
+        """The command's wall time and its stdout; fails loudly (CPU time: `cpu_s`)."""
         env = {**os.environ, "EMBEDKEEPER_DATABASE_URL": self.url}
         if self.name == "v01":
             env["PYTHONPATH"] = str(self.tree)
@@ -132,12 +135,36 @@ def _own_leg(database: BenchDatabase, name: str, config_text: str, tree: Path) -
     return leg
 
 
-def _backfill(leg: Leg) -> dict[str, float]:
+def _backfill(leg: Leg, server: Any) -> dict[str, float]:
     leg.truncate()
+    before = _cpu_s(server)
     wall_s, out = leg.run("backfill")
+    cpu_s = _cpu_s(server) - before
     match = RATE.search(out)
     assert match, out
-    return {"docs_per_s": float(match[1]), "wall_docs_per_s": DOCS / wall_s, "wall_s": wall_s}
+    return {
+        "docs_per_s": float(match[1]),
+        "wall_docs_per_s": DOCS / wall_s,
+        "docs_per_cpu_s": DOCS / cpu_s,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+    }
+
+
+def _cpu_s(server: Any) -> float:
+    """CPU seconds spent so far by the server (the postmaster, its live children, and the
+    exited ones it reaped) and by this process's waited-for children (the commands)."""
+    postmaster = server.get_postmaster_info().process
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children():
+        try:
+            child_times = child.cpu_times()
+        except Exception:  # psutil.NoSuchProcess: it exited between the list and the read
+            continue
+        total += child_times.user + child_times.system
+    mine = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return float(total + mine.ru_utime + mine.ru_stime)
 
 
 def main() -> None:
@@ -151,7 +178,7 @@ def main() -> None:
         backfills: dict[str, list[dict[str, float]]] = {leg.name: [] for leg in legs}
         for _ in range(ROUNDS):
             for leg in legs:
-                backfills[leg.name].append(_backfill(leg))
+                backfills[leg.name].append(_backfill(leg, database.server))
         noops: dict[str, list[float]] = {leg.name: [] for leg in legs}
         for _ in range(NOOPS):
             for leg in legs:
@@ -165,7 +192,7 @@ def main() -> None:
 
 def _report(backfills: dict[str, list[dict[str, float]]], noops: dict[str, list[float]]) -> None:
     print(f"beside v0.1: {DOCS} one-chunk documents, null backend, {ROUNDS} rounds alternated")
-    for key in ("docs_per_s", "wall_docs_per_s"):
+    for key in ("docs_per_s", "wall_docs_per_s", "docs_per_cpu_s"):
         old = [r[key] for r in backfills["v01"]]
         for name, rows in backfills.items():
             if name == "v01":
