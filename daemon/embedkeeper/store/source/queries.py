@@ -60,16 +60,22 @@ class PairQueries(PairSql):
         walk_order = "updated_at, id" if scope == "changed" else "id"
         return self._fmt(
             """
-            SELECT c.id, left(c.body, %(prefix_chars)s), length(c.body) > %(prefix_chars)s,
+            SELECT c.id,
+                   CASE WHEN c.chars > %(prefix_chars)s THEN left(c.body, %(prefix_chars)s)
+                        ELSE c.body END,
+                   c.chars > %(prefix_chars)s,
                    {body_hash}, c.updated_at,
                    pg_try_advisory_lock({claim_key}),
                    c.failure_class IS NOT DISTINCT FROM 'Crashed'
             FROM (
-              SELECT w.*, sum(w.size) OVER (ORDER BY {walk_order}) - w.size AS before
+              SELECT w.*,
+                     sum(least(w.chars, %(prefix_chars)s)) OVER (ORDER BY {walk_order})
+                       - least(w.chars, %(prefix_chars)s) AS before
               FROM (
+                -- The text's characters counted once (UTF-8 is counted character by
+                -- character): what is read of it, whether it is cut, what the claim holds.
                 SELECT {id} AS id, {text}::text AS body, {updated_at} AS updated_at,
-                       f.error_class AS failure_class,
-                       least(length({text}::text), %(prefix_chars)s) AS size
+                       f.error_class AS failure_class, length({text}::text) AS chars
                 FROM {source}
                 WHERE {where} AND NOT {blank}
                   AND (e.document_id IS NULL OR {stale}{other_chunking})
