@@ -33,7 +33,7 @@ ENDINGS = {
     "documents_pkey": "_documents_pkey",
     "chunking_index": "_chunking",
     "chunks_pkey": "_chunks_pkey",
-    "chunks_fkey": "_chunks_fkey",  # made no more (alembic 0011); reserved, as before
+    "chunks_fkey": "_chunks_fkey",
     "failures_pkey": "_failures_pkey",
     "failures_check": "_failures_check",
     "hnsw_index": "_hnsw",
@@ -150,6 +150,7 @@ def pair_tables(
         CheckConstraint,
         Column,
         DateTime,
+        ForeignKeyConstraint,
         Index,
         Integer,
         LargeBinary,
@@ -200,10 +201,13 @@ def pair_tables(
         Column("passage", Text, nullable=False),
         Column("embedding", vector, nullable=False),
         PrimaryKeyConstraint("document_id", "chunk", name=names.chunks_pkey),
-        # No foreign key to the record (alembic 0011 dropped it): its check, a per-row trigger
-        # on the COPY, cost more than the chunk row itself. Every path that deletes a record
-        # deletes its chunks in the same transaction (store/pass_io/prune.py delete_gone, the
-        # writer's replace).
+        # A document's chunks go with its record: every prune deletes records only.
+        ForeignKeyConstraint(
+            ["document_id"],
+            [documents.c.document_id],
+            name=names.chunks_fkey,
+            ondelete="CASCADE",
+        ),
     )
     failures = Table(
         names.failures,

@@ -9,7 +9,6 @@ from psycopg import sql
 
 from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, create_pair_tables
-from embedkeeper.store.pass_io.prune import prune_deleted
 from embedkeeper.store.report.coverage import measure
 from tests.conftest import insert_docs, source_config
 
@@ -51,7 +50,8 @@ def test_coverage_and_prune_read_a_pairs_tables(conn, db_url):
     assert (figures.pending, figures.failed, figures.ignored) == (2, 1, 0)
 
     conn.execute("DELETE FROM public.docs WHERE id = ANY(%s)", ([ids[0], ids[2]],))
-    assert prune_deleted(conn, queries) == 1
+    deleted = conn.execute(queries.statements.prune_deleted(), {"model": "minilm"}).fetchone()
+    assert deleted == (1,)
     left = sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
         names.documents, names.failures
     )

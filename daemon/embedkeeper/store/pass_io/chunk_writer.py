@@ -69,12 +69,11 @@ class ChunkWriter:
                 # Texts that changed, or a batch of other settings: the fence says which, and
                 # raises (nothing of the batch is then written: the transaction rolls back).
                 fence_chunking(self.conn, self.names, settings, record_if_none=False)
-            # Only a replaced record can have chunks (every path that deletes a record deletes
-            # its chunks in the same transaction: store/pass_io/prune.py): a document embedded
-            # the first time has none to delete (a first backfill deletes nothing).
+            # Only a replaced record can have chunks (the chunks' foreign key): a document
+            # embedded the first time has none to delete (a first backfill deletes nothing).
             replaced = [r[0] for r in rows if r[1]]
             if replaced:
-                self.conn.execute(self.source.delete_chunks(), {"ids": replaced})
+                self.conn.execute(self._delete_chunks(), {"ids": replaced})
             if written:
                 kept = set(written)
                 self._copy_chunks([e for e in embedded if e.document.id in kept], self._storage)
@@ -174,3 +173,8 @@ class ChunkWriter:
             records=self.names.documents,
             failures=self.names.failures,
         )
+
+    def _delete_chunks(self) -> sql.Composed:
+        return sql.SQL(
+            "DELETE FROM {chunks} AS c WHERE c.document_id = ANY(%(ids)s::{id_type}[])"
+        ).format(chunks=self.names.chunks, id_type=sql.SQL(self.source.id_type))

@@ -25,7 +25,6 @@ from psycopg import sql
 
 from embedkeeper.config import SourceConfig
 from embedkeeper.store.pair.pair import Pair
-from embedkeeper.store.pass_io.prune import delete_gone
 from embedkeeper.store.source.queries import table_identifier
 from embedkeeper.store.state.sync_state import SyncState, deleted_count, same_file, source_signature
 
@@ -165,13 +164,16 @@ def prune_from_log(
         ).fetchone()
         if moved is None:
             return None
-        params = {
-            "name": log_name(queries.source),
-            "after": logged.after,
-            "upto": logged.upto,
-            "model": model,
-        }
-        pruned = delete_gone(conn, pair, queries.prune_logged(), params)
+        row = conn.execute(
+            queries.prune_logged(),
+            {
+                "name": log_name(queries.source),
+                "after": logged.after,
+                "upto": logged.upto,
+                "model": model,
+            },
+        ).fetchone()
+        pruned = int(row[0]) if row else 0
         forget_pruned(conn, queries.source)
     return pruned
 

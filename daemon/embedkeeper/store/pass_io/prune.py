@@ -3,11 +3,6 @@
 Housekeeping that one instance does for all: a transaction-scoped advisory lock lets one instance
 prune a model at a time, and the others skip it (None: the one pruning covers them). When a pass
 prunes, and which of these it runs, is the plan's decision (sync/plan.py).
-
-A record's chunks are deleted by `delete_gone` after the record, in the same transaction but a
-statement of its own: no foreign key cascades (its per-row check cost every chunk written more
-than the row itself), and a statement after the records' delete sees what a writer committed
-while the prune waited for a record's lock, which a second CTE of the same statement would not.
 """
 
 from __future__ import annotations
@@ -40,21 +35,10 @@ def prune_changed(conn: psycopg.Connection[Any], pair: Pair, since: datetime) ->
     """Documents changed since `since` that went blank or out of scope (no lock: it deletes
     only what the walk's own rows say, and a peer doing the same deletes the same rows)."""
     with mapped_errors("pruning vectors of changed documents"):
-        params = {"model": pair.model_name, "since": since}
-        return delete_gone(conn, pair, pair.statements.prune_changed(), params)
-
-
-def delete_gone(
-    conn: psycopg.Connection[Any], pair: Pair, statement: sql.Composed, params: dict[str, Any]
-) -> int:
-    """Run one of the pair's prune statements (which delete records and failures and return
-    the records' ids), then delete those records' chunks; returns the records deleted."""
-    with conn.transaction():
-        row = conn.execute(statement, params).fetchone()
-        ids = row[0] if row and row[0] else []
-        if ids:
-            conn.execute(pair.statements.delete_chunks(), {"ids": ids})
-    return len(ids)
+        row = conn.execute(
+            pair.statements.prune_changed(), {"model": pair.model_name, "since": since}
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _locked(
@@ -64,4 +48,5 @@ def _locked(
         key = locks.pair_key(pair.source_name, pair.model_name)
         if not locks.take(conn, "pg_try_advisory_xact_lock", locks.PRUNE, key):
             return None
-        return delete_gone(conn, pair, statement, {"model": pair.model_name})
+        row = conn.execute(statement, {"model": pair.model_name}).fetchone()
+    return int(row[0]) if row else 0

@@ -243,31 +243,21 @@ class PairSql(SourceSql):
         )
 
     def _delete_gone(self, gone: sql.Composable) -> sql.Composed:
-        """Delete the model's records and failures of the ids `gone` selects (as `id`), by key;
-        returns the ids of the records deleted (NULL: none), whose chunks
-        store/pass_io/prune.py deletes next (delete_chunks: no foreign key does it)."""
+        """Delete the model's vectors and failures of the ids `gone` selects (as `id`), by key;
+        returns the vectors deleted."""
         return self._fmt(
             """
             WITH gone AS ({gone}), gone_vectors AS (
                 DELETE FROM {embeddings} AS e
                 WHERE e.document_id = ANY(ARRAY(SELECT id FROM gone))
-                RETURNING e.document_id
+                RETURNING 1
             ), gone_failures AS (
                 DELETE FROM {failures} AS f
                 WHERE f.document_id = ANY(ARRAY(SELECT id FROM gone))
             )
-            SELECT array_agg(document_id) FROM gone_vectors
+            SELECT count(*) FROM gone_vectors
             """,
             gone=gone,
-        )
-
-    def delete_chunks(self) -> sql.Composed:
-        """The chunks of the records `%(ids)s`: what a write replaces, and what a prune deletes
-        after their records (a statement of its own, so that its snapshot sees the chunks a
-        writer committed while the prune waited for the record's lock)."""
-        return self._fmt(
-            "DELETE FROM {chunks} AS c WHERE c.document_id = ANY(%(ids)s::{id_type}[])",
-            chunks=self.names.chunks,
         )
 
     def other_chunking_exists(self) -> sql.Composed:
