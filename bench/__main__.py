@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    beside_v01,
     chunked_backfill,
     chunker,
     database_path,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "instances": instances.main,
     "recovery": recovery.main,
     "database": database_path.main,
+    "v01": beside_v01.main,
     "hnsw": hnsw.main,
     "peers": peers.main,
     "chunker": chunker.main,

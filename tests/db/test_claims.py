@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -17,7 +18,7 @@ from embedkeeper.store.pass_io.pg_store import PgStore
 from embedkeeper.sync.plan import PassOptions
 from tests.conftest import insert_docs, one_pass, source_config, vectors
 from tests.fakes import ScriptedBackend, unit_vector
-from tests.pairs import made_pair
+from tests.pairs import RECORDS, made_pair
 
 RULES = ClaimRules(
     stale_by="none",
@@ -157,3 +158,29 @@ def test_a_claim_leaves_the_documents_of_a_batch_in_writing_to_it(conn, db_url, 
         assert advisory_locks(conn) == 1  # documents 1 and 2 are free: no second hold was left
         store.release(again.documents)
         assert advisory_locks(conn) == 0
+
+
+def test_a_claim_compares_records_chunking_only_when_the_pass_start_saw_other_settings(
+    conn, db_url, make_app
+):
+    insert_docs(conn, [f"doc {i}" for i in range(3)])
+    app = make_app(source_config(db_url), ScriptedBackend())
+    quiet = PassOptions(trigger="test", stale_by="none", retry_failed_now=False, changes_only=False)
+    one_pass(app, quiet)
+    pair = pair_of(app)
+    # RULES's settings ("none") are not the records': comparing them, every record is stale;
+    # told there are none of other settings, the claim is a walk of the missing only.
+    with connect(db_url) as session:
+        compared = claim_batch(session, pair, RULES, ("all", None), None, 10).claimed
+    with connect(db_url) as session:
+        skipped = replace(RULES, other_chunking=False)
+        trusted = claim_batch(session, pair, skipped, ("all", None), None, 10).claimed
+    assert [d.id for d in compared.documents] == [1, 2, 3]
+    assert trusted.documents == []
+
+    # A pass's start looks: a record of other settings makes its claims compare them.
+    conn.execute(f"UPDATE {RECORDS} SET chunking = 'text:older' WHERE document_id = 2")  # noqa: S608
+    result = one_pass(app, quiet)
+    assert result.stats.ok == 1
+    chunkings = conn.execute(f"SELECT DISTINCT chunking FROM {RECORDS}").fetchall()  # noqa: S608
+    assert chunkings == [(app.chunking(app.config.models[0]).fingerprint,)]

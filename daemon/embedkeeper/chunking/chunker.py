@@ -109,8 +109,13 @@ class Chunker:
         short = [i for i, text in enumerate(texts) if len(text) <= SEGMENT_CHARS]
         tokens = self._tokens([texts[i] for i in short])
         result: list[tuple[list[Chunk], bool]] = [([], False)] * len(texts)
+        whole = self._rule.whole
         for index, text_tokens in zip(short, tokens, strict=True):
-            result[index] = self._capped(self._cut(texts[index], text_tokens, 0, 0))
+            text = texts[index]
+            if text_tokens.size_of_whole(text) <= whole:  # most texts: one chunk, nothing cut
+                result[index] = (self._whole(text, text_tokens.count), False)
+            else:
+                result[index] = self._capped(self._cut(text, text_tokens, 0, 0))
         for index, text in enumerate(texts):
             if len(text) > SEGMENT_CHARS:  # a segment at a time, until the cap
                 result[index] = self._capped(self._cut_segments(text))
@@ -143,6 +148,14 @@ class Chunker:
             return [_Characters(len(segment)) for segment in segments]
         encodings = self._tokenizer.encode_batch(segments, add_special_tokens=False)
         return [_Encoded(e) for e in encodings]
+
+    def _whole(self, text: str, count: int) -> list[Chunk]:
+        """The one chunk of a text that fits whole (what _cut makes of it, without its
+        generators: at a million short texts they cost more than the chunk)."""
+        start, body = _trim(text, keep_indent=self._rule is not None and self._rule.sections)
+        if not body:
+            return []
+        return [Chunk(0, start, start + len(body), body, count if self._tokenizer else None)]
 
     def _cut(self, text: str, tokens: _Tokens, offset: int, first_seq: int) -> Iterator[Chunk]:
         """The chunks of one segment, trimmed; blank ones left out."""

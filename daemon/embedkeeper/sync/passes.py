@@ -209,6 +209,7 @@ class _Pass:
             prefix_chars=chunking.max_chars(window_chars),
             claim_chars=chunking.claim_chars(ctx.model.claim_size, window_chars),
             chunking=chunking.fingerprint,
+            other_chunking=plan.rechunk,
         )
         store = PgStore(
             conn,

@@ -42,6 +42,9 @@ class PassPlan:
     # Set when the log accounts for every delete: the background prune prunes these entries
     # instead of reading every key.
     from_log: delete_log.LogPrune | None = None
+    # Some records were chunked with other settings (observe's rechunk): claims compare each
+    # record's chunking only then.
+    rechunk: bool = True
 
 
 def prepare(
@@ -73,6 +76,7 @@ def prepare(
         prune_later=decision.prune_deleted_beside or from_log is not None,
         fingerprint=observed.fingerprint,
         log_position=observed.log_position,
+        rechunk=observed.rechunk or chunking is None,  # None: not asked, so assume some
         from_log=from_log,
     )
 

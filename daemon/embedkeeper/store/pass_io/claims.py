@@ -50,6 +50,9 @@ class ClaimRules:
     prefix_chars: int  # how much of each text to read: what its chunks can hold, with room
     claim_chars: int  # the text one claim may hold (at least one document is claimed)
     chunking: str  # the chunker's fingerprint: a record of other settings is stale
+    # Whether records of other settings may exist (the pass's start saw some): if not, the
+    # claim compares no record's chunking (PairQueries.claim).
+    other_chunking: bool = True
 
 
 # Claims (locks.key_sql) held by other sessions, read from pg_locks: a two-int4 advisory key
@@ -80,7 +83,12 @@ def claim_batch(
     scope, since = phase
     after_ts, after_id = after if scope == "changed" and after is not None else (None, after)
     rows = conn.execute(
-        pair.statements.claim(rules.stale_by, after=after is not None, scope=scope),
+        pair.statements.claim(
+            rules.stale_by,
+            after=after is not None,
+            scope=scope,
+            other_chunking=rules.other_chunking,
+        ),
         {
             "model": pair.model_name,
             "after": after_id,
