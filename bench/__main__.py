@@ -20,6 +20,7 @@ from bench import (
     retrieval,
     search,
     search_before,
+    switch,
 )
 
 BENCHMARKS = {
@@ -39,6 +40,7 @@ BENCHMARKS = {
     "search_before": search_before.main,
     "full_text": full_text_cost.main,
     "edit_cost": edit_cost.main,
+    "switch": switch.main,
 }
 
 
