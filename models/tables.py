@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.types import TypeEngine
 
 from .schema import SCHEMA
@@ -223,6 +223,11 @@ pairs = Table(
     # before it writes (store/pair/tables.py, fence_chunking); `migrate` adopts the config's.
     # NULL: a pair from before alembic 0009 (or made without settings), until the first write.
     Column("chunking", Text, nullable=True),
+    # The settings its vectors are made with, readable (chunking/for_model.py vector_settings):
+    # a config that changes them under the same model name is refused at start, naming old and
+    # new (store/pair/vector_settings.py); `migrate --reembed` adopts new ones. NULL: a pair from
+    # before alembic 0012, until `migrate` fills them from the config.
+    Column("vector_settings", JSONB, nullable=True),
     now_column("created_at"),
     PrimaryKeyConstraint("source", "model", name="pairs_pkey"),
     CheckConstraint("storage IN ('vector', 'halfvec')", name="pairs_storage_check"),

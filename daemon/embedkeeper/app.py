@@ -26,6 +26,7 @@ from embedkeeper.store.index.vector_index import IndexTarget, index_target
 from embedkeeper.store.pair.full_text import full_text_config, set_full_text
 from embedkeeper.store.pair.pair import Pair
 from embedkeeper.store.pair.tables import PairNames, PairRecord, ensure_pair, vector_column_type
+from embedkeeper.store.pair.vector_settings import check_vector_settings, settings_of
 from embedkeeper.store.pair.view import replace_view
 from embedkeeper.store.report.coverage import Coverage, measure, measure_unmade
 from embedkeeper.store.source.preflight import (
@@ -143,7 +144,12 @@ class App:
     def ensure_tables(self, conn: psycopg.Connection[Any], pair: Pair, dimensions: int) -> bool:
         """Make the pair's tables if missing (True then) and hold them to their record."""
         record = PairRecord(
-            pair.source.display_name, pair.key_type, dimensions, pair.storage, pair.chunking
+            pair.source.display_name,
+            pair.key_type,
+            dimensions,
+            pair.storage,
+            pair.chunking,
+            settings_of(pair.model),
         )
         created = ensure_pair(conn, pair.names, record)
         if created:
@@ -169,12 +175,25 @@ class App:
         self.backends.clear()
 
 
-def open_app(config: Config, backend_factory: BackendFactory | None = None) -> App:
-    """Check the database, the source and the models' stored dimensions, and make each pair;
-    load no model yet (a model's tokenizer, where installed, gives its chunking fingerprint)."""
+def open_app(
+    config: Config,
+    backend_factory: BackendFactory | None = None,
+    *,
+    reembedding: frozenset[tuple[str, str]] = frozenset(),
+) -> App:
+    """Check the database, the source, the models' stored dimensions and each made pair's
+    vector settings (`reembedding`: the (source, model) pairs whose new ones `migrate
+    --reembed` is adopting, exempt), and make each pair; load no model yet (a model's
+    tokenizer, where installed, gives its chunking fingerprint)."""
     url = database_url(config)
     with connect(url, timeout_s=config.connect_timeout_s) as conn:
         key_types = {s.source_name: check_database(conn, s).id_type for s in config.sources}
+        held = [
+            (PairNames.of(source.source_name, model.name), settings_of(model))
+            for source, model in config.pairs()
+            if (source.source_name, model.name) not in reembedding
+        ]
+        check_vector_settings(conn, held)
         dimensions: dict[str, int | None] = {}
         for model in config.models:
             if model.dimensions is not None:

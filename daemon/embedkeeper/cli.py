@@ -88,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents = [common if config else no_config]
         return sub.add_parser(name, parents=parents, help=help_text, description=help_text)
 
-    add("migrate", "create or upgrade embedkeeper's schema (alembic upgrade head)")
+    p = add("migrate", "create or upgrade embedkeeper's schema (alembic upgrade head)")
+    p.add_argument(
+        "--reembed",
+        nargs=2,
+        action="append",
+        metavar=("SOURCE", "MODEL"),
+        help="adopt the pair's changed vector settings (prefix, normalize, model, ...) in place:"
+        " every document is embedded again, and search mixes the two vector spaces until then"
+        " (repeat for each pair of the model)",
+    )
     p = add("backfill", "embed every pending document, then exit")
     p.add_argument("--model", help="only this [[models]] name")
     p.add_argument("--source", help="only this source (its [source] or [[sources]] name)")

@@ -93,14 +93,14 @@ def model_chunking(model: ModelConfig) -> ModelChunking:
     return ModelChunking(chunker, window.capacity)
 
 
-def vectors_key(model: ModelConfig) -> str:
-    """A short hash of what decides a passage's vector besides its text: the backend and the
-    model it names, the prefix, normalisation, the window (`max_tokens`), the dimensions asked
-    of a server and its options. It ends the chunking fingerprint, so a stored vector is kept
-    for an equal passage only under the same settings, and a change of them embeds again.
-    Where the model is served from (`url`, `device`), batch sizes and timeouts do not change a
-    vector and are left out."""
-    decides = {
+def vector_settings(model: ModelConfig) -> dict[str, object]:
+    """What decides a passage's vector besides its text, as readable values: the backend and
+    the model it names, the prefix, normalisation, the window (`max_tokens`), the dimensions
+    asked of a server and its options. A pair records them (embedkeeper.pairs.vector_settings)
+    so that a config changing them under the same model name is refused with the old and new
+    values (store/pair/vector_settings.py). Where the model is served from (`url`, `device`),
+    batch sizes and timeouts do not change a vector and are left out."""
+    return {
         "backend": model.backend,
         "model": model.model,
         "prefix": model.prefix,
@@ -109,7 +109,13 @@ def vectors_key(model: ModelConfig) -> str:
         "dimensions": model.dimensions if model.request_dimensions else None,
         "options": dict(model.options or {}),
     }
-    text = json.dumps(decides, sort_keys=True, default=str)
+
+
+def vectors_key(model: ModelConfig) -> str:
+    """A short hash of vector_settings(model). It ends the chunking fingerprint, so a stored
+    vector is kept for an equal passage only under the same settings, and a change of them
+    embeds again."""
+    text = json.dumps(vector_settings(model), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:VECTORS_KEY_CHARS]
 
 

@@ -18,7 +18,8 @@ from embedkeeper.errors import EmbedkeeperError
 from embedkeeper.logs import event, mask_url
 from embedkeeper.store.db import connect, database_url, mapped_errors
 from embedkeeper.store.pair.full_text import set_full_text
-from embedkeeper.store.pair.tables import adopt_chunking
+from embedkeeper.store.pair.tables import adopt_chunking, forget_chunking
+from embedkeeper.store.pair.vector_settings import adopt_vector_settings, changes, settings_of
 from embedkeeper.store.pair.view import replace_view
 from embedkeeper.store.serving.switches import settle_serving
 from embedkeeper.store.source.preflight import HEAD_REVISION, inspect_source, schema_revision
@@ -104,19 +105,24 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         report = carry_v01(conn, config)
     for line in report.lines():
         print(line)
-    make_pairs(config)
+    reembed = frozenset((source, model) for source, model in getattr(args, "reembed", None) or ())
+    for source, model in sorted(reembed):
+        config.chosen_pairs(source, model)  # an unknown source or model, or a pair not embedded
+    make_pairs(config, reembed=reembed)
     return 0
 
 
-def make_pairs(config: Config) -> None:
+def make_pairs(config: Config, *, reembed: frozenset[tuple[str, str]] = frozenset()) -> None:
     """Each (source, model) pair's tables (a model whose dimensions the config does not state
     is loaded to learn them), its full-text column as the source's `full_text` says, its
-    search view, replaced so it follows the config's `where`, and its chunking settings: the
-    config's are adopted here, the operator's act of changing them (every writer of other
-    settings is then refused, store/pair/tables.py fence_chunking)."""
+    search view, replaced so it follows the config's `where`, its vector settings and its
+    chunking settings. The config's chunking is adopted here, the operator's act of changing
+    it (every writer of other settings is then refused, store/pair/tables.py fence_chunking);
+    its vector settings only for the pairs `reembed` names (store/pair/vector_settings.py),
+    else filled where none are recorded, and refused where they differ (by open_app)."""
     from embedkeeper.app import open_app
 
-    app = open_app(config)
+    app = open_app(config, reembedding=reembed)
     try:
         with connect(app.url, timeout_s=config.connect_timeout_s) as conn:
             for pair in app.pairs.values():
@@ -129,9 +135,17 @@ def make_pairs(config: Config) -> None:
                 replace_view(conn, pair.statements)
                 chunking = pair.chunking
                 replaced = None
-                if chunking is not None:
-                    with conn.transaction():
+                with conn.transaction():
+                    vectors_were = adopt_vector_settings(
+                        conn,
+                        names,
+                        settings_of(model),
+                        reembed=(source.source_name, model.name) in reembed,
+                    )
+                    if chunking is not None:
                         replaced = adopt_chunking(conn, names, chunking)
+                    elif vectors_were is not None:
+                        forget_chunking(conn, names)  # the first write records the new one
                 said = [
                     f"source {source.source_name}, model {model.name}: tables"
                     f" embedkeeper.{names.relations.documents}, _chunks, _failures;"
@@ -139,9 +153,13 @@ def make_pairs(config: Config) -> None:
                 ]
                 if full_text:
                     said.append(full_text)
+                if vectors_were is not None:
+                    said.append(reembed_said(vectors_were, settings_of(model)))
+                elif (source.source_name, model.name) in reembed:
+                    said.append("vector settings unchanged: nothing to embed again")
                 if chunking is None:
                     said.append("chunking recorded by the first write (no tokenizer here)")
-                elif replaced:
+                elif replaced and vectors_were is None:
                     said.append(
                         f"chunking {chunking} (was {replaced}): every document is embedded again"
                     )
@@ -150,6 +168,16 @@ def make_pairs(config: Config) -> None:
                 print(make_serving_view(conn, config, source))
     finally:
         app.close()
+
+
+def reembed_said(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What `migrate --reembed` did, and what it costs until the passes are done."""
+    return (
+        f"vector settings changed ({'; '.join(changes(old, new))}): every document is embedded"
+        " again by the next passes; until then search mixes the two vector spaces (old and new"
+        " vectors rank against each other; `embedkeeper coverage` shows the progress). A new"
+        " model name and `embedkeeper switch` avoid that"
+    )
 
 
 def make_serving_view(conn: psycopg.Connection[Any], config: Config, source: SourceConfig) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from embedkeeper.errors import ConfigError, DatabaseError, DimensionMismatch, SchemaMissing
 from embedkeeper.models.pairs import RelationNames, Storage, pair_base_name, pair_tables
@@ -108,13 +109,15 @@ def vector_column_type(conn: psycopg.Connection[Any], names: PairNames) -> str |
 class PairRecord:
     """What a pair's tables were made for (a row of embedkeeper.pairs). `chunking`: the
     chunker's fingerprint of the config that makes them; None: unknown here (the first write,
-    or `migrate`, records it)."""
+    or `migrate`, records it). `vectors`: the settings its vectors are made with
+    (store/pair/vector_settings.py); None: `migrate` fills them."""
 
     source_table: str
     key_type: str
     dimensions: int
     storage: str
     chunking: str | None = None
+    vectors: dict[str, Any] | None = None
 
 
 def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRecord) -> None:
@@ -132,7 +135,8 @@ def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
         if row is None:  # a worker may only read the registry: it writes only what is new
             conn.execute(
                 "INSERT INTO embedkeeper.pairs (source, model, base_name, source_table,"
-                " key_type, dimensions, storage, chunking) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " key_type, dimensions, storage, chunking, vector_settings)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (source, model) DO NOTHING",
                 (
                     names.source,
@@ -143,6 +147,7 @@ def record_pair(conn: psycopg.Connection[Any], names: PairNames, wanted: PairRec
                     wanted.dimensions,
                     wanted.storage,
                     wanted.chunking,
+                    None if wanted.vectors is None else Jsonb(wanted.vectors),
                 ),
             )
             row = conn.execute(select, (names.source, names.model)).fetchone()
@@ -283,6 +288,17 @@ def adopt_chunking(conn: psycopg.Connection[Any], names: PairNames, wanted: str)
             (wanted, *pair),
         )
     return recorded
+
+
+def forget_chunking(conn: psycopg.Connection[Any], names: PairNames) -> None:
+    """Clear the pair's recorded chunking (`migrate --reembed` where no tokenizer is installed
+    to tell the new fingerprint): the first write records its own, and the records of the old
+    one are stale to it. The caller owns the transaction."""
+    with mapped_errors(f"clearing the chunking of {names.source}/{names.model}"):
+        conn.execute(
+            "UPDATE embedkeeper.pairs SET chunking = NULL WHERE source = %s AND model = %s",
+            (names.source, names.model),
+        )
 
 
 def _names_its_vectors_now(recorded: str, wanted: str) -> bool:

@@ -19,7 +19,7 @@ from embedkeeper.store.source.source_sql import SourceSql
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0011"  # tests/db/test_schema.py checks this against alembic's head
+HEAD_REVISION = "0012"  # tests/db/test_schema.py checks this against alembic's head
 KEY_FAMILIES = {
     "smallint": "bigint",
     "integer": "bigint",
