@@ -55,6 +55,17 @@ class BenchDatabase:
             )
         return self.url(name)
 
+    def create_docs(self, name: str, fill: Callable[[psycopg.Connection[Any]], None]) -> str:
+        """A new database holding pgvector and public.docs (id bigint, body text), filled by
+        `fill`, not migrated; returns its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with psycopg.connect(self.url(name), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
+            fill(conn)
+        return self.url(name)
+
     def drop(self, name: str) -> None:
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
@@ -78,13 +89,7 @@ def bench_database(
     config.write_text(config_text)
     database = BenchDatabase(server, home, config)
     try:
-        with psycopg.connect(database.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-        with psycopg.connect(database.url(TEMPLATE), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-            conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
-            fill(conn)
-        migrate(database.url(TEMPLATE), SourceConfig(schema="public", table="docs"))
+        migrate(database.create_docs(TEMPLATE, fill), SourceConfig(schema="public", table="docs"))
         yield database
     finally:
         server.cleanup()

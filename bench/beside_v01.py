@@ -122,15 +122,10 @@ def _legs(database: BenchDatabase) -> list[Leg]:
 
 
 def _own_leg(database: BenchDatabase, name: str, config_text: str, tree: Path) -> Leg:
-    with psycopg.connect(database.url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(database.url(name), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, body text)")
-        _fill(conn)
+    url = database.create_docs(name, _fill)
     config = database.home / f"{name}.toml"
     config.write_text(config_text)
-    leg = Leg(name, database.url(name), config, tree)
+    leg = Leg(name, url, config, tree)
     leg.run("migrate")
     return leg
 
