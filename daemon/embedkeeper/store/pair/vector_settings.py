@@ -79,11 +79,18 @@ def check_vector_settings(
     conn: psycopg.Connection[Any], pairs: list[tuple[PairNames, Settings]]
 ) -> None:
     """Refuse a config whose vector settings differ from a pair's recorded ones, naming every
-    such pair. A pair not made yet, or recorded before 0012 (none), passes. Reads only."""
+    such pair. A pair not made yet, or recorded before 0012 (none), passes. Reads only, in one
+    statement whatever the number of pairs (it runs at every command's start)."""
+    with mapped_errors("reading the pairs' vector settings"):
+        rows = conn.execute(
+            "SELECT source, model, vector_settings FROM embedkeeper.pairs"
+            " WHERE vector_settings IS NOT NULL"
+        ).fetchall()
+    stored = {(str(source), str(model)): old for source, model, old in rows}
     changed = []
     for names, mine in pairs:
-        old = recorded(conn, names)
-        if old is not ... and old is not None and old != mine:
+        old = stored.get((names.source, names.model))
+        if old is not None and old != mine:
             changed.append((names, old, mine))
     if changed:
         raise _refusal(changed)
